@@ -1,0 +1,119 @@
+"""Fixtures shared by every test tier.
+
+Integration tests get a database of their own, cloned from a template that the migrations
+built once per run. The server is ``DATABASE_URL`` when it is set (any database on it; the
+tests create their own beside it), otherwise the embedded PostgreSQL under ``.data/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from worker.db import async_url
+from worker.embedded_db import start_embedded_postgres
+from worker.migrate import upgrade
+from worker.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = f"mailworker_template_{os.getpid()}"
+
+
+def _server_url() -> str:
+    if os.environ.get("DATABASE_URL"):
+        return async_url(os.environ["DATABASE_URL"])
+    return start_embedded_postgres(REPO_ROOT / ".data")
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+async def _admin(url: str, *statements: str) -> None:
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            for statement in statements:
+                await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """A URL of the PostgreSQL server the tests run against."""
+    return _server_url()
+
+
+@pytest.fixture(scope="session")
+def template_database(server_url: str) -> Iterator[str]:
+    """A database migrated to the newest schema, cloned by each test that needs one."""
+    asyncio.run(
+        _admin(server_url, f"DROP DATABASE IF EXISTS {TEMPLATE}", f"CREATE DATABASE {TEMPLATE}")
+    )
+    upgrade(_with_database(server_url, TEMPLATE), "mail")
+    yield TEMPLATE
+    asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
+
+
+@pytest.fixture
+def empty_database_url(server_url: str) -> Iterator[str]:
+    """URL of a new, empty database, dropped after the test."""
+    name = f"mailworker_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(server_url, f"CREATE DATABASE {name}"))
+    yield _with_database(server_url, name)
+    asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def database_url(server_url: str, template_database: str) -> Iterator[str]:
+    """URL of a database of this test's own, already migrated."""
+    name = f"mailworker_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(server_url, f"CREATE DATABASE {name} TEMPLATE {template_database}"))
+    yield _with_database(server_url, name)
+    asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def secret_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def settings(database_url: str, secret_key: str, tmp_path: Path) -> Settings:
+    """Settings pointing at this test's database, with a secret key of its own."""
+    return Settings(database_url=database_url, secret_key=secret_key, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def cli_env(database_url: str, secret_key: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for running ``mailworker`` against this test's database."""
+    return {
+        "DATABASE_URL": database_url,
+        "MAILWORKER_SECRET_KEY": secret_key,
+        "MAILWORKER_DATA_DIR": str(tmp_path / "data"),
+        "MAILWORKER_LOG_FORMAT": "json",
+    }
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction that the test may commit or leave to roll back."""
+    async with engine.connect() as connection:
+        yield connection

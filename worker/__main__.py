@@ -1,0 +1,5 @@
+"""``python -m worker`` does what the ``mailworker`` command does."""
+
+from worker.cli import main
+
+main()

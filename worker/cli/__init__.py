@@ -1,0 +1,66 @@
+"""The ``mailworker`` command: the root group and the commands that need no sub-group."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import structlog
+
+from worker import __version__
+from worker.cli.context import CliContext, pass_cli
+from worker.migrate import upgrade
+
+__all__ = ["main"]
+
+log = structlog.get_logger("worker.cli")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Settings file (TOML). Default: $MAILWORKER_CONFIG_FILE, if set.",
+)
+@click.version_option(__version__, prog_name="mailworker")
+@click.pass_context
+def main(ctx: click.Context, config_file: Path | None) -> None:
+    """Send notification e-mail from a PostgreSQL outbox through SMTP mailbox accounts."""
+    ctx.obj = CliContext(config_file=config_file)
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the settings."""
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of aligned text.")
+@pass_cli
+def config_show(cli: CliContext, as_json: bool) -> None:
+    """Print the effective settings, secrets masked."""
+    effective = cli.settings.effective()
+    if as_json:
+        click.echo(json.dumps(effective, indent=2))
+        return
+    width = max(len(name) for name in effective)
+    for name, value in effective.items():
+        click.echo(f"{name:<{width}}  {'' if value is None else value}")
+
+
+@main.command("migrate")
+@pass_cli
+def migrate(cli: CliContext) -> None:
+    """Create or upgrade the database schema to the newest version."""
+    upgrade(cli.database_url(), cli.settings.db_schema)
+    log.info("database_migrated", schema=cli.settings.db_schema)
+    click.echo(f"database schema {cli.settings.db_schema!r} is up to date")
+
+
+# Sub-command groups live in their own modules and attach themselves to ``main``.
+from worker.cli import enqueue, profiles  # noqa: E402
+
+main.add_command(profiles.profiles)
+main.add_command(enqueue.enqueue)

@@ -1,0 +1,33 @@
+"""Connecting to PostgreSQL: the URL to use and the engine every part of the service shares."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from worker.embedded_db import start_embedded_postgres
+from worker.models import DECLARED_SCHEMA
+from worker.settings import Settings
+
+__all__ = ["async_url", "create_engine", "resolve_database_url"]
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """``DATABASE_URL`` if set, otherwise the embedded server's (started on demand)."""
+    if settings.database_url is not None:
+        return async_url(settings.database_url.get_secret_value())
+    return start_embedded_postgres(settings.data_dir)
+
+
+def async_url(url: str) -> str:
+    """Any PostgreSQL URL, as the asyncpg driver URL SQLAlchemy needs."""
+    return make_url(url).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    """An engine whose queries name the configured schema instead of the declared ``mail``."""
+    return create_async_engine(
+        url or resolve_database_url(settings),
+        pool_pre_ping=True,
+        execution_options={"schema_translate_map": {DECLARED_SCHEMA: settings.db_schema}},
+    )

@@ -1,0 +1,200 @@
+"""The database schema as SQLAlchemy Core tables: the declared truth the migrations must match.
+
+Tables are declared in the schema ``mail``. A deployment that configures another schema name
+gets the same tables there: the engine translates ``mail`` at execution time
+(``schema_translate_map``), so no query spells the schema name itself.
+
+The ``outbox`` and ``attachment`` tables and their column names are the public contract with
+the services that enqueue mail (see ``docs/outbox.md``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+__all__ = ["DECLARED_SCHEMA", "attachment", "attempt", "metadata", "outbox", "profile"]
+
+DECLARED_SCHEMA = "mail"
+
+metadata = MetaData(
+    schema=DECLARED_SCHEMA,
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    },
+)
+
+ENCRYPTION_MODES = ("auto", "ssl", "starttls", "none")
+AUTH_METHODS = ("login", "none", "xoauth2")
+MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
+MESSAGE_KINDS = ("notification", "test")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    listed = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({listed})"
+
+
+profile = Table(
+    "profile",
+    metadata,
+    Column("id", Integer, Identity(), primary_key=True),
+    Column("name", Text, nullable=False, comment="Account name; how callers refer to it."),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("from_address", Text, nullable=False),
+    Column("display_name", Text, nullable=False, server_default=""),
+    Column("reply_to", Text),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("server_type", Text, nullable=False, server_default="smtp"),
+    Column("host", Text, nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("encryption", Text, nullable=False, server_default="auto"),
+    Column("auth_method", Text, nullable=False, server_default="login"),
+    Column("login", Text),
+    Column("password_encrypted", LargeBinary, comment="Fernet token; never the plain password."),
+    Column("verify_tls", Boolean, nullable=False, server_default=text("true")),
+    Column("ca_bundle", Text, comment="Path of a CA file that signs the server certificate."),
+    Column("daily_cap", Integer, comment="Messages per rolling 24 h; NULL = no cap."),
+    Column("max_connections", SmallInteger, nullable=False, server_default=text("2")),
+    Column("timeout_seconds", Integer, nullable=False, server_default=text("60")),
+    Column("is_default", Boolean, nullable=False, server_default=text("false")),
+    Column("preset", Text, comment="Provider preset the profile was made from, if any."),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("name"),
+    CheckConstraint("name <> ''", name="name_not_empty"),
+    CheckConstraint("server_type = 'smtp'", name="server_type"),
+    CheckConstraint("port BETWEEN 1 AND 65535", name="port_range"),
+    CheckConstraint(_one_of("encryption", ENCRYPTION_MODES), name="encryption"),
+    CheckConstraint(_one_of("auth_method", AUTH_METHODS), name="auth_method"),
+    CheckConstraint("daily_cap IS NULL OR daily_cap > 0", name="daily_cap_positive"),
+    CheckConstraint("max_connections BETWEEN 1 AND 50", name="max_connections_range"),
+    CheckConstraint("timeout_seconds BETWEEN 1 AND 3600", name="timeout_range"),
+    # A profile that logs in has something to log in with; the password may come later.
+    CheckConstraint("auth_method = 'none' OR login IS NOT NULL", name="login_when_auth"),
+    comment="SMTP profiles: a mail program's account page each.",
+)
+# At most one profile is the default one.
+Index(
+    "uq_profile_single_default",
+    profile.c.is_default,
+    unique=True,
+    postgresql_where=profile.c.is_default,
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("profile", Text, comment="Account name of the profile; NULL = the default profile."),
+    Column("to_addrs", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("cc_addrs", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("bcc_addrs", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("body_text", Text, nullable=False, server_default=""),
+    Column("body_html", Text),
+    Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("priority", SmallInteger, nullable=False, server_default=text("0")),
+    Column("not_before", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("idempotency_key", Text),
+    Column("kind", Text, nullable=False, server_default="notification"),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("status_reason", Text, comment="Why the message waits or failed, in words."),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_error", Text),
+    Column("smtp_response", Text),
+    Column("message_id", Text, comment="Message-ID header, generated once, reused on retries."),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    UniqueConstraint("idempotency_key"),
+    CheckConstraint(
+        "cardinality(to_addrs) + cardinality(cc_addrs) + cardinality(bcc_addrs) > 0",
+        name="has_recipient",
+    ),
+    CheckConstraint(
+        "array_position(to_addrs, NULL) IS NULL AND array_position(cc_addrs, NULL) IS NULL"
+        " AND array_position(bcc_addrs, NULL) IS NULL",
+        name="no_null_recipient",
+    ),
+    CheckConstraint(_one_of("status", MESSAGE_STATUSES), name="status"),
+    CheckConstraint(_one_of("kind", MESSAGE_KINDS), name="kind"),
+    CheckConstraint("priority >= 0", name="priority_not_negative"),
+    CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+    CheckConstraint("jsonb_typeof(headers) = 'object'", name="headers_object"),
+    CheckConstraint("idempotency_key <> ''", name="idempotency_key_not_empty"),
+    comment="Messages to send. Other services insert here, inside their own transactions.",
+)
+
+attachment = Table(
+    "attachment",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column(
+        "outbox_id",
+        BigInteger,
+        ForeignKey(outbox.c.id, ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("filename", Text, nullable=False),
+    Column("content_type", Text, nullable=False, server_default="application/octet-stream"),
+    Column("content", LargeBinary, nullable=False),
+    CheckConstraint("filename <> ''", name="filename_not_empty"),
+    CheckConstraint("content_type LIKE '%_/_%'", name="content_type_shape"),
+    Index(None, "outbox_id"),
+    comment="Files attached to outbox messages, inserted in the message's transaction.",
+)
+
+attempt = Table(
+    "attempt",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column(
+        "outbox_id",
+        BigInteger,
+        ForeignKey(outbox.c.id, ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attempt_no", Integer, nullable=False),
+    Column("profile", Text),
+    Column("worker_id", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("outcome", Text, comment="sent, partial, retry, failed, deferred or interrupted."),
+    Column("smtp_code", SmallInteger),
+    Column("smtp_text", Text),
+    Column("tls_version", Text),
+    Column("error", Text),
+    Column(
+        "recipients",
+        JSONB,
+        nullable=False,
+        server_default=text("'{}'::jsonb"),
+        comment="Per-recipient result: address -> {code, text}.",
+    ),
+    Index(None, "outbox_id", "attempt_no"),
+    comment="One row per delivery attempt of an outbox message.",
+)

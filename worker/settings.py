@@ -1,0 +1,161 @@
+"""The service's settings: one typed object, read once from the environment and a TOML file.
+
+Only this module reads ``os.environ``. Everything else receives a :class:`Settings`.
+Precedence, highest first: environment variables, the settings file, the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from worker.errors import ConfigurationError
+
+__all__ = ["CONFIG_FILE_ENV", "Settings", "load_settings"]
+
+CONFIG_FILE_ENV = "MAILWORKER_CONFIG_FILE"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class Settings(BaseSettings):
+    """Every setting of the service, with its default and its meaning.
+
+    Each field is read from ``MAILWORKER_<NAME>`` (``DATABASE_URL`` for the database) or from
+    the same name in lower case in the settings file.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAILWORKER_",
+        extra="forbid",
+        validate_default=True,
+        hide_input_in_errors=True,
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "MAILWORKER_DATABASE_URL", "database_url"),
+        description=(
+            "PostgreSQL URL, e.g. postgresql://user:pass@host:5432/db. "
+            "Empty: an embedded PostgreSQL is started under the data folder."
+        ),
+    )
+    db_schema: str = Field(
+        default="mail",
+        description="PostgreSQL schema that holds every table of the service.",
+    )
+    data_dir: Path = Field(
+        default=Path(".data"),
+        description="Folder for the embedded database and the development secret key.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Fernet key(s) that encrypt stored passwords, comma-separated, newest first. "
+            "Older keys still decrypt, so keys can be rotated. "
+            "Empty: a development key file is generated under the data folder."
+        ),
+    )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="File holding the key(s) instead of MAILWORKER_SECRET_KEY (Docker secrets).",
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="json: one JSON object a line; console: readable; auto: console on a TTY.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level that is written."
+    )
+    max_message_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        gt=0,
+        description="Largest message (body plus attachments) that enqueue accepts, in bytes.",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The settings file arrives as init arguments; the environment must win over it.
+        return env_settings, init_settings
+
+    @field_validator("db_schema")
+    @classmethod
+    def _schema_is_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError(
+                f"must be a lower-case PostgreSQL identifier (letters, digits, _), not {value!r}"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_is_postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        scheme = value.get_secret_value().split("://", 1)[0]
+        if scheme not in {"postgres", "postgresql", "postgresql+asyncpg"}:
+            raise ValueError(f"must be a postgresql:// URL, not a {scheme}:// one")
+        return value
+
+    def effective(self) -> dict[str, Any]:
+        """The settings as plain values, secrets masked: what ``config show`` prints."""
+        shown: dict[str, Any] = {}
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                shown[name] = "**********" if value.get_secret_value() else None
+            elif isinstance(value, Path):
+                shown[name] = str(value)
+            else:
+                shown[name] = value
+        if self.database_url is not None:
+            shown["database_url"] = mask_url_password(self.database_url.get_secret_value())
+        return shown
+
+
+def mask_url_password(url: str) -> str:
+    """``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Build the settings, or raise :class:`ConfigurationError` naming each mistake."""
+    if config_file is None and os.environ.get(CONFIG_FILE_ENV):
+        config_file = Path(os.environ[CONFIG_FILE_ENV])
+    from_file: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            from_file = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            message = f"cannot read settings file {config_file}: {exc.strerror}"
+            raise ConfigurationError(message) from None
+        except tomllib.TOMLDecodeError as exc:
+            message = f"settings file {config_file} is not valid TOML: {exc}"
+            raise ConfigurationError(message) from None
+    try:
+        return Settings(**from_file)
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid settings:"]
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        env = "DATABASE_URL" if field == "database_url" else f"MAILWORKER_{field.upper()}"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  - {field}: unknown setting")
+        else:
+            lines.append(f"  - {field} ({env}): {error['msg']}")
+    return "\n".join(lines)
