@@ -1,15 +1,59 @@
-"""SMTP profiles: a mail program's account page, as stored in ``mail.profile``."""
+"""SMTP profiles: a mail program's account page, as stored in ``mail.profile``.
+
+:class:`Profile` is a stored row. :class:`ProfileFields` is what a person sets on the page
+(everything but the password); :func:`build_fields` fills it from a provider preset and
+:func:`profile_problems` says in words why it would not work. :class:`ProfileEntry` is one
+profile of a file for ``mailworker profiles apply``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import ipaddress
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-__all__ = ["AuthMethod", "Encryption", "Profile"]
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
+
+from worker.addresses import address_problem, local_part
+from worker.errors import InvalidProfile
+from worker.presets import LoginRule, Preset, unknown_preset_problem
+
+__all__ = [
+    "AuthMethod",
+    "Encryption",
+    "Profile",
+    "ProfileEntry",
+    "ProfileFields",
+    "build_fields",
+    "clean_password",
+    "default_login",
+    "edit_fields",
+    "encryption_port_problem",
+    "ensure_valid",
+    "parse_profiles_file",
+    "profile_problems",
+    "profile_warnings",
+]
 
 Encryption = Literal["auto", "ssl", "starttls", "none"]
 AuthMethod = Literal["login", "none", "xoauth2"]
+
+IMPLICIT_TLS_PORT = 465
+SUBMISSION_PORT = 587
+# Limits of the CHECK constraints in worker/models.py, so a profile that passes here fits.
+MAX_DAILY_CAP = 2**31 - 1
+MAX_CONNECTIONS = 50
+MAX_TIMEOUT_SECONDS = 3600
+
+_NAME = re.compile(r"^\w(?:[\w .-]{0,62}\w)?$")
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
+# Empty text in these fields means "not set", which the table stores as NULL.
+_OPTIONAL_TEXT = frozenset({"reply_to", "login", "ca_bundle", "preset"})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,3 +90,358 @@ class Profile:
     @property
     def has_password(self) -> bool:
         return self.password_encrypted is not None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ProfileFields:
+    """The fields a person sets on a profile: every stored column but the password and flags.
+
+    The server type is always SMTP, so it is not a field here.
+    """
+
+    name: str
+    from_address: str
+    host: str
+    port: int
+    enabled: bool = True
+    display_name: str = ""
+    reply_to: str | None = None
+    description: str = ""
+    encryption: Encryption = "auto"
+    auth_method: AuthMethod = "login"
+    login: str | None = None
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    daily_cap: int | None = None
+    max_connections: int = 2
+    timeout_seconds: int = 60
+    preset: str | None = None
+
+    @classmethod
+    def of(cls, profile: Profile) -> ProfileFields:
+        """The settable fields of a stored profile."""
+        return cls(
+            **{field.name: getattr(profile, field.name) for field in dataclasses.fields(cls)}
+        )
+
+    def as_row(self) -> dict[str, Any]:
+        """Column values for ``mail.profile``."""
+        return dataclasses.asdict(self)
+
+    def differences(self, other: ProfileFields) -> list[str]:
+        """Names of the fields whose values differ from ``other``'s."""
+        theirs = other.as_row()
+        return [name for name, value in self.as_row().items() if theirs[name] != value]
+
+
+def _tidy(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Surrounding blanks dropped; an empty optional field becomes "not set"."""
+    return {name: _tidy_value(name, value) for name, value in values.items()}
+
+
+def _tidy_value(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    value = value.strip()
+    return None if name in _OPTIONAL_TEXT and not value else value
+
+
+def default_port(encryption: Encryption) -> int:
+    """The usual port of an encryption mode: 465 for implicit TLS, 25 for none, else 587."""
+    return {"ssl": IMPLICIT_TLS_PORT, "none": 25}.get(encryption, SUBMISSION_PORT)
+
+
+def default_login(from_address: str, rule: LoginRule) -> str:
+    """The login a provider expects for an address: all of it or the part before the @."""
+    return local_part(from_address) if rule == "local_part" else from_address
+
+
+def _with_default_login(fields: ProfileFields, preset: Preset | None) -> ProfileFields:
+    if fields.auth_method != "login" or fields.login is not None:
+        return fields
+    rule: LoginRule = preset.login_rule if preset else "full_address"
+    return dataclasses.replace(fields, login=default_login(fields.from_address, rule))
+
+
+def build_fields(given: Mapping[str, Any], preset: Preset | None) -> ProfileFields:
+    """A new profile's fields: the preset's values, overridden by those ``given``.
+
+    A preset's encryption belongs to its port: given another port and no encryption, the
+    profile uses ``auto``. Without a port the encryption's usual one is used; without a
+    login, the preset's login rule (or the full address) makes one from the outgoing address.
+    """
+    given = _tidy(given)
+    values: dict[str, Any] = {"host": "", "encryption": "auto"}
+    if preset is not None:
+        values |= {
+            "host": preset.host,
+            "port": preset.port,
+            "encryption": preset.encryption,
+            "daily_cap": preset.daily_cap,
+            "preset": preset.name,
+        }
+        if given.get("port", preset.port) != preset.port and "encryption" not in given:
+            values["encryption"] = "auto"
+    values |= given
+    values.setdefault("port", default_port(values["encryption"]))
+    return _with_default_login(ProfileFields(**values), preset)
+
+
+def edit_fields(
+    current: ProfileFields, changes: Mapping[str, Any], preset: Preset | None
+) -> ProfileFields:
+    """``current`` with ``changes`` applied (a login is derived if one becomes needed)."""
+    return _with_default_login(dataclasses.replace(current, **_tidy(changes)), preset)
+
+
+def clean_password(password: str, preset: Preset | None) -> str:
+    """The password as the server wants it: Gmail shows app passwords in groups with spaces."""
+    if preset is not None and preset.strip_password_spaces:
+        password = "".join(password.split())
+    if not password:
+        raise InvalidProfile(["the password is empty"])
+    return password
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def profile_problems(
+    fields: ProfileFields, *, has_password: bool, presets: Mapping[str, Preset]
+) -> list[str]:
+    """Every reason, in words, why ``fields`` would not make a working mail account."""
+    preset = presets.get(fields.preset) if fields.preset else None
+    problems = [
+        *_name_problems(fields.name),
+        *_address_problems(fields),
+        *_server_problems(fields),
+        *_auth_problems(fields, has_password, preset),
+        *_limit_problems(fields),
+    ]
+    if fields.preset and preset is None:
+        problems.append(unknown_preset_problem(fields.preset, presets))
+    return problems
+
+
+def ensure_valid(
+    fields: ProfileFields, *, has_password: bool, presets: Mapping[str, Preset]
+) -> None:
+    """Raise :class:`InvalidProfile` with every problem of ``fields``, if there is one."""
+    problems = profile_problems(fields, has_password=has_password, presets=presets)
+    if problems:
+        raise InvalidProfile(problems)
+
+
+def _name_problems(name: str) -> Iterator[str]:
+    if not name:
+        yield "account name is empty"
+    elif not _NAME.match(name):
+        yield (
+            f"account name {name!r} may contain only letters, digits, spaces, '.', '_' and '-',"
+            " up to 64 characters, starting and ending with a letter or digit"
+        )
+
+
+def _address_problems(fields: ProfileFields) -> Iterator[str]:
+    problem = address_problem(fields.from_address, field="outgoing address (from_address)")
+    if problem:
+        yield problem
+    if fields.reply_to is not None:
+        problem = address_problem(fields.reply_to, field="reply-to address")
+        if problem:
+            yield problem
+    # The display name goes into the From header, where a line break would start a new header.
+    if any(char in fields.display_name for char in "\r\n\0"):
+        yield "display name contains a line break or NUL character"
+
+
+def _server_problems(fields: ProfileFields) -> Iterator[str]:
+    problem = _host_problem(fields.host)
+    if problem:
+        yield problem
+    if not 1 <= fields.port <= 65535:
+        yield f"port {fields.port} must be between 1 and 65535"
+    problem = encryption_port_problem(fields.encryption, fields.port)
+    if problem:
+        yield problem
+
+
+def _host_problem(host: str) -> str | None:
+    if not host:
+        return "server host is empty; give the SMTP server's name (e.g. smtp.wp.pl) or a preset"
+    if "://" in host:
+        return f"server host {host!r} must be the server name only, e.g. smtp.wp.pl, no smtp://"
+    if _HOSTNAME.match(host) or _is_ip_address(host):
+        return None
+    return (
+        f"server host {host!r} is not a server name or IP address (the port goes in its own field)"
+    )
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def encryption_port_problem(encryption: str, port: int) -> str | None:
+    """The usual mix-up of implicit TLS and STARTTLS ports, in words; ``None`` when none."""
+    if encryption == "ssl" and port == SUBMISSION_PORT:
+        return "port 587 expects STARTTLS; use encryption=starttls or auto, or port 465 for ssl"
+    if encryption in {"starttls", "none"} and port == IMPLICIT_TLS_PORT:
+        return (
+            f"port 465 expects implicit TLS, not {encryption}; use encryption=ssl or auto,"
+            " or port 587 for starttls"
+        )
+    return None
+
+
+def _auth_problems(fields: ProfileFields, has_password: bool, preset: Preset | None) -> list[str]:
+    if fields.auth_method == "xoauth2":
+        return [
+            "authentication xoauth2 (OAuth2) is not supported yet;"
+            " use login (login and password, e.g. an app password) or none"
+        ]
+    if fields.auth_method == "none":
+        if has_password:
+            return ["a password is given but authentication is none; remove one of them"]
+        return []
+    problems = []
+    if fields.encryption == "none":
+        problems.append(
+            "encryption none with login and password: a password would travel unencrypted;"
+            " use encryption auto, ssl or starttls"
+        )
+    if not fields.login:
+        problems.append("authentication login needs a login (user name)")
+    elif preset is not None:
+        problems.extend(_login_rule_problems(fields.login, fields.from_address, preset))
+    if not has_password:
+        problems.append(
+            "authentication login needs a password and none is given (type it at the prompt,"
+            " or use --password-stdin, --password-env or password_env)"
+        )
+    return problems
+
+
+def _login_rule_problems(login: str, from_address: str, preset: Preset) -> Iterator[str]:
+    if preset.login_rule == "local_part" and "@" in login:
+        yield (
+            f"{preset.name} expects the login without the domain:"
+            f" {local_part(login)!r}, not {login!r}"
+        )
+    elif preset.login_rule == "full_address" and "@" not in login:
+        yield (
+            f"{preset.name} expects the full e-mail address as the login,"
+            f" e.g. {from_address!r}, not {login!r}"
+        )
+
+
+def _limit_problems(fields: ProfileFields) -> Iterator[str]:
+    if fields.daily_cap is not None and not 1 <= fields.daily_cap <= MAX_DAILY_CAP:
+        yield f"daily cap {fields.daily_cap} must be at least 1 (leave it empty for no cap)"
+    if not 1 <= fields.max_connections <= MAX_CONNECTIONS:
+        yield f"max connections {fields.max_connections} must be between 1 and {MAX_CONNECTIONS}"
+    if not 1 <= fields.timeout_seconds <= MAX_TIMEOUT_SECONDS:
+        yield (
+            f"timeout {fields.timeout_seconds} s must be between 1 and"
+            f" {MAX_TIMEOUT_SECONDS} seconds"
+        )
+
+
+def profile_warnings(fields: ProfileFields, preset: Preset | None) -> list[str]:
+    """Doubtful but possible settings, in words: worth a note, not a refusal."""
+    warnings = []
+    if preset is not None and fields.host == preset.host and fields.port not in preset.ports:
+        documented = " and ".join(str(port) for port in preset.ports)
+        warnings.append(
+            f"{preset.title} documents port {documented} for {preset.host};"
+            f" port {fields.port} is not confirmed to work"
+        )
+    if preset is not None and preset.daily_cap and (fields.daily_cap or 0) > preset.daily_cap:
+        warnings.append(
+            f"{preset.title} allows about {preset.daily_cap} messages a day;"
+            f" a daily cap of {fields.daily_cap} may get the account blocked"
+        )
+    if not fields.verify_tls:
+        warnings.append(
+            f"verify_tls is off: the server's certificate is not checked, so anyone between"
+            f" here and {fields.host} could pose as it and read the login"
+        )
+        if fields.ca_bundle:
+            warnings.append("ca_bundle is ignored while verify_tls is off")
+    return warnings
+
+
+# --- files for ``profiles apply`` ------------------------------------------------------------
+
+
+class ProfileEntry(BaseModel):
+    """One ``[profiles.NAME]`` table of a profiles file; a field left out takes its default.
+
+    The password is never in the file: ``password_env`` names the environment variable that
+    holds it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    preset: str | None = None
+    enabled: bool | None = None
+    from_address: str
+    display_name: str | None = None
+    reply_to: str | None = None
+    description: str | None = None
+    host: str | None = None
+    port: int | None = None
+    encryption: Encryption | None = None
+    auth_method: AuthMethod | None = None
+    login: str | None = None
+    password_env: str | None = None
+    daily_cap: int | Literal["none"] | None = None
+    max_connections: int | None = None
+    timeout_seconds: int | None = None
+    verify_tls: bool | None = None
+    ca_bundle: str | None = None
+    default: bool = False
+
+    def given_fields(self) -> dict[str, Any]:
+        """The profile fields the table sets, as :func:`build_fields` takes them."""
+        given = self.model_dump(exclude_unset=True, exclude={"preset", "password_env", "default"})
+        if given.get("daily_cap") == "none":
+            given["daily_cap"] = None
+        return given
+
+
+class _ProfilesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    profiles: dict[str, ProfileEntry]
+
+
+def parse_profiles_file(text: str, *, source: str) -> dict[str, ProfileEntry]:
+    """The profiles of a TOML profiles file, by name; :class:`InvalidProfile` names mistakes."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidProfile([f"{source} is not valid TOML: {exc}"]) from None
+    try:
+        profiles = _ProfilesFile.model_validate(data).profiles
+    except ValidationError as exc:
+        problems = [
+            f"{source}: {'.'.join(str(part) for part in error['loc'])}: {_entry_error(error)}"
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        raise InvalidProfile(problems) from None
+    if not profiles:
+        raise InvalidProfile([f"{source} has no [profiles.NAME] tables"])
+    return profiles
+
+
+def _entry_error(error: ErrorDetails) -> str:
+    if error["type"] != "extra_forbidden":
+        return error["msg"]
+    if "password" in str(error["loc"][-1]):
+        return "passwords never go into the file; name an environment variable with password_env"
+    return "unknown field"

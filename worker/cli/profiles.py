@@ -1,12 +1,675 @@
-"""``mailworker profiles ...``: manage SMTP profiles."""
+"""``mailworker profiles ...``: manage SMTP profiles, each a mail program's account page.
+
+A password comes from a hidden prompt, from standard input or from an environment variable,
+never from a command-line argument, which other users of the machine can read in the process
+list. It is stored encrypted (:mod:`worker.crypto`) and never printed or logged.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
 import click
+import structlog
+
+from worker.cli.context import CliContext, pass_cli, run_async
+from worker.crypto import PasswordCipher, load_cipher
+from worker.errors import InvalidProfile, MailWorkerError, ProfileNotFound, SecretKeyError
+from worker.logs import register_secret
+from worker.models import AUTH_METHODS, ENCRYPTION_MODES
+from worker.presets import Preset, load_presets, require_preset
+from worker.profiles import (
+    Profile,
+    ProfileEntry,
+    ProfileFields,
+    build_fields,
+    clean_password,
+    edit_fields,
+    ensure_valid,
+    parse_profiles_file,
+    profile_problems,
+    profile_warnings,
+)
+from worker.repository import Repository
 
 __all__ = ["profiles"]
+
+log = structlog.get_logger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_FIELD_NAMES = frozenset(field.name for field in dataclasses.fields(ProfileFields))
 
 
 @click.group("profiles")
 def profiles() -> None:
     """Add, change, list and remove SMTP profiles (mail account settings)."""
+
+
+# --- input -----------------------------------------------------------------------------------
+
+
+def _field_options(command: F) -> F:
+    """The options that set profile fields, shared by ``add`` and ``edit``."""
+    options = (
+        click.option("--from", "from_address", metavar="ADDRESS", help="Outgoing address."),
+        click.option("--display-name", metavar="TEXT", help="Name shown beside the address."),
+        click.option("--reply-to", metavar="ADDRESS", help="Reply-to address; '' for none."),
+        click.option("--description", metavar="TEXT", help="What the account is for."),
+        click.option("--host", metavar="HOST", help="SMTP server name."),
+        click.option("--port", type=int, help="SMTP server port."),
+        click.option(
+            "--encryption",
+            type=click.Choice(ENCRYPTION_MODES),
+            help="auto: implicit TLS on 465, required STARTTLS elsewhere; ssl: implicit TLS.",
+        ),
+        click.option(
+            "--auth",
+            "auth_method",
+            type=click.Choice(AUTH_METHODS),
+            help="login: login and password; none: no login (xoauth2 is not supported yet).",
+        ),
+        click.option("--login", metavar="LOGIN", help="Default: from the preset's login rule."),
+        click.option("--daily-cap", type=int, metavar="N", help="Messages per rolling 24 h."),
+        click.option("--no-daily-cap", is_flag=True, help="No daily cap, whatever the preset."),
+        click.option("--max-connections", type=int, metavar="N", help="Parallel connections."),
+        click.option("--timeout", "timeout_seconds", type=int, metavar="SECONDS"),
+        click.option(
+            "--verify-tls/--no-verify-tls", default=None, help="Check the server certificate."
+        ),
+        click.option("--ca-bundle", metavar="FILE", help="CA file for the server certificate."),
+        click.option("--enable/--disable", "enabled", default=None, help="Sending on or off."),
+        click.option("--password-stdin", is_flag=True, help="Read the password from stdin."),
+        click.option("--password-env", metavar="VAR", help="Read the password from $VAR."),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _given_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The profile fields set on the command line (click passes ``None`` for the others)."""
+    given = {
+        name: value for name, value in options.items() if name in _FIELD_NAMES and value is not None
+    }
+    if options["no_daily_cap"]:
+        if "daily_cap" in given:
+            raise click.UsageError("give --daily-cap or --no-daily-cap, not both")
+        given["daily_cap"] = None
+    return given
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _environment_password(variable: str) -> str | None:
+    # The variable's name is chosen by the user at run time, so it cannot be a setting of
+    # worker.settings, the module that otherwise alone reads the environment.
+    return os.environ.get(variable) or None
+
+
+def _read_password(*, from_stdin: bool, variable: str | None, prompt: str | None) -> str | None:
+    """The password the user gives, if any, registered at once so that no log line shows it.
+
+    ``prompt`` asks for it at a hidden prompt when standard input is a terminal and neither
+    ``--password-stdin`` nor ``--password-env`` is given.
+    """
+    if from_stdin and variable:
+        raise click.UsageError("give --password-stdin or --password-env, not both")
+    password: str | None = None
+    if from_stdin:
+        password = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    elif variable:
+        password = _environment_password(variable)
+        if password is None:
+            raise click.UsageError(f"environment variable {variable} is not set or empty")
+    elif prompt is not None and _stdin_is_terminal():
+        password = click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    else:
+        return None
+    register_secret(password)
+    return password
+
+
+@dataclasses.dataclass(frozen=True)
+class _NewPassword:
+    """A password the user gave, and the cipher that will store it."""
+
+    plain: str = dataclasses.field(repr=False)
+    cipher: PasswordCipher
+
+    def cleaned(self, preset: Preset | None) -> str:
+        password = clean_password(self.plain, preset)
+        register_secret(password)
+        return password
+
+    def token(self, preset: Preset | None) -> bytes:
+        return self.cipher.encrypt(self.cleaned(preset))
+
+    def is_stored_in(self, profile: Profile, preset: Preset | None) -> bool:
+        """Whether ``profile`` already holds this password."""
+        if profile.password_encrypted is None:
+            return False
+        try:
+            stored = self.cipher.decrypt(profile.password_encrypted, profile=profile.name)
+        except SecretKeyError:
+            return False  # stored under a lost key: the given password replaces it
+        return stored == self.cleaned(preset)
+
+
+def _new_password(cli: CliContext, plain: str | None) -> _NewPassword | None:
+    return None if plain is None else _NewPassword(plain, load_cipher(cli.settings))
+
+
+def _password_values(
+    current: Profile, fields: ProfileFields, new: _NewPassword | None, *, remove: bool
+) -> dict[str, bytes | None]:
+    """The ``password_encrypted`` change, if any: a new password, or none when not needed."""
+    if new is not None:
+        return {"password_encrypted": new.token(_preset_or_none(fields.preset))}
+    if (remove or fields.auth_method == "none") and current.has_password:
+        return {"password_encrypted": None}
+    return {}
+
+
+@contextlib.contextmanager
+def _as_click_errors() -> Iterator[None]:
+    """The service's own errors, raised before any database work, as a one-line failure."""
+    try:
+        yield
+    except MailWorkerError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _preset_or_none(name: str | None) -> Preset | None:
+    return load_presets().get(name) if name else None
+
+
+async def _existing(repository: Repository, name: str) -> Profile:
+    profile = await repository.get_profile(name)
+    if profile is None:
+        raise ProfileNotFound(f"no profile is named {name!r}; `mailworker profiles list` shows all")
+    return profile
+
+
+async def _settle_default(repository: Repository, name: str, *, make_default: bool) -> bool:
+    """Make ``name`` the default when asked or when no profile is; whether it now is."""
+    if make_default or await repository.get_default_profile() is None:
+        return await repository.make_default_profile(name)
+    return False
+
+
+def _echo_warnings(fields: ProfileFields, preset: Preset | None, *, prefix: str = "") -> None:
+    for warning in profile_warnings(fields, preset):
+        click.echo(f"warning: {prefix}{warning}", err=True)
+
+
+def _describe(fields: ProfileFields) -> str:
+    login = f"login {fields.login}" if fields.auth_method == "login" else "no login"
+    return (
+        f"{fields.from_address} via {fields.host}:{fields.port}"
+        f" (encryption {fields.encryption}, {login})"
+    )
+
+
+# --- add -------------------------------------------------------------------------------------
+
+
+@profiles.command("add")
+@click.argument("name")
+@click.option(
+    "--preset",
+    "preset_name",
+    metavar="PRESET",
+    help="Take server, port, encryption, daily cap and login rule from a provider preset.",
+)
+@_field_options
+@click.option("--default", "make_default", is_flag=True, help="Make it the default profile.")
+@pass_cli
+def add_profile(
+    cli: CliContext,
+    /,
+    *,
+    name: str,
+    preset_name: str | None,
+    password_stdin: bool,
+    password_env: str | None,
+    make_default: bool,
+    **options: Any,
+) -> None:
+    """Add profile NAME. The first profile becomes the default one.
+
+    The password is asked for at a hidden prompt, unless --password-stdin or --password-env
+    gives it.
+    """
+    given = _given_fields(options)
+    if "from_address" not in given:
+        raise click.UsageError("--from ADDRESS (the outgoing address) is required")
+    with _as_click_errors():
+        presets = load_presets()
+        preset = require_preset(preset_name, presets) if preset_name else None
+        fields = build_fields({"name": name, **given}, preset)
+        prompt = f"Password for {fields.login} at {fields.host}"
+        plain = _read_password(
+            from_stdin=password_stdin,
+            variable=password_env,
+            prompt=prompt if fields.auth_method == "login" else None,
+        )
+        ensure_valid(fields, has_password=plain is not None, presets=presets)
+        new = _new_password(cli, plain)
+        token = None if new is None else new.token(preset)
+    is_default = run_async(lambda: _insert(cli, fields, token, make_default=make_default))
+    log.info("profile_added", profile=fields.name, preset=fields.preset, default=is_default)
+    click.echo(f"added profile {fields.name!r}: {_describe(fields)}")
+    if is_default:
+        click.echo(f"{fields.name!r} is the default profile")
+    _echo_warnings(fields, preset)
+    if preset is not None:
+        click.echo(f"hint ({preset.name}): {preset.hint}")
+
+
+async def _insert(
+    cli: CliContext, fields: ProfileFields, token: bytes | None, *, make_default: bool
+) -> bool:
+    async with cli.repository() as repository:
+        if await repository.profile_exists(fields.name):
+            raise click.ClickException(
+                f"a profile named {fields.name!r} exists already;"
+                " change it with `mailworker profiles edit`"
+            )
+        await repository.create_profile({**fields.as_row(), "password_encrypted": token})
+        return await _settle_default(repository, fields.name, make_default=make_default)
+
+
+# --- edit ------------------------------------------------------------------------------------
+
+
+@profiles.command("edit")
+@click.argument("name")
+@_field_options
+@click.option("--ask-password", is_flag=True, help="Type a new password at a hidden prompt.")
+@click.option("--no-password", "remove_password", is_flag=True, help="Remove the password.")
+@pass_cli
+def edit_profile(
+    cli: CliContext,
+    /,
+    *,
+    name: str,
+    password_stdin: bool,
+    password_env: str | None,
+    ask_password: bool,
+    remove_password: bool,
+    **options: Any,
+) -> None:
+    """Change the given fields of profile NAME; the whole profile is checked again.
+
+    Switching to --auth none removes the stored password.
+    """
+    changes = _given_fields(options)
+    password_options = (password_stdin, bool(password_env), ask_password, remove_password)
+    if sum(password_options) > 1:
+        raise click.UsageError(
+            "give only one of --password-stdin, --password-env, --ask-password, --no-password"
+        )
+    if not changes and not any(password_options):
+        raise click.UsageError("nothing to change: give the fields to change (see --help)")
+    if ask_password and not _stdin_is_terminal():
+        raise click.UsageError("--ask-password needs a terminal; use --password-stdin instead")
+    with _as_click_errors():
+        plain = _read_password(
+            from_stdin=password_stdin,
+            variable=password_env,
+            prompt=f"New password for profile {name!r}" if ask_password else None,
+        )
+        new = _new_password(cli, plain)
+    fields, changed = run_async(lambda: _update(cli, name, changes, new, remove=remove_password))
+    if not changed:
+        click.echo(f"profile {name!r} is unchanged")
+        return
+    log.info("profile_updated", profile=name, fields=changed)
+    click.echo(f"updated profile {name!r} ({', '.join(changed)}): {_describe(fields)}")
+    _echo_warnings(fields, _preset_or_none(fields.preset))
+
+
+async def _update(
+    cli: CliContext,
+    name: str,
+    changes: Mapping[str, Any],
+    new: _NewPassword | None,
+    *,
+    remove: bool,
+) -> tuple[ProfileFields, list[str]]:
+    presets = load_presets()
+    async with cli.repository() as repository:
+        current = await _existing(repository, name)
+        before = ProfileFields.of(current)
+        fields = edit_fields(before, changes, _preset_or_none(current.preset))
+        password = _password_values(current, fields, new, remove=remove)
+        has_password = password.get("password_encrypted", current.password_encrypted) is not None
+        ensure_valid(fields, has_password=has_password, presets=presets)
+        changed = fields.differences(before) + (["password"] if password else [])
+        if changed:
+            await repository.update_profile(name, {**fields.as_row(), **password})
+    return fields, changed
+
+
+# --- list, show, presets ---------------------------------------------------------------------
+
+
+def _public_view(profile: Profile) -> dict[str, Any]:
+    """Every field of a profile, the password only as "set" or "not set"."""
+    view = {
+        field.name: getattr(profile, field.name)
+        for field in dataclasses.fields(profile)
+        if field.name != "password_encrypted"
+    }
+    view["password"] = "set" if profile.has_password else "not set"
+    preset = _preset_or_none(profile.preset)
+    view["hint"] = preset.hint if preset else None
+    return view
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[column]) for row in [headers, *rows]) for column in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    )
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+async def _all_profiles(cli: CliContext) -> list[Profile]:
+    async with cli.repository() as repository:
+        return await repository.list_profiles()
+
+
+@profiles.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_cli
+def list_profiles(cli: CliContext, as_json: bool) -> None:
+    """List the profiles; * marks the default one."""
+    found = run_async(lambda: _all_profiles(cli))
+    if as_json:
+        click.echo(json.dumps([_public_view(p) for p in found], indent=2, ensure_ascii=False))
+    elif not found:
+        click.echo("no profiles yet; add one with `mailworker profiles add`")
+    else:
+        headers = ("NAME", "DEFAULT", "ENABLED", "FROM", "SERVER", "ENCRYPTION", "AUTH")
+        rows = [
+            (
+                p.name,
+                "*" if p.is_default else "",
+                _yes_no(p.enabled),
+                p.from_address,
+                f"{p.host}:{p.port}",
+                p.encryption,
+                p.auth_method,
+            )
+            for p in found
+        ]
+        click.echo(_table(headers, rows))
+
+
+async def _one_profile(cli: CliContext, name: str) -> Profile:
+    async with cli.repository() as repository:
+        return await _existing(repository, name)
+
+
+@profiles.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@pass_cli
+def show_profile(cli: CliContext, name: str, as_json: bool) -> None:
+    """Print every field of profile NAME (the password only as set or not set)."""
+    view = _public_view(run_async(lambda: _one_profile(cli, name)))
+    if as_json:
+        click.echo(json.dumps(view, indent=2, ensure_ascii=False))
+        return
+    width = max(len(key) for key in view)
+    for key, value in view.items():
+        shown = _yes_no(value) if isinstance(value, bool) else "" if value is None else value
+        click.echo(f"{key:<{width}}  {shown}")
+
+
+@profiles.command("presets")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_presets(as_json: bool) -> None:
+    """List the provider presets that `profiles add --preset` takes."""
+    with _as_click_errors():
+        presets = load_presets()
+    if as_json:
+        click.echo(json.dumps([p.model_dump() for p in presets.values()], indent=2))
+        return
+    headers = ("PRESET", "SERVER", "ENCRYPTION", "LOGIN", "DAILY CAP", "PROVIDER")
+    rows = [
+        (
+            p.name,
+            f"{p.host}:{p.port}",
+            p.encryption,
+            p.login_rule,
+            str(p.daily_cap or ""),
+            p.title,
+        )
+        for p in presets.values()
+    ]
+    click.echo(_table(headers, rows))
+
+
+# --- remove, set-default ---------------------------------------------------------------------
+
+
+@profiles.command("remove")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Remove it even if it is the default or in use.")
+@pass_cli
+def remove_profile(cli: CliContext, name: str, force: bool) -> None:
+    """Remove profile NAME.
+
+    The default profile, or one that unsent messages name, is removed only with --force:
+    make another profile the default first (set-default).
+    """
+    was_default = run_async(lambda: _remove(cli, name, force=force))
+    log.info("profile_removed", profile=name, was_default=was_default)
+    click.echo(f"removed profile {name!r}")
+    if was_default:
+        click.echo("there is no default profile now; choose one with `profiles set-default`")
+
+
+async def _remove(cli: CliContext, name: str, *, force: bool) -> bool:
+    async with cli.repository() as repository:
+        profile = await _existing(repository, name)
+        waiting = await repository.count_waiting_messages(
+            name, include_unassigned=profile.is_default
+        )
+        risks = []
+        if profile.is_default:
+            risks.append("it is the default profile (make another one the default first)")
+        if waiting:
+            risks.append(f"{waiting} unsent message(s) would go through it")
+        if risks and not force:
+            raise click.ClickException(
+                f"not removing profile {name!r}: {'; '.join(risks)}; --force removes it anyway"
+            )
+        await repository.remove_profile(name)
+        return profile.is_default
+
+
+@profiles.command("set-default")
+@click.argument("name")
+@pass_cli
+def set_default_profile(cli: CliContext, name: str) -> None:
+    """Make profile NAME the default: messages that name no profile go through it."""
+    profile = run_async(lambda: _make_default(cli, name))
+    log.info("default_profile_set", profile=name)
+    click.echo(f"{name!r} is the default profile")
+    if not profile.enabled:
+        click.echo(f"warning: {name!r} is disabled; enable it with --enable", err=True)
+
+
+async def _make_default(cli: CliContext, name: str) -> Profile:
+    async with cli.repository() as repository:
+        profile = await _existing(repository, name)
+        await repository.make_default_profile(name)
+        return profile
+
+
+# --- apply -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Planned:
+    """One profile of a profiles file, ready to be compared with the stored one."""
+
+    fields: ProfileFields
+    preset: Preset | None
+    new_password: _NewPassword | None
+    make_default: bool
+
+
+_Result = Literal["created", "updated", "unchanged"]
+_RESULTS: tuple[_Result, ...] = ("created", "updated", "unchanged")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    name: str
+    result: _Result
+    changed: list[str]
+
+
+def _plan_entry(name: str, entry: ProfileEntry, cipher: Callable[[], PasswordCipher]) -> _Planned:
+    presets = load_presets()
+    preset = require_preset(entry.preset, presets) if entry.preset else None
+    fields = build_fields({"name": name, **entry.given_fields()}, preset)
+    new_password = None
+    if entry.password_env is not None:
+        plain = _environment_password(entry.password_env)
+        if plain is None:
+            message = f"environment variable {entry.password_env} (password_env) is not set"
+            raise InvalidProfile([f"{message} or empty"])
+        register_secret(plain)
+        new_password = _NewPassword(plain, cipher())
+    return _Planned(fields, preset, new_password, entry.default)
+
+
+def _plan(
+    entries: Mapping[str, ProfileEntry], cipher: Callable[[], PasswordCipher]
+) -> list[_Planned]:
+    """Every profile of the file, or :class:`InvalidProfile` with the problems of all."""
+    planned: list[_Planned] = []
+    problems: list[str] = []
+    for name, entry in entries.items():
+        try:
+            planned.append(_plan_entry(name, entry, cipher))
+        except InvalidProfile as exc:
+            problems.extend(f"profile {name!r}: {problem}" for problem in exc.problems)
+    defaults = [name for name, entry in entries.items() if entry.default]
+    if len(defaults) > 1:
+        problems.append(f"only one profile can be the default: {', '.join(defaults)} say so")
+    if problems:
+        raise InvalidProfile(problems)
+    return planned
+
+
+def _read_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from None
+
+
+@profiles.command("apply")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_cli
+def apply_profiles(cli: CliContext, file: Path) -> None:
+    """Create or update the profiles of a TOML FILE, all or none.
+
+    Each [profiles.NAME] table holds a profile's fields; password_env names the environment
+    variable with its password. Profiles not in the file are left alone.
+    """
+    with _as_click_errors():
+        entries = parse_profiles_file(_read_file(file), source=str(file))
+        # Keys are loaded only if some profile gives a password (a relay-only file needs none).
+        planned = _plan(entries, functools.cache(lambda: load_cipher(cli.settings)))
+    outcomes, new_default = run_async(lambda: _apply(cli, planned))
+    log.info(
+        "profiles_applied",
+        file=str(file),
+        **{result: sum(o.result == result for o in outcomes) for result in _RESULTS},
+    )
+    for outcome in outcomes:
+        details = f" ({', '.join(outcome.changed)})" if outcome.changed else ""
+        click.echo(f"{outcome.result:<9}  {outcome.name}{details}")
+    if new_default:
+        click.echo(f"{new_default!r} is the default profile")
+    for item, outcome in zip(planned, outcomes, strict=True):
+        if outcome.result != "unchanged":
+            _echo_warnings(item.fields, item.preset, prefix=f"profile {outcome.name!r}: ")
+
+
+async def _apply(cli: CliContext, planned: list[_Planned]) -> tuple[list[_Outcome], str | None]:
+    presets = load_presets()
+    async with cli.repository() as repository:
+        stored = {
+            item.fields.name: await repository.get_profile(item.fields.name) for item in planned
+        }
+        problems = [
+            f"profile {item.fields.name!r}: {problem}"
+            for item in planned
+            for problem in _problems(item, stored[item.fields.name], presets)
+        ]
+        if problems:
+            raise InvalidProfile(problems)
+        outcomes = [await _save(repository, item, stored[item.fields.name]) for item in planned]
+        new_default = await _apply_default(repository, planned)
+    return outcomes, new_default
+
+
+def _problems(item: _Planned, current: Profile | None, presets: Mapping[str, Preset]) -> list[str]:
+    keeps_stored = (
+        current is not None and current.has_password and item.fields.auth_method != "none"
+    )
+    has_password = item.new_password is not None or keeps_stored
+    return profile_problems(item.fields, has_password=has_password, presets=presets)
+
+
+async def _save(repository: Repository, item: _Planned, current: Profile | None) -> _Outcome:
+    name = item.fields.name
+    if current is None:
+        token = None if item.new_password is None else item.new_password.token(item.preset)
+        await repository.create_profile({**item.fields.as_row(), "password_encrypted": token})
+        return _Outcome(name, "created", [])
+    new = item.new_password
+    if new is not None and new.is_stored_in(current, item.preset):
+        new = None
+    password = _password_values(current, item.fields, new, remove=False)
+    changed = item.fields.differences(ProfileFields.of(current)) + (
+        ["password"] if password else []
+    )
+    if changed:
+        await repository.update_profile(name, {**item.fields.as_row(), **password})
+    return _Outcome(name, "updated" if changed else "unchanged", changed)
+
+
+async def _apply_default(repository: Repository, planned: list[_Planned]) -> str | None:
+    """Make the profile marked ``default`` the default (or the first, if none is); its name."""
+    current = await repository.get_default_profile()
+    chosen = next((item.fields.name for item in planned if item.make_default), None)
+    if chosen is None and current is None:
+        chosen = planned[0].fields.name
+    if chosen is None or (current is not None and current.name == chosen):
+        return None
+    await repository.make_default_profile(chosen)
+    return chosen
