@@ -1,0 +1,966 @@
+"""Real SMTP servers for tests: aiosmtpd in a thread of its own, trustme TLS, AUTH, scripted faults.
+
+A server runs its own event loop in its own thread and listens on ``127.0.0.1``, port 0, so
+it serves an async test and a worker started as a subprocess alike. Clients connect to
+``server.hostname`` (``"localhost"``) and ``server.port``, and trust ``server.cert_bundle``.
+
+Modes and certificates::
+
+    ca = SmtpTestCA(tmp_path)                       # one per session: the smtp_ca fixture
+    with SmtpTestServer(ca=ca, tls="implicit", accounts={"me@x.test": "pw"}) as server:
+        ...                                         # SMTPS, like port 465; AUTH required
+    SmtpTestServer(ca=ca, tls="starttls")           # STARTTLS offered and required (587)
+    SmtpTestServer(ca=ca, tls="starttls", require_starttls=False)   # offered, optional
+    SmtpTestServer(tls="none")                      # plain relay: no TLS, no AUTH
+    SmtpTestServer(tls="none", accounts={...})      # AUTH required but never offered
+    SmtpTestServer(tls="none", accounts={...}, offer_auth_without_tls=True)  # a leaky server
+    SmtpTestServer(ca=ca, tls="implicit", certificate="expired")  # or "self_signed", "wrong_host"
+
+    client = aiosmtplib.SMTP(**server.client_options(), timeout=2)  # verifying client options
+
+AUTH (PLAIN and LOGIN; a plain ``def`` authenticator, because aiosmtpd never awaits it)::
+
+    SmtpTestServer(
+        ca=ca, tls="implicit",
+        accounts={"me@x.test": "pw"},
+        auth_replies={"2sv@x.test": "534-5.7.9 Application-specific password required.\\n"
+                                    "534 5.7.9 Learn more at ... - gsmtp"},   # whatever password
+        bad_credentials_reply="535 5.7.3 Authentication unsuccessful",    # instead of 535 5.7.8
+    )
+    server.auth_attempts   # (AuthAttempt(connection=1, mechanism="PLAIN", login=..., success=...),)
+
+Passwords are never recorded. Note that aiosmtplib's ``login()`` tries every mechanism the
+server offers, so one failed ``login()`` is two attempts here unless ``auth_mechanisms=("PLAIN",)``.
+
+Recording (thread-safe snapshots)::
+
+    server.messages          # ReceivedMessage(mail_from, rcpt_tos, data, login, tls_version, ...)
+    server.commands          # Command(connection, verb, arg); an AUTH arg is the mechanism only
+    server.connection_count, server.open_connection_count, server.auth_attempts
+    server.wait_for_messages(3, timeout=5)   # blocks; from async code use asyncio.to_thread
+
+Faults (``server.script``). A rule names a stage and what to do there; the first rule that
+matches an event is used and every other event is served normally::
+
+    server.script.on("RCPT", reply="550 5.1.1 No such user", rcpt="bad@example.com")
+    server.script.on("RCPT", reply="450 4.2.1 Slow down", match=lambda e: e.rcpt.endswith(".pl"))
+    server.script.once("DATA_END", reply="451 4.3.0 Try later")      # first message only
+    server.script.on("MAIL", reply="452 4.5.3 Too many", message=2)  # the 2nd transaction only
+    server.script.on("DATA_END", reply="550-5.4.5 Daily user sending limit exceeded.\\n"
+                                       "550 5.4.5 For more information ... - gsmtp")
+    server.script.on("MAIL", reply="421 4.7.0 Try again later, closing connection.")
+    server.script.on("MAIL", action="stall", seconds=5)  # no reply for 5 s, then drop
+    server.script.on("DATA", action="drop")               # close without a reply
+    server.script.on("DATA_END", action="drop")           # data received, NOT recorded, no reply
+    server.script.on("DATA_END", action="accept_then_drop")   # recorded, then no 250: duplicates
+    server.script.on("DATA_END", action="accept_then_stall")  # recorded, then silence
+    server.script.on("AUTH", reply="454 4.7.0 Too many login attempts, please try again later.")
+    server.script.on("CONNECT", reply="421 4.3.0 Temporary System Problem. Try again later")
+
+Stages: ``CONNECT`` (the greeting), ``EHLO`` (and HELO), ``STARTTLS``, ``AUTH``, ``MAIL``,
+``RCPT`` (once per recipient), ``DATA`` (before ``354``), ``DATA_END`` (after the final dot),
+``RSET``, ``NOOP``, ``QUIT``. A rule may narrow itself with ``rcpt=`` (exact address),
+``message=`` (transaction number: the server counts MAIL commands from 1) and ``match=`` (a
+callable taking an ``Event``), and may fire a limited number of ``times``.
+
+What a rule does: a ``reply`` is sent instead of running the command (so a refused RCPT adds
+no recipient and a refused ``DATA_END`` records nothing); a ``421`` reply, and any reply to
+``CONNECT``, then closes the connection. ``drop`` closes the transport at once, without a TLS
+close_notify, as a crash or a cut line would; ``stall`` waits ``seconds`` first. Reply text
+may separate lines with ``\\n`` or ``\\r\\n``; the continuation dashes are put right for you.
+
+Clients in async tests: close aiosmtplib clients with ``close_smtp_client(client)``, or use
+``smtp_client``; both wait until the socket is really closed. A TLS socket still closing when
+the test's event loop ends is a ResourceWarning that fails some later test::
+
+    async with smtp_client(server, username="me@x.test", password="pw") as client:
+        await client.send_message(message)      # on exit: QUIT if still connected, close, wait
+
+A provider preset is just these pieces together: accounts, ``auth_replies`` or
+``bad_credentials_reply``, and a few ``script`` rules applied after the server starts.
+"""
+
+# ruff: noqa: N802 - aiosmtpd dispatches to smtp_<VERB> and handle_<VERB> methods by name.
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import email
+import email.policy
+import functools
+import hmac
+import ipaddress
+import re
+import ssl
+import threading
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, AnyStr, Literal, NoReturn, cast, get_args
+
+import aiosmtplib
+import trustme
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+__all__ = [
+    "Action",
+    "AuthAttempt",
+    "CertificateKind",
+    "Command",
+    "Event",
+    "ReceivedMessage",
+    "Rule",
+    "Script",
+    "SmtpTestCA",
+    "SmtpTestServer",
+    "Stage",
+    "TlsMode",
+    "close_smtp_client",
+    "normalise_reply",
+    "smtp_client",
+]
+
+TlsMode = Literal["implicit", "starttls", "none"]
+CertificateKind = Literal["valid", "self_signed", "expired", "wrong_host"]
+Stage = Literal[
+    "CONNECT",
+    "EHLO",
+    "STARTTLS",
+    "AUTH",
+    "MAIL",
+    "RCPT",
+    "DATA",
+    "DATA_END",
+    "RSET",
+    "NOOP",
+    "QUIT",
+]
+Action = Literal["reply", "drop", "stall", "accept_then_drop", "accept_then_stall"]
+
+STAGES: frozenset[str] = frozenset(get_args(Stage))
+ACTIONS: frozenset[str] = frozenset(get_args(Action))
+HOST = "127.0.0.1"
+HOSTNAME = "localhost"
+WRONG_HOSTNAME = "mail.elsewhere.test"
+DEFAULT_STALL_SECONDS = 30.0
+START_TIMEOUT_SECONDS = 10.0
+CLOSE_TIMEOUT_SECONDS = 5.0
+ACCEPTED_REPLY = "250 2.0.0 OK: queued"
+MECHANISMS = ("LOGIN", "PLAIN")  # aiosmtpd's built-in ones
+
+
+# --- Certificates -----------------------------------------------------------------------------
+
+
+class SmtpTestCA:
+    """A trustme CA, the PEM file that clients trust, and server certificates of each kind.
+
+    ``valid`` is issued by this CA for localhost and 127.0.0.1; ``expired`` likewise but
+    out of date; ``wrong_host`` is issued by this CA for another host only; ``self_signed``
+    signs itself, so no chain leads to this CA.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._ca = trustme.CA(organization_name="mail-outbox-worker tests")
+        self.pem_path = directory / "smtp-test-ca.pem"
+        self._ca.cert_pem.write_to_path(str(self.pem_path))
+        self._contexts: dict[CertificateKind, ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def cert_bundle(self) -> str:
+        """The CA file as aiosmtplib's ``cert_bundle=`` takes it."""
+        return str(self.pem_path)
+
+    def client_context(self) -> ssl.SSLContext:
+        """A verifying client context that trusts only this CA."""
+        return ssl.create_default_context(cafile=self.cert_bundle)
+
+    def server_context(self, kind: CertificateKind = "valid") -> ssl.SSLContext:
+        """A server context presenting a certificate of the given kind (made once, then reused)."""
+        with self._lock:
+            if kind not in self._contexts:
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                self._leaf(kind).configure_cert(context)
+                self._contexts[kind] = context
+            return self._contexts[kind]
+
+    def _leaf(self, kind: CertificateKind) -> trustme.LeafCert:
+        now = dt.datetime.now(dt.UTC)
+        if kind == "valid":
+            return self._ca.issue_cert(HOSTNAME, HOST)
+        if kind == "expired":
+            return self._ca.issue_cert(
+                HOSTNAME,
+                HOST,
+                not_before=now - dt.timedelta(days=30),
+                not_after=now - dt.timedelta(days=1),
+            )
+        if kind == "wrong_host":
+            return self._ca.issue_cert(WRONG_HOSTNAME)
+        if kind == "self_signed":
+            return _self_signed_leaf(now)
+        raise ValueError(f"unknown certificate kind: {kind!r}")
+
+
+def _self_signed_leaf(now: dt.datetime) -> trustme.LeafCert:
+    """A certificate for localhost that is its own issuer (trustme only issues from a CA)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOSTNAME)])
+    names = [x509.DNSName(HOSTNAME), x509.IPAddress(ipaddress.ip_address(HOST))]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return trustme.LeafCert(key_pem, certificate.public_bytes(serialization.Encoding.PEM), [])
+
+
+# --- Records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """A message the server accepted (or accepted and then dropped the connection on)."""
+
+    number: int  # the transaction number, as in Event.message
+    connection: int
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes = field(repr=False)
+    login: str | None
+    tls_version: str | None
+
+    def parsed(self) -> EmailMessage:
+        """The data parsed as a modern ``EmailMessage``."""
+        return email.message_from_bytes(self.data, policy=email.policy.default)
+
+
+@dataclass(frozen=True)
+class AuthAttempt:
+    """One AUTH command; ``login`` is None when the server answered before reading credentials."""
+
+    connection: int
+    mechanism: str
+    login: str | None
+    success: bool
+    tls_version: str | None
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command as received; the arguments of AUTH are reduced to the mechanism name."""
+
+    connection: int
+    verb: str
+    arg: str | None
+
+
+class _Journal:
+    """Everything the server saw, written by the server thread and read by the tests."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.messages: list[ReceivedMessage] = []
+        self.auth_attempts: list[AuthAttempt] = []
+        self.commands: list[Command] = []
+        self.errors: list[str] = []
+        self.connections = 0
+        self.open_connections = 0
+        self.transactions = 0
+
+    def connected(self) -> int:
+        with self._changed:
+            self.connections += 1
+            self.open_connections += 1
+            return self.connections
+
+    def disconnected(self) -> None:
+        with self._changed:
+            self.open_connections -= 1
+
+    def next_transaction(self) -> int:
+        with self._changed:
+            self.transactions += 1
+            return self.transactions
+
+    def add(self, records: list[Any], record: object) -> None:
+        with self._changed:
+            records.append(record)
+            self._changed.notify_all()
+
+    def snapshot(self, records: list[Any]) -> tuple[Any, ...]:
+        with self._changed:
+            return tuple(records)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(predicate, timeout)
+
+
+# --- Script -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a rule's ``match`` sees: one stage of one connection."""
+
+    stage: Stage
+    connection: int  # 1 for the first connection this server accepted
+    message: int | None = None  # transaction number (MAIL commands counted from 1), once MAIL came
+    login: str | None = None  # the login this connection authenticated as
+    mail_from: str | None = None
+    rcpt: str | None = None  # RCPT: the recipient of this command
+    rcpt_tos: tuple[str, ...] = ()  # recipients accepted so far in this transaction
+
+
+@dataclass
+class Rule:
+    """One scripted fault; ``fired`` counts how often it was used."""
+
+    stage: Stage
+    action: Action
+    reply: str | None = None
+    rcpt: str | None = None
+    message: int | None = None
+    match: Callable[[Event], bool] | None = None
+    times: int | None = None
+    seconds: float = DEFAULT_STALL_SECONDS
+    fired: int = 0
+
+    @property
+    def closes_connection(self) -> bool:
+        """Whether this rule ends the connection (a 421 reply does, by RFC 5321 section 3.8)."""
+        return self.action != "reply" or (self.reply or "").startswith("421")
+
+    @property
+    def accepts(self) -> bool:
+        return self.action.startswith("accept_then_")
+
+    def applies_to(self, event: Event) -> bool:
+        if event.stage != self.stage or (self.times is not None and self.fired >= self.times):
+            return False
+        if self.rcpt is not None and event.rcpt != self.rcpt:
+            return False
+        if self.message is not None and event.message != self.message:
+            return False
+        return self.match is None or self.match(event)
+
+
+class Script:
+    """The scripted faults of one server; rules may be added while the server runs."""
+
+    def __init__(self) -> None:
+        self._rules: list[Rule] = []
+        self._lock = threading.Lock()
+
+    def on(
+        self,
+        stage: Stage,
+        *,
+        reply: str | None = None,
+        action: Action | None = None,
+        rcpt: str | None = None,
+        message: int | None = None,
+        match: Callable[[Event], bool] | None = None,
+        times: int | None = None,
+        seconds: float = DEFAULT_STALL_SECONDS,
+    ) -> Rule:
+        """Add a rule; ``reply=`` alone means ``action="reply"``. Returns it, to read ``fired``."""
+        action = _check_rule(stage, reply, action, rcpt)
+        rule = Rule(
+            stage=stage,
+            action=action,
+            reply=None if reply is None else normalise_reply(reply),
+            rcpt=rcpt,
+            message=message,
+            match=match,
+            times=times,
+            seconds=seconds,
+        )
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def once(self, stage: Stage, **options: Any) -> Rule:
+        """Add a rule that fires for the first matching event only."""
+        return self.on(stage, times=1, **options)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        with self._lock:
+            return tuple(self._rules)
+
+    def decide(self, event: Event) -> Rule | None:
+        """The first rule that applies to the event, counted as fired; None to serve normally."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.applies_to(event):
+                    rule.fired += 1
+                    return rule
+        return None
+
+
+def _check_rule(stage: str, reply: str | None, action: str | None, rcpt: str | None) -> Action:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(STAGES)}")
+    action = action or ("reply" if reply is not None else None)
+    if action not in ACTIONS:
+        raise ValueError(f"give reply= or one of action={sorted(ACTIONS)}, not {action!r}")
+    if (action == "reply") != (reply is not None):
+        raise ValueError("reply= goes with action='reply' and with no other action")
+    if action.startswith("accept_then_") and stage != "DATA_END":
+        raise ValueError(f"{action} only makes sense at DATA_END, not at {stage}")
+    if rcpt is not None and stage != "RCPT":
+        raise ValueError("rcpt= narrows RCPT rules only; use match= on Event.rcpt_tos elsewhere")
+    return cast(Action, action)
+
+
+_REPLY_LINE = re.compile(r"(?P<code>[2-5][0-9][0-9])(?:[ -](?P<text>.*))?")
+
+
+def normalise_reply(reply: str) -> str:
+    """Check an SMTP reply and join its lines with CRLF and the right continuation dashes."""
+    lines = reply.replace("\r\n", "\n").strip("\n").split("\n")
+    matches = [_REPLY_LINE.fullmatch(line) for line in lines]
+    codes = {match["code"] for match in matches if match}
+    if not reply.isascii() or not all(matches) or len(codes) != 1:
+        raise ValueError(f"not an SMTP reply (one 3-digit code on every line, ASCII): {reply!r}")
+    code = codes.pop()
+    last = len(lines) - 1
+    return "\r\n".join(
+        f"{code}{' ' if index == last else '-'}{match['text'] or ''}"
+        for index, match in enumerate(cast(list[re.Match[str]], matches))
+    )
+
+
+# --- Accounts ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Accounts:
+    """Who may log in, and what the server answers those who may not."""
+
+    passwords: Mapping[str, str] = field(repr=False)
+    failure_replies: Mapping[str, str]
+    bad_credentials_reply: str | None
+
+    def check(self, login: str, password: str) -> AuthResult:
+        if login in self.failure_replies:
+            return AuthResult(success=False, handled=False, message=self.failure_replies[login])
+        expected = self.passwords.get(login)
+        if expected is None or not hmac.compare_digest(expected.encode(), password.encode()):
+            # message=None makes aiosmtpd answer its standard 535 5.7.8.
+            return AuthResult(success=False, handled=False, message=self.bad_credentials_reply)
+        # auth_data is what aiosmtpd keeps in the session: the login, never the password.
+        return AuthResult(success=True, auth_data=login)
+
+
+# --- The aiosmtpd protocol --------------------------------------------------------------------
+
+_ADDRESS = re.compile(r"\s*(?:FROM|TO):\s*<?(?P<address>[^<>\s]*)>?", re.IGNORECASE)
+
+
+def _address(arg: str | None) -> str | None:
+    """The address of a ``FROM:<a>``/``TO:<a>`` argument, for matching only."""
+    match = _ADDRESS.match(arg or "")
+    return match["address"] if match else None
+
+
+class _Hooks:
+    """The aiosmtpd handler: the hooks that need aiosmtpd's parsed state, and error capture."""
+
+    def __init__(self, journal: _Journal, offers_auth: bool) -> None:
+        self._journal = journal
+        self._offers_auth = offers_auth
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to the hook once one exists
+        if self._offers_auth:
+            return responses
+        # aiosmtpd always offers its built-in mechanisms after TLS; a relay offers none.
+        return [line for line in responses if not line[4:].startswith("AUTH")]
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        return await cast(_ScriptedSMTP, server).finish_message(envelope)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # A failed STARTTLS handshake and a vanished client are test scenarios, not kit bugs.
+        if not isinstance(error, TLSSetupException | ConnectionError):
+            self._journal.add(self._journal.errors, "".join(traceback.format_exception(error)))
+        return f"500 5.3.0 Test server error: {type(error).__name__}"
+
+
+class _ScriptedSMTP(SMTP):
+    """One connection: aiosmtpd's protocol with recording and the script consulted first."""
+
+    def __init__(self, owner: SmtpTestServer, hooks: _Hooks, loop: asyncio.AbstractEventLoop):
+        self._owner = owner
+        self._journal = owner.journal
+        self._connection_number = 0
+        self._login_name: str | None = None
+        self._transaction: int | None = None
+        self._attempt: AuthAttempt | None = None  # the AUTH command in progress
+        self._gone = False
+        starttls = owner.tls == "starttls"
+        super().__init__(
+            hooks,
+            hostname=HOSTNAME,
+            tls_context=owner.tls_context if starttls else None,
+            require_starttls=starttls and owner.require_starttls,
+            auth_required=owner.accounts is not None,
+            auth_exclude_mechanism=owner.excluded_mechanisms,
+            authenticator=self._check_credentials,
+            timeout=owner.idle_timeout,
+            loop=loop,
+        )
+        # aiosmtpd knows only STARTTLS as TLS, so with implicit TLS it would never offer AUTH.
+        # Passing auth_require_tls=False instead makes aiosmtpd warn(), and filterwarnings=error
+        # would turn that into an exception in this thread; so it is set after construction.
+        self._auth_require_tls = not (owner.tls == "implicit" or owner.offer_auth_without_tls)
+
+    # Connection life
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._connection_number:  # aiosmtpd calls this again after STARTTLS
+            self._connection_number = self._journal.connected()
+            self._owner.protocols.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        # aiosmtpd calls this itself after a failed STARTTLS, and asyncio calls it again.
+        if not self._gone:
+            self._gone = True
+            self._journal.disconnected()
+            self._owner.protocols.discard(self)
+        super().connection_lost(error)
+
+    def hang_up(self) -> None:
+        """Close the connection at once: no pending replies, no TLS close_notify."""
+        if isinstance(self.transport, asyncio.Transport):
+            self.transport.abort()
+
+    async def _handle_client(self) -> None:
+        rule = self._owner.script.decide(self._event("CONNECT"))
+        if rule is None:
+            await super()._handle_client()
+        else:
+            await self._end_with(rule)  # after a scripted greeting there is nothing more to say
+
+    # Commands: record, consult the script, then let aiosmtpd serve them
+
+    async def smtp_HELO(self, arg: str) -> None:
+        await self._serve("EHLO", "HELO", arg, functools.partial(super().smtp_HELO, arg))
+
+    async def smtp_EHLO(self, arg: str) -> None:
+        await self._serve("EHLO", "EHLO", arg, functools.partial(super().smtp_EHLO, arg))
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        await self._serve(
+            "STARTTLS", "STARTTLS", arg, functools.partial(super().smtp_STARTTLS, arg)
+        )
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        mechanism = (arg or "").split(" ")[0].upper()
+        self._attempt = AuthAttempt(
+            self._connection_number, mechanism, None, False, self._tls_version()
+        )
+        try:
+            await self._serve("AUTH", "AUTH", mechanism, functools.partial(super().smtp_AUTH, arg))
+        finally:
+            self._finish_auth_attempt()  # if a scripted fault ended the connection without a reply
+
+    async def push(self, status: AnyStr) -> None:
+        # The final AUTH reply (not a 334 challenge) ends the attempt. Record it before the
+        # client can read that reply, so a test never sees the reply without the record.
+        if status[:3] not in ("334", b"334"):
+            self._finish_auth_attempt()
+        await super().push(status)
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        self._transaction = self._journal.next_transaction()
+        proceed = functools.partial(super().smtp_MAIL, arg)
+        await self._serve("MAIL", "MAIL", arg, proceed, mail_from=_address(arg))
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        proceed = functools.partial(super().smtp_RCPT, arg)
+        await self._serve("RCPT", "RCPT", arg, proceed, rcpt=_address(arg))
+
+    async def smtp_DATA(self, arg: str) -> None:
+        await self._serve("DATA", "DATA", arg, functools.partial(super().smtp_DATA, arg))
+
+    async def smtp_RSET(self, arg: str) -> None:
+        await self._serve("RSET", "RSET", arg, functools.partial(super().smtp_RSET, arg))
+
+    async def smtp_NOOP(self, arg: str) -> None:
+        await self._serve("NOOP", "NOOP", arg, functools.partial(super().smtp_NOOP, arg))
+
+    async def smtp_QUIT(self, arg: str) -> None:
+        await self._serve("QUIT", "QUIT", arg, functools.partial(super().smtp_QUIT, arg))
+
+    async def _serve(
+        self,
+        stage: Stage,
+        verb: str,
+        arg: str | None,
+        proceed: Callable[[], Awaitable[None]],
+        **details: Any,
+    ) -> None:
+        self._journal.add(self._journal.commands, Command(self._connection_number, verb, arg))
+        rule = self._owner.script.decide(self._event(stage, **details))
+        if rule is None:
+            await proceed()
+        elif rule.closes_connection:
+            await self._end_with(rule)
+        else:
+            await self.push(cast(str, rule.reply))
+
+    async def finish_message(self, envelope: Envelope) -> str:
+        """The DATA_END stage: record the message unless the script says otherwise."""
+        rule = self._owner.script.decide(self._event("DATA_END"))
+        if rule is None or rule.accepts:
+            self._record(envelope)
+        if rule is None:
+            return ACCEPTED_REPLY
+        if not rule.closes_connection:
+            return cast(str, rule.reply)
+        return await self._end_with(rule)  # which never returns: the connection ends
+
+    # AUTH
+
+    def _check_credentials(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        # A plain def on purpose: aiosmtpd calls the authenticator without awaiting it, and an
+        # un-awaited coroutine object would count as success.
+        if not isinstance(auth_data, LoginPassword) or self._owner.accounts is None:
+            return AuthResult(success=False, handled=False)
+        login = auth_data.login.decode("utf-8", "replace")
+        result = self._owner.accounts.check(login, auth_data.password.decode("utf-8", "replace"))
+        if self._attempt is not None:
+            self._attempt = dataclasses.replace(self._attempt, login=login, success=result.success)
+        if result.success:
+            self._login_name = login
+        return result
+
+    # Helpers
+
+    def _finish_auth_attempt(self) -> None:
+        if self._attempt is not None:
+            self._journal.add(self._journal.auth_attempts, self._attempt)
+            self._attempt = None
+
+    async def _end_with(self, rule: Rule) -> NoReturn:
+        """Carry out a rule that ends the connection: reply and close, drop, or stall."""
+        if rule.action == "reply":
+            await self.push(cast(str, rule.reply))
+            if self.transport is not None:
+                self.transport.close()  # a graceful close, so the reply gets through
+        else:
+            if rule.action.endswith("stall"):
+                await asyncio.sleep(rule.seconds)
+            self.hang_up()
+        # connection_lost() cancels this task, as aiosmtpd does on every disconnect (and stop()
+        # cancels whatever is left); until then there is nothing more to do.
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable: the task is cancelled when the connection closes")
+
+    def _event(self, stage: Stage, **details: Any) -> Event:
+        envelope = self.envelope
+        defaults: dict[str, Any] = {
+            "mail_from": envelope.mail_from if envelope else None,
+            "rcpt_tos": tuple(envelope.rcpt_tos) if envelope else (),
+        }
+        return Event(
+            stage=stage,
+            connection=self._connection_number,
+            message=self._transaction,
+            login=self._login_name,
+            **(defaults | details),
+        )
+
+    def _record(self, envelope: Envelope) -> None:
+        message = ReceivedMessage(
+            number=self._transaction or 0,
+            connection=self._connection_number,
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            data=envelope.original_content or b"",
+            login=self._login_name,
+            tls_version=self._tls_version(),
+        )
+        self._journal.add(self._journal.messages, message)
+
+    def _tls_version(self) -> str | None:
+        ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
+        return cast(ssl.SSLObject, ssl_object).version() if ssl_object is not None else None
+
+
+# --- The server -------------------------------------------------------------------------------
+
+
+class SmtpTestServer:
+    """An aiosmtpd server in a thread of its own; see the module docstring for the whole API.
+
+    Keyword arguments:
+
+    - ``ca``: the ``SmtpTestCA`` whose certificates to present (needed unless ``tls="none"``).
+    - ``tls``: ``"implicit"`` (SMTPS), ``"starttls"`` or ``"none"``.
+    - ``certificate``: ``"valid"``, ``"self_signed"``, ``"expired"`` or ``"wrong_host"``.
+    - ``require_starttls``: refuse everything but EHLO/NOOP/QUIT before STARTTLS (default).
+    - ``accounts``: ``{login: password}``; when given, AUTH is required before MAIL.
+    - ``auth_replies``: ``{login: reply}`` for logins that always fail with that reply.
+    - ``bad_credentials_reply``: the reply to a wrong password (default ``535 5.7.8 ...``).
+    - ``auth_mechanisms``: the mechanisms offered, of ``("LOGIN", "PLAIN")``.
+    - ``offer_auth_without_tls``: offer AUTH on an unencrypted connection (a leaky server).
+    - ``idle_timeout``: seconds of client silence before the server closes the connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        ca: SmtpTestCA | None = None,
+        tls: TlsMode = "none",
+        certificate: CertificateKind = "valid",
+        require_starttls: bool = True,
+        accounts: Mapping[str, str] | None = None,
+        auth_replies: Mapping[str, str] | None = None,
+        bad_credentials_reply: str | None = None,
+        auth_mechanisms: tuple[str, ...] = MECHANISMS,
+        offer_auth_without_tls: bool = False,
+        idle_timeout: float = 300.0,
+    ) -> None:
+        if tls not in get_args(TlsMode):
+            raise ValueError(f"tls must be one of {get_args(TlsMode)}, not {tls!r}")
+        if tls != "none" and ca is None:
+            raise ValueError(f"tls={tls!r} needs ca=SmtpTestCA(...)")
+        self.tls = tls
+        self.ca = ca
+        self.tls_context = ca.server_context(certificate) if ca and tls != "none" else None
+        self.require_starttls = require_starttls
+        self.accounts = _accounts(accounts, auth_replies, bad_credentials_reply)
+        if not set(auth_mechanisms) <= set(MECHANISMS):
+            raise ValueError(f"auth_mechanisms must be taken from {MECHANISMS}")
+        self.excluded_mechanisms = [m for m in MECHANISMS if m not in auth_mechanisms]
+        self.offer_auth_without_tls = offer_auth_without_tls
+        self.idle_timeout = idle_timeout
+        self.host = HOST
+        self.hostname = HOSTNAME
+        self.script = Script()
+        self.journal = _Journal()
+        self.protocols: set[_ScriptedSMTP] = set()  # touched by the server thread only
+        self._port: int | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<SmtpTestServer tls={self.tls} {self.host}:{self._port}>"
+
+    # Life cycle
+
+    def start(self) -> SmtpTestServer:
+        """Start serving in a new thread; returns once the port is bound."""
+        if self._thread is not None:
+            raise RuntimeError("this server was already started")
+        self._thread = threading.Thread(target=self._run, name="smtp-test-server", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT_SECONDS):
+            raise RuntimeError("the SMTP test server did not start in time")
+        if self._startup_error is not None:
+            raise RuntimeError("the SMTP test server failed to start") from self._startup_error
+        return self
+
+    def stop(self) -> None:
+        """Close every connection and the listening socket, and end the thread; idempotent."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        self._thread.join(START_TIMEOUT_SECONDS)
+        if self._thread.is_alive():
+            raise RuntimeError("the SMTP test server thread did not stop")
+
+    def __enter__(self) -> SmtpTestServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as error:
+            # start() re-raises this in the test; re-raising here too makes pytest report a
+            # failure that happens after start-up (as an unhandled thread exception).
+            self._startup_error = error
+            self._ready.set()
+            raise
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop, self._stopping = loop, asyncio.Event()
+        hooks = _Hooks(self.journal, offers_auth=self.accounts is not None)
+        server = await loop.create_server(
+            lambda: _ScriptedSMTP(self, hooks, loop),
+            host=self.host,
+            port=0,
+            ssl=self.tls_context if self.tls == "implicit" else None,
+            ssl_handshake_timeout=START_TIMEOUT_SECONDS if self.tls == "implicit" else None,
+        )
+        self._port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            server.close()
+            for protocol in list(self.protocols):
+                protocol.hang_up()
+            await server.wait_closed()
+        # asyncio.run() now cancels the connections' tasks and closes the loop.
+
+    # What clients need
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the server is not started")
+        return self._port
+
+    @property
+    def cert_bundle(self) -> str | None:
+        """The PEM file of the CA to trust, or None for a server without TLS."""
+        return self.ca.cert_bundle if self.ca is not None and self.tls != "none" else None
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``aiosmtplib.SMTP`` that reach this server and verify it."""
+        options: dict[str, Any] = {"hostname": self.hostname, "port": self.port}
+        if self.tls == "implicit":
+            options |= {"use_tls": True, "cert_bundle": self.cert_bundle}
+        elif self.tls == "starttls":
+            options |= {"start_tls": True, "cert_bundle": self.cert_bundle}
+        else:
+            options["start_tls"] = False
+        return options
+
+    # What the server saw
+
+    @property
+    def messages(self) -> tuple[ReceivedMessage, ...]:
+        return self.journal.snapshot(self.journal.messages)
+
+    @property
+    def auth_attempts(self) -> tuple[AuthAttempt, ...]:
+        return self.journal.snapshot(self.journal.auth_attempts)
+
+    @property
+    def commands(self) -> tuple[Command, ...]:
+        return self.journal.snapshot(self.journal.commands)
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """Tracebacks of exceptions inside the server (a bug in the kit or in a match=)."""
+        return self.journal.snapshot(self.journal.errors)
+
+    @property
+    def connection_count(self) -> int:
+        """Connections accepted so far (after the TLS handshake, for implicit TLS)."""
+        return self.journal.connections
+
+    @property
+    def open_connection_count(self) -> int:
+        return self.journal.open_connections
+
+    def wait_for_messages(self, count: int, timeout: float = 5.0) -> tuple[ReceivedMessage, ...]:
+        """Block until at least ``count`` messages arrived; TimeoutError otherwise."""
+        if not self.journal.wait_for(lambda: len(self.journal.messages) >= count, timeout):
+            raise TimeoutError(f"{len(self.messages)} of {count} messages after {timeout} s")
+        return self.messages
+
+
+def _accounts(
+    passwords: Mapping[str, str] | None,
+    failure_replies: Mapping[str, str] | None,
+    bad_credentials_reply: str | None,
+) -> _Accounts | None:
+    if passwords is None:
+        if failure_replies or bad_credentials_reply:
+            raise ValueError("auth_replies and bad_credentials_reply need accounts=")
+        return None
+    return _Accounts(
+        passwords=dict(passwords),
+        failure_replies={
+            login: normalise_reply(reply) for login, reply in (failure_replies or {}).items()
+        },
+        bad_credentials_reply=(
+            None if bad_credentials_reply is None else normalise_reply(bad_credentials_reply)
+        ),
+    )
+
+
+# --- Client side ------------------------------------------------------------------------------
+
+
+async def close_smtp_client(client: aiosmtplib.SMTP, *, send_quit: bool = False) -> None:
+    """Close an aiosmtplib client (after QUIT, if asked and still connected) and wait for it.
+
+    ``SMTP.close()`` (also inside ``quit()`` and ``async with``) only starts closing; over
+    TLS the close_notify exchange takes a few more loop iterations. If the test's event loop
+    ends first, the socket is garbage-collected open, and its ResourceWarning fails some
+    later test under ``filterwarnings=error``. So async tests close clients through this.
+    """
+    protocol = client.protocol
+    if send_quit and client.is_connected:
+        with contextlib.suppress(aiosmtplib.SMTPException):
+            await client.quit()
+    client.close()
+    async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+        # aiosmtplib's protocol drops its transport in connection_lost() and offers no event.
+        while protocol is not None and protocol.transport is not None:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def smtp_client(server: SmtpTestServer, **options: Any) -> AsyncIterator[aiosmtplib.SMTP]:
+    """An aiosmtplib client connected to ``server`` with verifying options (``timeout`` 5 s);
+    ``options`` override them. On exit: QUIT if still connected, then close_smtp_client()."""
+    client = aiosmtplib.SMTP(**(server.client_options() | {"timeout": 5.0} | options))
+    await client.connect()
+    try:
+        yield client
+    finally:
+        await close_smtp_client(client, send_quit=True)
