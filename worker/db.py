@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from worker.embedded_db import start_embedded_postgres
 from worker.models import DECLARED_SCHEMA
 from worker.settings import Settings
 
-__all__ = ["async_url", "create_engine", "resolve_database_url"]
+__all__ = [
+    "DATABASE_ERRORS",
+    "async_url",
+    "asyncpg_dsn",
+    "create_engine",
+    "resolve_database_url",
+]
+
+# What the database (or the way to it) raises when it is down, restarting or unreachable.
+DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -22,6 +32,11 @@ def resolve_database_url(settings: Settings) -> str:
 def async_url(url: str) -> str:
     """Any PostgreSQL URL, as the asyncpg driver URL SQLAlchemy needs."""
     return make_url(url).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The same URL as plain asyncpg takes it (for LISTEN, which SQLAlchemy does not wrap)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:

@@ -81,6 +81,12 @@ profile = Table(
     Column("timeout_seconds", Integer, nullable=False, server_default=text("60")),
     Column("is_default", Boolean, nullable=False, server_default=text("false")),
     Column("preset", Text, comment="Provider preset the profile was made from, if any."),
+    # Delivery state, written by workers: a paused profile's messages wait without spending
+    # their attempts until paused_until; then one message probes.
+    Column("paused_until", DateTime(timezone=True)),
+    Column("pause_reason", Text),
+    Column("pause_hint", Text, comment="What the user should do about the pause."),
+    Column("pause_count", Integer, nullable=False, server_default=text("0")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("name"),
@@ -122,7 +128,12 @@ outbox = Table(
     Column("idempotency_key", Text),
     Column("kind", Text, nullable=False, server_default="notification"),
     Column("status", Text, nullable=False, server_default="pending"),
-    Column("status_reason", Text, comment="Why the message waits or failed, in words."),
+    Column(
+        "status_reason",
+        Text,
+        server_default="queued",
+        comment="Why the message waits or failed, in words.",
+    ),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("last_error", Text),
@@ -130,6 +141,10 @@ outbox = Table(
     Column("message_id", Text, comment="Message-ID header, generated once, reused on retries."),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True)),
+    # The lease of the worker that claimed the row (status 'sending').
+    Column("claimed_by", Text),
+    Column("claimed_at", DateTime(timezone=True)),
+    Column("lease_expires_at", DateTime(timezone=True)),
     UniqueConstraint("idempotency_key"),
     CheckConstraint(
         "cardinality(to_addrs) + cardinality(cc_addrs) + cardinality(bcc_addrs) > 0",
@@ -146,7 +161,30 @@ outbox = Table(
     CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     CheckConstraint("jsonb_typeof(headers) = 'object'", name="headers_object"),
     CheckConstraint("idempotency_key <> ''", name="idempotency_key_not_empty"),
+    CheckConstraint("profile <> ''", name="profile_not_empty"),
+    CheckConstraint(
+        "expires_at IS NULL OR not_before IS NULL OR expires_at > not_before",
+        name="expires_after_not_before",
+    ),
+    CheckConstraint(
+        """NOT jsonb_path_exists(headers, '$.* ? (@.type() != "string")')""",
+        name="header_values_are_text",
+    ),
     comment="Messages to send. Other services insert here, inside their own transactions.",
+)
+
+# The claim reads only this index: it holds due work alone, so sent history costs nothing.
+Index(
+    "ix_outbox_pending",
+    outbox.c.profile,
+    outbox.c.priority.desc(),
+    outbox.c.id,
+    postgresql_where=outbox.c.status == "pending",
+)
+Index(
+    "ix_outbox_leased",
+    outbox.c.lease_expires_at,
+    postgresql_where=outbox.c.status == "sending",
 )
 
 attachment = Table(

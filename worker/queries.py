@@ -7,27 +7,58 @@ engine translates it to the configured one.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, Select, Update, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    Insert,
+    Select,
+    Update,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.expression import Executable
 
-from worker.models import attachment, outbox, profile
+from worker.models import attachment, attempt, outbox, profile
 
 __all__ = [
+    "CLAIMED_MESSAGE_COLUMNS",
+    "CLAIMED_PROFILE_PREFIX",
+    "claim_due",
     "clear_default_profile",
+    "count_waiting_messages",
     "delete_profile",
+    "explain_waiting",
+    "fail_expired",
+    "fail_unroutable",
+    "finish_message",
     "insert_attachments",
+    "insert_attempts",
     "insert_message",
     "insert_profile",
     "message_id_by_idempotency_key",
+    "pause_profile",
     "profile_exists",
+    "reclaim_lost_leases",
+    "renew_leases",
+    "resume_profile",
+    "select_attachments",
     "select_default_profile",
     "select_profile_by_name",
     "select_profiles",
     "set_default_profile",
     "update_profile",
+    "work_due_within",
 ]
 
 
@@ -60,11 +91,21 @@ def insert_profile(values: Mapping[str, Any]) -> Executable:
 
 
 def update_profile(name: str, values: Mapping[str, Any]) -> Executable:
-    """Change some fields of a profile; returns its id (no row: no such profile)."""
+    """Change some fields of a profile; returns its id (no row: no such profile).
+
+    A changed profile is also un-paused: the person has just fixed it, so it probes at once.
+    """
     return (
         update(profile)
         .where(profile.c.name == name)
-        .values(**values, updated_at=func.now())
+        .values(
+            **values,
+            updated_at=func.now(),
+            paused_until=None,
+            pause_reason=None,
+            pause_hint=None,
+            pause_count=0,
+        )
         .returning(profile.c.id)
     )
 
@@ -89,6 +130,18 @@ def set_default_profile(name: str) -> Executable:
     )
 
 
+def count_waiting_messages(name: str, *, include_unassigned: bool) -> Select[Any]:
+    """How many unsent messages name this profile (and, if asked, name no profile)."""
+    routed_here = outbox.c.profile == name
+    if include_unassigned:
+        routed_here = routed_here | outbox.c.profile.is_(None)
+    return (
+        select(func.count())
+        .select_from(outbox)
+        .where(outbox.c.status.in_(("pending", "sending")), routed_here)
+    )
+
+
 # --- outbox ----------------------------------------------------------------------------------
 
 
@@ -110,3 +163,256 @@ def message_id_by_idempotency_key(key: str) -> Select[Any]:
 def insert_attachments() -> Insert:
     """Attachments of one message (executed with a list of rows)."""
     return insert(attachment)
+
+
+# --- delivery --------------------------------------------------------------------------------
+
+# The profile columns that come back with each claimed message, prefixed to avoid clashes.
+CLAIMED_PROFILE_PREFIX = "profile_"
+
+
+def claim_due(
+    *, worker: str, lease_seconds: float, free_slots: int, per_connection: int
+) -> Executable:
+    """Claim due messages, fairly across profiles; returns each with its profile's settings.
+
+    Per usable profile (enabled, not paused) the oldest, highest-priority due rows are locked
+    with SKIP LOCKED, so concurrent workers never take the same row and a backlog on one
+    profile cannot hold back another: every profile gets its share of every claim. A profile
+    just out of a pause gets one message, the probe.
+    """
+    candidate = profile.alias("candidate")
+    share = case(
+        (candidate.c.pause_count > 0, 1),
+        else_=func.least(free_slots, candidate.c.max_connections * per_connection),
+    )
+    due = (
+        select(outbox.c.id)
+        .where(
+            outbox.c.status == "pending",
+            outbox.c.profile == candidate.c.name,
+            outbox.c.next_attempt_at <= func.now(),
+            or_(outbox.c.expires_at.is_(None), outbox.c.expires_at > func.now()),
+        )
+        .order_by(outbox.c.priority.desc(), outbox.c.id)
+        .limit(share)
+        .with_for_update(skip_locked=True)
+        .lateral("due")
+    )
+    picked = (
+        select(due.c.id)
+        .select_from(candidate)
+        .join(due, true())
+        .where(
+            candidate.c.enabled,
+            or_(candidate.c.paused_until.is_(None), candidate.c.paused_until <= func.now()),
+        )
+    )
+    domain = func.split_part(profile.c.from_address, "@", 2)
+    new_message_id = func.format("<%s@%s>", func.gen_random_uuid(), domain)
+    has_attachments = exists().where(attachment.c.outbox_id == outbox.c.id)
+    return (
+        update(outbox)
+        .where(outbox.c.id.in_(picked), profile.c.name == outbox.c.profile)
+        .values(
+            status="sending",
+            status_reason="sending",
+            attempts=outbox.c.attempts + 1,
+            claimed_by=worker,
+            claimed_at=func.now(),
+            lease_expires_at=func.now() + _seconds(lease_seconds),
+            message_id=func.coalesce(outbox.c.message_id, new_message_id),
+        )
+        .returning(
+            *[outbox.c[name] for name in CLAIMED_MESSAGE_COLUMNS],
+            has_attachments.label("has_attachments"),
+            *[column.label(CLAIMED_PROFILE_PREFIX + column.name) for column in profile.c],
+        )
+    )
+
+
+CLAIMED_MESSAGE_COLUMNS = (
+    "id", "profile", "to_addrs", "cc_addrs", "bcc_addrs", "subject", "body_text", "body_html",
+    "headers", "priority", "expires_at", "kind", "attempts", "message_id", "created_at",
+    "claimed_at",
+)  # fmt: skip
+
+
+def select_attachments(outbox_id: int) -> Select[Any]:
+    """A message's attachments, in the order they were inserted."""
+    return (
+        select(attachment.c.filename, attachment.c.content_type, attachment.c.content)
+        .where(attachment.c.outbox_id == outbox_id)
+        .order_by(attachment.c.id)
+    )
+
+
+def renew_leases(*, worker: str, lease_seconds: float) -> Update:
+    """Extend the leases of every row this worker is still sending."""
+    return (
+        update(outbox)
+        .where(outbox.c.status == "sending", outbox.c.claimed_by == worker)
+        .values(lease_expires_at=func.now() + _seconds(lease_seconds))
+    )
+
+
+def finish_message() -> Update:
+    """Record the final or next state of a claimed message (executed with many rows).
+
+    Guarded by ``status = 'sending'`` unless ``:force`` — a result that only reschedules must
+    not bring back a row an operator cancelled meanwhile; a delivery is recorded regardless.
+    """
+    return (
+        update(outbox)
+        .where(
+            outbox.c.id == bindparam("b_id"),
+            or_(outbox.c.status == "sending", bindparam("b_force")),
+        )
+        .values(
+            status=bindparam("b_status"),
+            status_reason=bindparam("b_status_reason"),
+            attempts=outbox.c.attempts - bindparam("b_uncount"),
+            next_attempt_at=func.coalesce(bindparam("b_next_attempt_at"), outbox.c.next_attempt_at),
+            last_error=bindparam("b_last_error"),
+            smtp_response=func.coalesce(bindparam("b_smtp_response"), outbox.c.smtp_response),
+            sent_at=bindparam("b_sent_at"),
+            claimed_by=None,
+            lease_expires_at=None,
+        )
+    )
+
+
+def insert_attempts() -> Insert:
+    """Attempt records (executed with many rows)."""
+    return insert(attempt)
+
+
+def pause_profile(name: str, *, until: datetime, reason: str, hint: str | None) -> Update:
+    """Pause a profile: its messages wait until ``until`` without spending attempts."""
+    return (
+        update(profile)
+        .where(profile.c.name == name)
+        .values(
+            paused_until=until,
+            pause_reason=reason,
+            pause_hint=hint,
+            pause_count=profile.c.pause_count + 1,
+        )
+    )
+
+
+def resume_profile(name: str) -> Update:
+    """A paused profile worked again: clear its pause."""
+    return (
+        update(profile)
+        .where(profile.c.name == name, profile.c.pause_count > 0)
+        .values(paused_until=None, pause_reason=None, pause_hint=None, pause_count=0)
+    )
+
+
+def reclaim_lost_leases(*, max_attempts: int) -> Executable:
+    """Rows whose worker died become due again, and their attempt is recorded as interrupted.
+
+    A row interrupted ``max_attempts`` times is failed: a message that kills its worker must
+    not loop forever.
+    """
+    gave_up = outbox.c.attempts >= max_attempts
+    lost = (
+        update(outbox)
+        .where(outbox.c.status == "sending", outbox.c.lease_expires_at < func.now())
+        .values(
+            status=case((gave_up, "failed"), else_="pending"),
+            status_reason=case(
+                (gave_up, "failed: its worker stopped during every attempt"),
+                else_="waiting to retry: the worker sending it stopped (lease expired)",
+            ),
+            next_attempt_at=func.now(),
+            claimed_by=None,
+            lease_expires_at=None,
+        )
+        .returning(
+            outbox.c.id, outbox.c.attempts, outbox.c.profile, outbox.c.claimed_by,
+            outbox.c.claimed_at,
+        )
+        .cte("lost")
+    )  # fmt: skip
+    return insert(attempt).from_select(
+        ["outbox_id", "attempt_no", "profile", "worker_id", "started_at", "finished_at",
+         "outcome", "error"],
+        select(
+            lost.c.id, lost.c.attempts, lost.c.profile, lost.c.claimed_by,
+            func.coalesce(lost.c.claimed_at, func.now()), func.now(), literal("interrupted"),
+            literal("the worker stopped before the result was recorded (lease expired)"),
+        ),
+    )  # fmt: skip
+
+
+def fail_expired() -> Update:
+    """Pending messages past their ``expires_at`` are failed, never sent."""
+    return (
+        update(outbox)
+        .where(outbox.c.status == "pending", outbox.c.expires_at <= func.now())
+        .values(status="failed", status_reason="expired: not sent before expires_at")
+    )
+
+
+def fail_unroutable() -> Update:
+    """Pending messages with no usable profile name are failed with the reason in words."""
+    known = exists().where(profile.c.name == outbox.c.profile)
+    return (
+        update(outbox)
+        .where(outbox.c.status == "pending", or_(outbox.c.profile.is_(None), ~known))
+        .values(
+            status="failed",
+            status_reason=case(
+                (outbox.c.profile.is_(None), "no profile given and no default profile exists"),
+                else_=func.format("profile %s does not exist", outbox.c.profile),
+            ),
+        )
+    )
+
+
+def explain_waiting() -> Update:
+    """Pending messages of a disabled or paused profile say so in ``status_reason``."""
+    reason = case(
+        (~profile.c.enabled, func.format("waiting: profile %s is disabled", profile.c.name)),
+        else_=func.format(
+            "waiting: profile %s paused until %s: %s%s",
+            profile.c.name,
+            func.to_char(
+                func.timezone("UTC", profile.c.paused_until), 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
+            ),
+            profile.c.pause_reason,
+            func.coalesce(" (hint: " + profile.c.pause_hint + ")", ""),
+        ),
+    )
+    return (
+        update(outbox)
+        .where(
+            outbox.c.status == "pending",
+            outbox.c.profile == profile.c.name,
+            or_(~profile.c.enabled, profile.c.paused_until > func.now()),
+            outbox.c.status_reason.is_distinct_from(reason),
+        )
+        .values(status_reason=reason)
+    )
+
+
+def _seconds(value: float) -> Any:
+    return func.make_interval(0, 0, 0, 0, 0, 0, value)
+
+
+def work_due_within(seconds: float) -> Select[Any]:
+    """Whether any message of a usable profile becomes due within ``seconds``."""
+    return select(
+        exists().where(
+            outbox.c.status == "pending",
+            outbox.c.next_attempt_at <= func.now() + _seconds(seconds),
+            profile.c.name == outbox.c.profile,
+            profile.c.enabled,
+            or_(
+                profile.c.paused_until.is_(None),
+                profile.c.paused_until <= func.now() + _seconds(seconds),
+            ),
+        )
+    )

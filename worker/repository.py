@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker import queries
+from worker.delivery import Claimed, Outcome
 from worker.profiles import Profile
 
 __all__ = ["Repository"]
@@ -58,6 +59,11 @@ class Repository:
         result = await self._connection.execute(queries.set_default_profile(name))
         return result.scalar_one_or_none() is not None
 
+    async def count_waiting_messages(self, name: str, *, include_unassigned: bool) -> int:
+        """Unsent messages for the named profile (and those naming none, if asked)."""
+        query = queries.count_waiting_messages(name, include_unassigned=include_unassigned)
+        return int(await self._connection.scalar(query) or 0)
+
     # --- outbox ------------------------------------------------------------------------------
 
     async def insert_message(
@@ -79,3 +85,66 @@ class Repository:
                 [{**row, "outbox_id": new_id} for row in attachments],
             )
         return int(new_id), True
+
+    # --- delivery ----------------------------------------------------------------------------
+
+    async def claim_due(
+        self, *, worker: str, lease_seconds: float, free_slots: int, per_connection: int
+    ) -> list[Claimed]:
+        statement = queries.claim_due(
+            worker=worker,
+            lease_seconds=lease_seconds,
+            free_slots=free_slots,
+            per_connection=per_connection,
+        )
+        result = await self._connection.execute(statement)
+        return sorted(
+            (Claimed.from_row(row) for row in result.mappings()),
+            key=lambda claimed: (-claimed.priority, claimed.id),
+        )
+
+    async def load_attachments(self, outbox_id: int) -> list[tuple[str, str, bytes]]:
+        result = await self._connection.execute(queries.select_attachments(outbox_id))
+        return [(row.filename, row.content_type, row.content) for row in result]
+
+    async def renew_leases(self, *, worker: str, lease_seconds: float) -> int:
+        result = await self._connection.execute(
+            queries.renew_leases(worker=worker, lease_seconds=lease_seconds)
+        )
+        return result.rowcount
+
+    async def record_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """Write a batch of attempt results: row states, attempt records, profile pauses."""
+        if not outcomes:
+            return
+        await self._connection.execute(
+            queries.finish_message(), [outcome.row_update() for outcome in outcomes]
+        )
+        await self._connection.execute(
+            queries.insert_attempts(), [outcome.attempt_row() for outcome in outcomes]
+        )
+        for outcome in outcomes:
+            if outcome.pause is not None:
+                pause = outcome.pause
+                await self._connection.execute(
+                    queries.pause_profile(
+                        outcome.profile, until=pause.until, reason=pause.reason, hint=pause.hint
+                    )
+                )
+            elif outcome.resume_profile:
+                await self._connection.execute(queries.resume_profile(outcome.profile))
+
+    async def work_due_within(self, seconds: float) -> bool:
+        return bool(await self._connection.scalar(queries.work_due_within(seconds)))
+
+    async def housekeeping(self, *, max_attempts: int) -> dict[str, int]:
+        """Return lost leases, fail expired and unroutable rows, explain waiting ones."""
+        counts = {}
+        for name, statement in (
+            ("reclaimed", queries.reclaim_lost_leases(max_attempts=max_attempts)),
+            ("expired", queries.fail_expired()),
+            ("unroutable", queries.fail_unroutable()),
+            ("explained", queries.explain_waiting()),
+        ):
+            counts[name] = (await self._connection.execute(statement)).rowcount
+        return counts

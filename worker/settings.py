@@ -78,6 +78,61 @@ class Settings(BaseSettings):
         description="Largest message (body plus attachments) that enqueue accepts, in bytes.",
     )
 
+    # --- the delivery worker ---------------------------------------------------------------
+    worker_name: str | None = Field(
+        default=None,
+        description="Name of this worker in leases and logs. Empty: host name and process id.",
+    )
+    concurrency: int = Field(
+        default=32, ge=1, le=1000, description="Messages one worker process has in flight at most."
+    )
+    claim_depth: int = Field(
+        default=4,
+        ge=1,
+        le=100,
+        description="Messages claimed per profile connection, so sends never wait for a claim.",
+    )
+    poll_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between polls for scheduled work; new rows wake the worker at once.",
+    )
+    housekeeping_interval: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds between checks for lost leases, expired and unroutable messages.",
+    )
+    lease_seconds: float = Field(
+        default=120.0,
+        ge=5,
+        description="How long a claim lasts without renewal; a dead worker's rows return after it.",
+    )
+    shutdown_grace: float = Field(
+        default=25.0, ge=0, description="Seconds to finish in-flight sends after SIGTERM/SIGINT."
+    )
+    retry_base: float = Field(
+        default=30.0, gt=0, description="First retry delay in seconds (before jitter)."
+    )
+    retry_factor: float = Field(default=3.0, ge=1, description="Each retry waits this much longer.")
+    retry_cap: float = Field(default=1800.0, gt=0, description="Longest retry delay in seconds.")
+    max_attempts: int = Field(
+        default=8, ge=1, description="Attempts before a temporarily failing message is failed."
+    )
+    max_age: float = Field(
+        default=2 * 86400.0,
+        gt=0,
+        description="Seconds after enqueue when a temporarily failing message is failed.",
+    )
+    pause_base: float = Field(
+        default=60.0, gt=0, description="First pause in seconds of a profile whose account fails."
+    )
+    pause_cap: float = Field(default=3600.0, gt=0, description="Longest profile pause in seconds.")
+    idle_check_after: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds an SMTP connection may idle before a NOOP checks it before reuse.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

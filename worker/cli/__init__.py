@@ -60,7 +60,8 @@ def migrate(cli: CliContext) -> None:
 
 
 # Sub-command groups live in their own modules and attach themselves to ``main``.
-from worker.cli import enqueue, profiles  # noqa: E402
+from worker.cli import enqueue, profiles, run  # noqa: E402
 
 main.add_command(profiles.profiles)
 main.add_command(enqueue.enqueue)
+main.add_command(run.run)

@@ -1,0 +1,175 @@
+"""Each kind of SMTP failure is classified by code, enhanced code and text together."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import aiosmtplib
+import pytest
+
+from worker.classify import FailureKind, Stage, StartTlsUnavailable, classify, enhanced_code
+from worker.mime import MessageBuildError
+
+T, P, PR, Q = (
+    FailureKind.TRANSIENT,
+    FailureKind.PERMANENT,
+    FailureKind.PROFILE,
+    FailureKind.QUOTA,
+)
+
+
+def _refused(*pairs: tuple[str, int]) -> aiosmtplib.SMTPRecipientsRefused:
+    return aiosmtplib.SMTPRecipientsRefused(
+        [
+            aiosmtplib.SMTPRecipientRefused(code, f"{code // 100}.1.1 no", rcpt)
+            for rcpt, code in pairs
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "stage", "kind"),
+    [
+        # passing trouble: retry the message
+        (
+            aiosmtplib.SMTPConnectError("Error connecting to h on port 25: [Errno 111] refused"),
+            Stage.CONNECT,
+            T,
+        ),
+        (aiosmtplib.SMTPServerDisconnected("Connection lost"), Stage.SEND, T),
+        (aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"), Stage.SEND, T),
+        (aiosmtplib.SMTPConnectTimeoutError("Timed out connecting"), Stage.CONNECT, T),
+        (aiosmtplib.SMTPDataError(451, "4.3.0 Temporary failure, try later"), Stage.SEND, T),
+        (
+            aiosmtplib.SMTPSenderRefused(421, "4.3.0 Temporary System Problem", "a@b.pl"),
+            Stage.SEND,
+            T,
+        ),
+        (_refused(("a@x.pl", 450), ("b@x.pl", 550)), Stage.SEND, T),
+        # the message itself is wrong: fail now
+        (aiosmtplib.SMTPDataError(554, "5.6.0 Message content rejected"), Stage.SEND, P),
+        (aiosmtplib.SMTPDataError(552, "5.3.4 Message size exceeds fixed limit"), Stage.SEND, P),
+        (_refused(("a@x.pl", 550), ("b@x.pl", 550)), Stage.SEND, P),
+        (aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server"), Stage.SEND, P),
+        (MessageBuildError("extra header 'From' is set by the service"), Stage.BUILD, P),
+        # the account or its settings: pause the profile
+        (
+            aiosmtplib.SMTPAuthenticationError(535, "5.7.8 Authentication credentials invalid"),
+            Stage.AUTH,
+            PR,
+        ),
+        (
+            aiosmtplib.SMTPAuthenticationError(
+                534, "5.7.9 Application-specific password required."
+            ),
+            Stage.AUTH,
+            PR,
+        ),
+        (
+            aiosmtplib.SMTPAuthenticationError(535, "5.7.139 Authentication unsuccessful"),
+            Stage.AUTH,
+            PR,
+        ),
+        (
+            aiosmtplib.SMTPSenderRefused(
+                550, "5.7.30 Basic authentication is not supported", "a@b"
+            ),
+            Stage.SEND,
+            PR,
+        ),
+        (
+            aiosmtplib.SMTPSenderRefused(530, "5.7.0 Authentication required", "a@b.pl"),
+            Stage.SEND,
+            PR,
+        ),
+        (
+            aiosmtplib.SMTPException("The SMTP AUTH extension is not supported by this server."),
+            Stage.AUTH,
+            PR,
+        ),
+        (StartTlsUnavailable("the server offers no STARTTLS"), Stage.TLS, PR),
+        (
+            ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] self-signed"),
+            Stage.TLS,
+            PR,
+        ),
+        (
+            aiosmtplib.SMTPConnectError("Error connecting: [SSL: WRONG_VERSION_NUMBER] wrong"),
+            Stage.CONNECT,
+            PR,
+        ),
+        (socket.gaierror(-2, "Name or service not known"), Stage.CONNECT, PR),
+        # the provider's limits: pause for longer
+        (
+            aiosmtplib.SMTPDataError(550, "5.4.5 Daily user sending limit exceeded. - gsmtp"),
+            Stage.SEND,
+            Q,
+        ),
+        (
+            aiosmtplib.SMTPSenderRefused(550, "5.4.5 Daily sending quota exceeded.", "a@b.pl"),
+            Stage.SEND,
+            Q,
+        ),
+        (
+            aiosmtplib.SMTPAuthenticationError(454, "4.7.0 Too many login attempts, try later."),
+            Stage.AUTH,
+            Q,
+        ),
+        (
+            aiosmtplib.SMTPConnectResponseError(421, "4.7.0 Try again later, closing connection."),
+            Stage.CONNECT,
+            Q,
+        ),
+        (
+            aiosmtplib.SMTPDataError(
+                554, "5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException"
+            ),
+            Stage.SEND,
+            Q,
+        ),
+        (
+            aiosmtplib.SMTPSenderRefused(
+                432, "4.3.2 STOREDRV.ClientSubmit; sender thread limit", "a@b.pl"
+            ),
+            Stage.SEND,
+            Q,
+        ),
+    ],
+)
+def test_classification(exc: BaseException, stage: Stage, kind: FailureKind) -> None:
+    """The failure kind decides between retry, failure and a profile pause."""
+    assert kind == classify(exc, stage).kind
+
+
+def test_google_daily_limit_is_not_a_permanent_failure() -> None:
+    """550 5.4.5 pauses the profile: the first digit alone would wrongly fail the message."""
+    failure = classify(aiosmtplib.SMTPDataError(550, "5.4.5 Daily user sending limit"), Stage.SEND)
+    assert (failure.kind, failure.code, failure.enhanced) == (FailureKind.QUOTA, 550, "5.4.5")
+
+
+def test_reasons_are_one_line_and_hint_what_to_do() -> None:
+    """A multi-line reply becomes one readable line; auth failures say what to check."""
+    exc = aiosmtplib.SMTPAuthenticationError(
+        535, "5.7.8 Username and Password not accepted.\n5.7.8 Learn more at https://x"
+    )
+    failure = classify(exc, Stage.AUTH)
+    assert "\n" not in failure.reason
+    assert failure.reason.startswith("535 5.7.8 Username and Password not accepted.")
+    assert failure.hint == "check the login and password of the profile"
+
+
+def test_refused_recipients_are_listed() -> None:
+    """When every recipient is refused, each address and its reply is in the reason."""
+    failure = classify(_refused(("a@x.pl", 550), ("b@x.pl", 551)), Stage.SEND)
+    assert "a@x.pl: 550 5.1.1 no" in failure.reason
+    assert "b@x.pl: 551 5.1.1 no" in failure.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("5.7.8 bad", "5.7.8"), ("Daily 4.5.3 x", "4.5.3"), ("no code here", None)],
+)
+def test_enhanced_code(text: str, expected: str | None) -> None:
+    """The RFC 3463 code is found anywhere in the reply text."""
+    assert expected == enhanced_code(text)

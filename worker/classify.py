@@ -1,0 +1,227 @@
+"""What a failed send means: the message's problem, the account's problem, or a passing one.
+
+:func:`classify` is pure: it looks at the exception, the stage of the SMTP dialogue where it
+happened, and the server's reply (code, enhanced status code and text together — Google's
+``550 5.4.5`` daily limit carries a permanent code but is a pause, not a failure).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import socket
+import ssl
+
+import aiosmtplib
+
+from worker.errors import MailWorkerError
+
+__all__ = [
+    "Failure",
+    "FailureKind",
+    "ProfileUnusable",
+    "Stage",
+    "StartTlsUnavailable",
+    "classify",
+    "enhanced_code",
+]
+
+
+class Stage(enum.StrEnum):
+    """Where in the SMTP dialogue a send failed."""
+
+    BUILD = "build"  # making the MIME message, before any network traffic
+    CONNECT = "connect"  # TCP, implicit TLS handshake, greeting
+    TLS = "tls"  # STARTTLS
+    AUTH = "auth"
+    SEND = "send"  # MAIL, RCPT, DATA
+
+
+class FailureKind(enum.StrEnum):
+    TRANSIENT = "transient"  # retry the message later, spending an attempt
+    PERMANENT = "permanent"  # fail the message now
+    PROFILE = "profile"  # the account or its settings are wrong: pause the profile
+    QUOTA = "quota"  # the provider's sending limit: pause the profile for longer
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Failure:
+    kind: FailureKind
+    stage: Stage
+    reason: str  # one line for a person: what happened
+    code: int | None = None
+    enhanced: str | None = None
+    hint: str | None = None  # what the person should do, when we know
+
+
+class StartTlsUnavailable(MailWorkerError):
+    """The server offers no STARTTLS, and the profile must not send its password in clear."""
+
+
+class ProfileUnusable(MailWorkerError):
+    """The profile cannot be used as stored (e.g. its password cannot be decrypted)."""
+
+
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_QUOTA_TEXT = re.compile(
+    r"sending limit|sending quota|quota exceeded|SubmissionQuota|too many (messages|recipients)",
+    re.IGNORECASE,
+)
+_QUOTA_CODES = {"5.4.5", "4.4.5", "4.5.3", "5.5.3", "4.3.2", "4.2.1"}
+_CERTIFICATE_TEXT = re.compile(r"CERTIFICATE_VERIFY_FAILED|WRONG_VERSION_NUMBER|SSL", re.IGNORECASE)
+
+
+def enhanced_code(text: str) -> str | None:
+    """The RFC 3463 status code in a reply text (``5.7.8``), if there is one."""
+    match = _ENHANCED.search(text)
+    return ".".join(match.groups()) if match else None
+
+
+def classify(exc: BaseException, stage: Stage) -> Failure:
+    """Turn an exception raised while sending into a :class:`Failure` (no I/O)."""
+    rules = (_tls_failure, _dns_failure, _reply_failure, _setup_failure, _connection_failure)
+    for rule in rules:
+        failure = rule(exc, stage)
+        if failure is not None:
+            return failure
+    return Failure(kind=FailureKind.TRANSIENT, stage=stage, reason=f"{type(exc).__name__}: {exc}")
+
+
+def _tls_failure(exc: BaseException, stage: Stage) -> Failure | None:
+    if isinstance(exc, StartTlsUnavailable):
+        return Failure(
+            kind=FailureKind.PROFILE,
+            stage=stage,
+            reason=str(exc),
+            hint="use port 465 with encryption ssl, or a server that offers STARTTLS",
+        )
+    certificate = isinstance(exc, ssl.SSLError) or (
+        isinstance(exc, aiosmtplib.SMTPConnectError) and _CERTIFICATE_TEXT.search(str(exc))
+    )
+    if not certificate:
+        return None
+    text = str(exc)
+    if "WRONG_VERSION_NUMBER" in text:
+        hint = "the port does not speak implicit TLS: use starttls for 587/25, ssl for 465"
+    else:
+        hint = "check the host name, or name the CA that signs the server's certificate"
+    return Failure(
+        kind=FailureKind.PROFILE,
+        stage=stage,
+        reason=f"TLS failed: {_one_line(text)}",
+        hint=hint,
+    )
+
+
+def _dns_failure(exc: BaseException, stage: Stage) -> Failure | None:
+    cause = exc.__cause__ or exc.__context__
+    unknown_host = isinstance(exc, socket.gaierror) or isinstance(cause, socket.gaierror)
+    unreachable = isinstance(exc, OSError) and exc.errno in {101, 113}  # ENETUNREACH, EHOSTUNREACH
+    if not (unknown_host or unreachable):
+        return None
+    what = "unknown host" if unknown_host else "host unreachable"
+    return Failure(
+        kind=FailureKind.PROFILE,
+        stage=stage,
+        reason=f"cannot reach the SMTP server ({what}): {_one_line(str(exc))}",
+        hint="check the server name in the profile",
+    )
+
+
+def _reply_failure(exc: BaseException, stage: Stage) -> Failure | None:
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return _all_recipients_refused(exc, stage)
+    if not isinstance(exc, aiosmtplib.SMTPResponseException):
+        return None
+    code, text = exc.code, _one_line(exc.message)
+    enhanced = enhanced_code(text)
+    reason = f"{code} {text}"
+    if _is_quota(code, enhanced, text):
+        return Failure(
+            kind=FailureKind.QUOTA,
+            stage=stage,
+            reason=f"the provider's sending limit was reached: {reason}",
+            code=code,
+            enhanced=enhanced,
+            hint="wait until the provider's window frees, or lower the profile's cap",
+        )
+    kind = _reply_kind(exc, code, stage)
+    hint = _reply_hint(exc, code)
+    return Failure(kind=kind, stage=stage, reason=reason, code=code, enhanced=enhanced, hint=hint)
+
+
+def _reply_kind(exc: aiosmtplib.SMTPResponseException, code: int, stage: Stage) -> FailureKind:
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError) or stage is Stage.AUTH:
+        return FailureKind.PROFILE
+    if code == 530:  # authentication required: the profile is set up without AUTH
+        return FailureKind.PROFILE
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused) and code >= 500:
+        # MAIL FROM is the profile's own address: every message of the profile would fail.
+        return FailureKind.PROFILE
+    return FailureKind.TRANSIENT if code < 500 else FailureKind.PERMANENT
+
+
+def _reply_hint(exc: aiosmtplib.SMTPResponseException, code: int) -> str | None:
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError) or code == 530:
+        return "check the login and password of the profile"
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused) and code >= 500:
+        return "the server does not accept the profile's outgoing address as sender"
+    return None
+
+
+def _all_recipients_refused(exc: aiosmtplib.SMTPRecipientsRefused, stage: Stage) -> Failure:
+    refusals = [f"{r.recipient}: {r.code} {_one_line(r.message)}" for r in exc.recipients]
+    temporary = any(r.code < 500 for r in exc.recipients)
+    return Failure(
+        kind=FailureKind.TRANSIENT if temporary else FailureKind.PERMANENT,
+        stage=stage,
+        reason="every recipient was refused: " + "; ".join(refusals),
+        code=exc.recipients[0].code if exc.recipients else None,
+    )
+
+
+def _setup_failure(exc: BaseException, stage: Stage) -> Failure | None:
+    """The message or the profile cannot work as they are, whatever the server says."""
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return Failure(kind=FailureKind.PERMANENT, stage=stage, reason=str(exc))
+    if isinstance(exc, MailWorkerError) and stage is Stage.BUILD:
+        return Failure(kind=FailureKind.PERMANENT, stage=stage, reason=str(exc))
+    if isinstance(exc, ProfileUnusable):
+        return Failure(kind=FailureKind.PROFILE, stage=stage, reason=str(exc))
+    if isinstance(exc, aiosmtplib.SMTPException) and "AUTH extension" in str(exc):
+        return Failure(
+            kind=FailureKind.PROFILE,
+            stage=stage,
+            reason="the server does not offer authentication (AUTH) on this connection",
+            hint="use encryption ssl or starttls; many servers offer AUTH only over TLS",
+        )
+    return None
+
+
+def _connection_failure(exc: BaseException, stage: Stage) -> Failure | None:
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return Failure(
+            kind=FailureKind.TRANSIENT,
+            stage=stage,
+            reason=f"the server did not answer in time ({stage} stage)",
+        )
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
+        return Failure(
+            kind=FailureKind.TRANSIENT,
+            stage=stage,
+            reason=f"the connection was lost ({stage} stage): {_one_line(str(exc))}",
+        )
+    return None
+
+
+def _is_quota(code: int, enhanced: str | None, text: str) -> bool:
+    if enhanced in _QUOTA_CODES:
+        return True
+    if enhanced == "4.7.0" and code in {421, 454}:  # Google: rate limited / too many logins
+        return True
+    return code in {421, 450, 451, 452, 550, 554} and bool(_QUOTA_TEXT.search(text))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,247 @@
+"""A claimed message and what became of it: the data that flows through the worker.
+
+:class:`Claimed` is a row the worker holds a lease on, with its profile's settings.
+:class:`Outcome` is everything one attempt writes back: the row's new state and the attempt
+record. The functions here turn a send result or a :mod:`worker.retry` decision into an
+outcome; they do no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from worker.classify import Failure
+from worker.profiles import Profile
+from worker.queries import CLAIMED_PROFILE_PREFIX
+from worker.retry import Decision, Fail, PauseProfile, Retry
+
+__all__ = [
+    "AttemptContext",
+    "Claimed",
+    "Outcome",
+    "failed_outcome",
+    "released_outcome",
+    "sent_outcome",
+]
+
+Status = Literal["pending", "sent", "failed"]
+AttemptOutcome = Literal["sent", "partial", "retry", "failed", "deferred", "interrupted"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Claimed:
+    """An outbox row this worker holds a lease on, with the settings of its profile."""
+
+    id: int
+    profile: Profile
+    to_addrs: Sequence[str]
+    cc_addrs: Sequence[str]
+    bcc_addrs: Sequence[str]
+    subject: str
+    body_text: str
+    body_html: str | None
+    headers: Mapping[str, Any]
+    priority: int
+    expires_at: datetime | None
+    kind: str
+    attempts: int  # including this one
+    message_id: str
+    created_at: datetime
+    claimed_at: datetime
+    has_attachments: bool
+    profile_pause_count: int  # > 0: the profile was paused and this message is its probe
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Claimed:
+        profile_row = {
+            str(key).removeprefix(CLAIMED_PROFILE_PREFIX): value
+            for key, value in row.items()
+            if str(key).startswith(CLAIMED_PROFILE_PREFIX)
+        }
+        names = {field.name for field in dataclasses.fields(cls)} - {"profile"}
+        message = {key: value for key, value in row.items() if key in names}
+        return cls(profile=Profile.from_row(profile_row), **message)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """The result of one attempt, as the result writer stores it."""
+
+    message_id: int
+    profile: str
+    attempt_no: int
+    worker: str
+    started_at: datetime
+    finished_at: datetime
+    attempt_outcome: AttemptOutcome
+    # the row
+    status: Status
+    status_reason: str
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    smtp_response: str | None = None
+    sent_at: datetime | None = None
+    uncount_attempt: bool = False  # the attempt did not happen through the message's fault
+    force: bool = False  # written even if the row is no longer 'sending' (a delivery is a fact)
+    # the attempt record
+    smtp_code: int | None = None
+    smtp_text: str | None = None
+    tls_version: str | None = None
+    error: str | None = None
+    recipients: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    # profile effects
+    pause: PauseProfile | None = None
+    resume_profile: bool = False
+
+    def row_update(self) -> dict[str, Any]:
+        """Bind parameters of :func:`worker.queries.finish_message`."""
+        return {
+            "b_id": self.message_id,
+            "b_force": self.force,
+            "b_status": self.status,
+            "b_status_reason": self.status_reason,
+            "b_uncount": 1 if self.uncount_attempt else 0,
+            "b_next_attempt_at": self.next_attempt_at,
+            "b_last_error": self.last_error,
+            "b_smtp_response": self.smtp_response,
+            "b_sent_at": self.sent_at,
+        }
+
+    def attempt_row(self) -> dict[str, Any]:
+        """Values of the attempt record."""
+        return {
+            "outbox_id": self.message_id,
+            "attempt_no": self.attempt_no,
+            "profile": self.profile,
+            "worker_id": self.worker,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "outcome": self.attempt_outcome,
+            "smtp_code": self.smtp_code,
+            "smtp_text": self.smtp_text,
+            "tls_version": self.tls_version,
+            "error": self.error,
+            "recipients": dict(self.recipients),
+        }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AttemptContext:
+    """Who tried which message when: the part every outcome of one attempt shares."""
+
+    claimed: Claimed
+    worker: str
+    started_at: datetime
+
+    def base(self, finished_at: datetime) -> dict[str, Any]:
+        return {
+            "message_id": self.claimed.id,
+            "profile": self.claimed.profile.name,
+            "attempt_no": self.claimed.attempts,
+            "worker": self.worker,
+            "started_at": self.started_at,
+            "finished_at": finished_at,
+        }
+
+
+def sent_outcome(
+    context: AttemptContext,
+    *,
+    finished_at: datetime,
+    reply: str,
+    refused: Mapping[str, tuple[int, str]],
+    recipients: Sequence[str],
+    tls_version: str | None,
+) -> Outcome:
+    """The server accepted the message for at least one recipient."""
+    results: dict[str, dict[str, Any]] = {
+        address: {"code": 250, "text": "accepted"} for address in recipients
+    }
+    for address, (code, text) in refused.items():
+        results[address] = {"code": code, "text": text}
+    reason = "sent"
+    if refused:
+        listed = "; ".join(f"{a}: {code} {text}" for a, (code, text) in refused.items())
+        reason = f"sent; {len(refused)} of {len(recipients)} recipients refused: {listed}"
+    return Outcome(
+        **context.base(finished_at),
+        attempt_outcome="partial" if refused else "sent",
+        status="sent",
+        status_reason=reason,
+        smtp_response=f"250 {reply}",
+        sent_at=finished_at,
+        force=True,
+        smtp_code=250,
+        smtp_text=reply,
+        tls_version=tls_version,
+        recipients=results,
+        resume_profile=context.claimed.profile_pause_count > 0,
+    )
+
+
+def failed_outcome(
+    context: AttemptContext,
+    *,
+    finished_at: datetime,
+    failure: Failure,
+    decision: Decision,
+    tls_version: str | None,
+) -> Outcome:
+    """The attempt failed; ``decision`` says what happens next."""
+    common: dict[str, Any] = {
+        **context.base(finished_at),
+        "last_error": failure.reason,
+        "smtp_code": failure.code,
+        "smtp_text": failure.reason if failure.code else None,
+        "tls_version": tls_version,
+        "error": failure.reason,
+    }
+    match decision:
+        case Retry(at=at, reason=reason):
+            return Outcome(
+                **common,
+                attempt_outcome="retry",
+                status="pending",
+                status_reason=f"waiting to retry at {_utc(at)}: {reason}",
+                next_attempt_at=at,
+            )
+        case Fail(reason=reason):
+            return Outcome(
+                **common,
+                attempt_outcome="failed",
+                status="failed",
+                status_reason=f"failed: {reason}",
+                force=True,
+            )
+        case PauseProfile(until=until, reason=reason, hint=hint):
+            said = f"waiting: profile {context.claimed.profile.name} paused until {_utc(until)}"
+            return Outcome(
+                **common,
+                attempt_outcome="deferred",
+                status="pending",
+                status_reason=f"{said}: {reason}" + (f" (hint: {hint})" if hint else ""),
+                next_attempt_at=until,
+                uncount_attempt=True,
+                pause=decision,
+            )
+    raise AssertionError(f"unknown decision {decision!r}")  # pragma: no cover
+
+
+def released_outcome(context: AttemptContext, *, finished_at: datetime, why: str) -> Outcome:
+    """The message goes back to the queue untouched; the attempt does not count."""
+    return Outcome(
+        **context.base(finished_at),
+        attempt_outcome="interrupted",
+        status="pending",
+        status_reason=f"waiting: {why}",
+        next_attempt_at=finished_at,
+        uncount_attempt=True,
+        error=why,
+    )
+
+
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,221 @@
+"""SMTP connections of one profile: opened exactly as its encryption setting says, then pooled.
+
+Encryption, exactly:
+
+* ``ssl``: implicit TLS from the first byte.
+* ``starttls``: plain connect, then STARTTLS is required; no STARTTLS offered → failure.
+* ``auto``: implicit TLS on port 465; otherwise STARTTLS, required when the profile logs in
+  (never a password over an unencrypted connection), opportunistic when it does not.
+* ``none``: plain, for local relays without authentication.
+
+Certificates and host names are verified unless the profile turns that off, which logs a
+warning on every connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable
+
+import aiosmtplib
+import structlog
+
+from worker.classify import Stage, StartTlsUnavailable
+from worker.profiles import Profile
+
+__all__ = ["ConnectFailed", "ConnectionPool", "SmtpSession", "TlsPlan", "tls_plan"]
+
+log = structlog.get_logger("worker.smtp")
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsPlan:
+    implicit: bool  # TLS from the first byte
+    starttls: bool | None  # True: required, None: if offered, False: never
+
+
+def tls_plan(profile: Profile) -> TlsPlan:
+    """How to encrypt a connection for this profile (pure)."""
+    logs_in = profile.auth_method != "none"
+    match profile.encryption:
+        case "ssl":
+            return TlsPlan(implicit=True, starttls=False)
+        case "starttls":
+            return TlsPlan(implicit=False, starttls=True)
+        case "auto" if profile.port == 465:
+            return TlsPlan(implicit=True, starttls=False)
+        case "auto":
+            return TlsPlan(implicit=False, starttls=True if logs_in else None)
+        case _:
+            return TlsPlan(implicit=False, starttls=False)
+
+
+class ConnectFailed(Exception):
+    """Opening a connection failed at ``stage``; ``__cause__`` holds the original error."""
+
+    def __init__(self, stage: Stage) -> None:
+        super().__init__(f"connection failed at the {stage} stage")
+        self.stage = stage
+
+
+@dataclasses.dataclass(eq=False)
+class SmtpSession:
+    """One open, authenticated connection and what we know about it."""
+
+    client: aiosmtplib.SMTP
+    tls_version: str | None
+    last_used: float = dataclasses.field(default_factory=time.monotonic)
+
+
+class ConnectionPool:
+    """Up to ``profile.max_connections`` reusable connections to the profile's server.
+
+    Connections are opened one at a time, so a wrong password costs one login attempt, not
+    one per waiting message. An idle connection is checked with NOOP before reuse.
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        password: str | None,
+        *,
+        idle_check_after: float = 30.0,
+        before_connect: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.profile = profile
+        self._password = password
+        # Called before each new connection; raising refuses it (e.g. the profile was just
+        # paused by a failure of the connection opened before this one).
+        self._before_connect = before_connect
+        self._idle_check_after = idle_check_after
+        self._slots = asyncio.Semaphore(profile.max_connections)
+        self._open_lock = asyncio.Lock()
+        self._idle: list[SmtpSession] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<ConnectionPool {self.profile.name} idle={len(self._idle)}>"
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[SmtpSession]:
+        """A ready connection; dropped instead of returned if the block raises."""
+        async with self._slots:
+            session = await self._take_or_open()
+            try:
+                yield session
+            except BaseException:
+                session.client.close()
+                raise
+            session.last_used = time.monotonic()
+            if self._closed:
+                await _quit(session)
+            else:
+                self._idle.append(session)
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(_quit(session) for session in idle))
+
+    async def _take_or_open(self) -> SmtpSession:
+        while self._idle:
+            session = self._idle.pop()
+            if await self._still_usable(session):
+                return session
+        async with self._open_lock:
+            self._before_connect()
+            return await self._open()
+
+    async def _still_usable(self, session: SmtpSession) -> bool:
+        if not session.client.is_connected:
+            return False
+        if time.monotonic() - session.last_used < self._idle_check_after:
+            return True
+        try:
+            await session.client.noop()
+        except (aiosmtplib.SMTPException, OSError):
+            session.client.close()
+            return False
+        return True
+
+    async def _open(self) -> SmtpSession:
+        profile = self.profile
+        plan = tls_plan(profile)
+        if not profile.verify_tls:
+            log.warning("tls_verification_disabled", profile=profile.name, host=profile.host)
+        client = aiosmtplib.SMTP(
+            hostname=profile.host,
+            port=profile.port,
+            timeout=profile.timeout_seconds,
+            use_tls=plan.implicit,
+            start_tls=False,  # done below, so a missing STARTTLS gets its own clear error
+            validate_certs=profile.verify_tls,
+            cert_bundle=profile.ca_bundle,
+        )
+        stage = Stage.CONNECT
+        try:
+            await client.connect()
+            stage = Stage.TLS
+            await self._starttls(client, plan)
+            stage = Stage.AUTH
+            await self._login(client)
+        except Exception as exc:
+            client.close()
+            raise ConnectFailed(stage) from exc
+        return SmtpSession(client=client, tls_version=_tls_version(client))
+
+    async def _starttls(self, client: aiosmtplib.SMTP, plan: TlsPlan) -> None:
+        if plan.starttls is False:
+            return
+        await client.ehlo()
+        if client.supports_extension("starttls"):
+            await client.starttls()
+        elif plan.starttls:
+            raise StartTlsUnavailable(
+                f"{self.profile.host}:{self.profile.port} offers no STARTTLS; "
+                "the password will not be sent over an unencrypted connection"
+            )
+
+    async def _login(self, client: aiosmtplib.SMTP) -> None:
+        """Log in with one mechanism only, so a wrong password costs one failed attempt.
+
+        (aiosmtplib's ``login()`` tries every mechanism the server offers in turn, and
+        providers lock accounts after a few failures.)
+        """
+        if self.profile.auth_method == "none":
+            return
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        offered = client.server_auth_methods if client.supports_extension("auth") else []
+        mechanism = next((m for m in _AUTH_PREFERENCE if m in offered), None)
+        if mechanism is None:
+            raise aiosmtplib.SMTPException(
+                "The SMTP AUTH extension is not supported by this server."
+            )
+        login, password = self.profile.login or "", self._password or ""
+        match mechanism:
+            case "plain":
+                await client.auth_plain(login, password)
+            case "login":
+                await client.auth_login(login, password)
+            case _:
+                await client.auth_crammd5(login, password)
+
+
+# PLAIN and LOGIN are what providers support; both only ever travel inside TLS here.
+_AUTH_PREFERENCE = ("plain", "login", "cram-md5")
+
+
+def _tls_version(client: aiosmtplib.SMTP) -> str | None:
+    ssl_object = client.get_transport_info("ssl_object")
+    return None if ssl_object is None else str(ssl_object.version())
+
+
+async def _quit(session: SmtpSession) -> None:
+    try:
+        await session.client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        session.client.close()

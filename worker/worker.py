@@ -1,0 +1,459 @@
+"""The delivery worker: claims due messages, sends them over SMTP, records what happened.
+
+The loop, top to bottom: claim a fair batch of due rows (``FOR UPDATE SKIP LOCKED``), start
+one task per message, then sleep until a NOTIFY, the poll interval, a free slot or
+:meth:`Worker.stop` — whichever comes first. Results go to a :class:`ResultWriter` that
+batches them and survives a database outage. A background task renews the leases of
+in-flight rows and runs housekeeping (lost leases, expired and unroutable rows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import random
+import socket
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classify
+from worker.crypto import PasswordCipher
+from worker.db import DATABASE_ERRORS
+from worker.delivery import (
+    AttemptContext,
+    Claimed,
+    Outcome,
+    failed_outcome,
+    released_outcome,
+    sent_outcome,
+)
+from worker.errors import SecretKeyError
+from worker.listener import Listener
+from worker.mime import MessageBuildError, MessageContent, OutgoingAttachment, Sender, render
+from worker.profiles import Profile
+from worker.repository import Repository
+from worker.results import ResultWriter
+from worker.retry import Fail, PauseProfile, RetryPolicy, decide
+from worker.settings import Settings
+from worker.smtp import ConnectFailed, ConnectionPool
+
+__all__ = ["Worker"]
+
+log = structlog.get_logger("worker")
+
+
+class ProfilePaused(Exception):
+    """The profile was paused while this message waited for a connection."""
+
+    def __init__(self, pause: PauseProfile) -> None:
+        super().__init__(pause.reason)
+        self.pause = pause
+
+
+@dataclasses.dataclass(eq=False)
+class _InFlight:
+    task: asyncio.Task[None]
+    started: bool = False  # the SMTP transaction began: the message can no longer be put back
+
+
+class Worker:
+    """One worker process's delivery loop.
+
+    Settings used (see :class:`worker.settings.Settings`): ``concurrency``, ``claim_depth``,
+    ``poll_interval``, ``housekeeping_interval``, ``lease_seconds``, ``shutdown_grace``, the
+    retry and pause settings, ``idle_check_after`` and ``worker_name``.
+    ``until_empty``: return once nothing is due and nothing is in flight (batch jobs, tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        listen_dsn: str,
+        settings: Settings,
+        cipher: PasswordCipher,
+        until_empty: bool = False,
+    ) -> None:
+        self.name = settings.worker_name or f"{socket.gethostname()}:{os.getpid()}"
+        self._engine = engine
+        self._settings = settings
+        self._cipher = cipher
+        self._until_empty = until_empty
+        self._policy = RetryPolicy.from_settings(settings)
+        self._rng = random.Random()  # noqa: S311 - retry jitter, not security
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._in_flight: dict[int, _InFlight] = {}
+        self._pools: dict[str, ConnectionPool] = {}
+        self._paused: dict[str, PauseProfile] = {}
+        self._results = ResultWriter(engine)
+        self._listener = Listener(listen_dsn, f"{settings.db_schema}_outbox", self._wake.set)
+        self._database_down = False
+
+    def stop(self) -> None:
+        """Stop claiming; in-flight sends get the grace period. Safe from a signal handler."""
+        self._stop.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        log.info("worker_started", worker=self.name, concurrency=self._settings.concurrency)
+        helpers = [
+            asyncio.create_task(self._results.run(), name="result-writer"),
+            asyncio.create_task(self._listener.run(self._stop), name="listener"),
+            asyncio.create_task(self._maintain(), name="maintenance"),
+        ]
+        try:
+            await self._housekeeping()
+            await self._fetch_loop()
+        finally:
+            await asyncio.shield(self._shutdown(helpers))
+        log.info("worker_stopped", worker=self.name)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            claimed = await self._claim()
+            for message in claimed:
+                self._start(message)
+            if claimed and self._free_slots() > 0:
+                continue  # more may be due right now
+            nothing_claimed = not claimed and not self._in_flight
+            if self._until_empty and nothing_claimed and await self._nothing_left():
+                return
+            await self._wait_for_work()
+
+    async def _nothing_left(self) -> bool:
+        """In until-empty mode: nothing is due now or within one poll interval."""
+        await self._results.flushed()
+        await self._housekeeping()
+        try:
+            async with self._engine.connect() as connection:
+                repository = Repository(connection)
+                return not await repository.work_due_within(self._settings.poll_interval)
+        except DATABASE_ERRORS as exc:
+            self._database_unavailable(exc)
+            return False
+
+    async def _claim(self) -> list[Claimed]:
+        free = self._free_slots()
+        if free <= 0:
+            return []
+        try:
+            async with self._engine.begin() as connection:
+                claimed = await Repository(connection).claim_due(
+                    worker=self.name,
+                    lease_seconds=self._settings.lease_seconds,
+                    free_slots=free,
+                    per_connection=self._settings.claim_depth,
+                )
+        except DATABASE_ERRORS as exc:
+            self._database_unavailable(exc)
+            return []
+        self._database_available()
+        if claimed:
+            log.info("messages_claimed", count=len(claimed), ids=[m.id for m in claimed])
+        return claimed
+
+    async def _wait_for_work(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=self._settings.poll_interval)
+
+    def _free_slots(self) -> int:
+        return self._settings.concurrency - len(self._in_flight)
+
+    def _start(self, message: Claimed) -> None:
+        task = asyncio.create_task(self._process(message), name=f"send-{message.id}")
+        self._in_flight[message.id] = _InFlight(task)
+        task.add_done_callback(lambda _task: self._finished(message.id))
+
+    def _finished(self, message_id: int) -> None:
+        self._in_flight.pop(message_id, None)
+        self._wake.set()
+
+    # --- one message ---------------------------------------------------------------------
+
+    async def _process(self, message: Claimed) -> None:
+        structlog.contextvars.bind_contextvars(
+            message_id=message.id, profile=message.profile.name, attempt=message.attempts
+        )
+        context = AttemptContext(claimed=message, worker=self.name, started_at=_now())
+        try:
+            outcome = await self._attempt(context)
+        except asyncio.CancelledError:
+            self._results.put(self._interrupted(context))
+            raise
+        except Exception as exc:  # a bug must not lose the message or stop the worker
+            log.exception("attempt_crashed")
+            failure = classify(exc, Stage.SEND)
+            outcome = self._after_failure(context, failure, tls_version=None)
+        self._results.put(outcome)
+        _log_outcome(outcome)
+
+    async def _attempt(self, context: AttemptContext) -> Outcome:
+        message = context.claimed
+        now = _now()
+        if message.expires_at is not None and message.expires_at <= now:
+            return failed_outcome(
+                context,
+                finished_at=now,
+                failure=Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason="expired"),
+                decision=Fail("expired: not sent before expires_at"),
+                tls_version=None,
+            )
+        paused = self._paused.get(message.profile.name)
+        if paused is not None and paused.until > now:
+            return self._deferred(context, paused)
+        try:
+            content = await self._content(message)
+            rendered = render(_sender(message.profile), content)
+        except MessageBuildError as exc:
+            return self._after_failure(context, classify(exc, Stage.BUILD), tls_version=None)
+        return await self._send(context, rendered.sender, rendered.recipients, rendered.data)
+
+    async def _send(
+        self, context: AttemptContext, sender: str, recipients: list[str], data: bytes
+    ) -> Outcome:
+        tls_version: str | None = None
+        try:
+            pool = self._pool(context.claimed.profile)
+            async with pool.session() as session:
+                tls_version = session.tls_version
+                self._in_flight[context.claimed.id].started = True
+                refused, reply = await session.client.sendmail(sender, recipients, data)
+        except ProfilePaused as exc:
+            return self._deferred(context, exc.pause)
+        except ConnectFailed as exc:
+            failure = classify(exc.__cause__ or exc, exc.stage)
+            return self._after_failure(context, failure, tls_version=tls_version)
+        except ProfileUnusable as exc:
+            failure = classify(exc, Stage.CONNECT)
+            return self._after_failure(context, failure, tls_version=None)
+        except Exception as exc:  # noqa: BLE001 - every send error is classified, none escapes
+            failure = classify(exc, Stage.SEND)
+            return self._after_failure(context, failure, tls_version=tls_version)
+        return sent_outcome(
+            context,
+            finished_at=_now(),
+            reply=reply,
+            refused={address: (r.code, r.message) for address, r in refused.items()},
+            recipients=recipients,
+            tls_version=tls_version,
+        )
+
+    async def _content(self, message: Claimed) -> MessageContent:
+        attachments: list[OutgoingAttachment] = []
+        if message.has_attachments:
+            async with self._engine.connect() as connection:
+                rows = await Repository(connection).load_attachments(message.id)
+            attachments = [
+                OutgoingAttachment(filename=name, content_type=kind, content=content)
+                for name, kind, content in rows
+            ]
+        return MessageContent(
+            to=message.to_addrs,
+            cc=message.cc_addrs,
+            bcc=message.bcc_addrs,
+            subject=message.subject,
+            body_text=message.body_text,
+            body_html=message.body_html,
+            headers={str(k): str(v) for k, v in message.headers.items()},
+            message_id=message.message_id,
+            attachments=attachments,
+        )
+
+    def _after_failure(
+        self, context: AttemptContext, failure: Failure, *, tls_version: str | None
+    ) -> Outcome:
+        message = context.claimed
+        now = _now()
+        decision = decide(
+            failure,
+            attempt=message.attempts,
+            age=now - message.created_at,
+            pause_count=message.profile_pause_count,
+            now=now,
+            policy=self._policy,
+            rng=self._rng,
+        )
+        if isinstance(decision, PauseProfile):
+            self._pause(message.profile, decision)
+        return failed_outcome(
+            context, finished_at=now, failure=failure, decision=decision, tls_version=tls_version
+        )
+
+    def _deferred(self, context: AttemptContext, pause: PauseProfile) -> Outcome:
+        failure = Failure(
+            kind=FailureKind.PROFILE, stage=Stage.CONNECT, reason=pause.reason, hint=pause.hint
+        )
+        outcome = failed_outcome(
+            context, finished_at=_now(), failure=failure, decision=pause, tls_version=None
+        )
+        return dataclasses.replace(outcome, pause=None)  # the pause is written once
+
+    def _interrupted(self, context: AttemptContext) -> Outcome:
+        in_flight = self._in_flight.get(context.claimed.id)
+        if in_flight is not None and in_flight.started:
+            why = "the worker stopped during the send; it will be retried"
+            return dataclasses.replace(
+                released_outcome(context, finished_at=_now(), why=why), uncount_attempt=False
+            )
+        why = "returned to the queue at worker shutdown"
+        return released_outcome(context, finished_at=_now(), why=why)
+
+    def _pause(self, profile: Profile, pause: PauseProfile) -> None:
+        already = self._paused.get(profile.name)
+        self._paused[profile.name] = pause
+        if already is None or already.until <= _now():
+            log.warning(
+                "profile_paused",
+                profile=profile.name,
+                until=pause.until.isoformat(),
+                reason=pause.reason,
+                hint=pause.hint,
+            )
+
+    def _refuse_if_paused(self, profile_name: str) -> None:
+        pause = self._paused.get(profile_name)
+        if pause is not None and pause.until > _now():
+            raise ProfilePaused(pause)
+
+    def _pool(self, profile: Profile) -> ConnectionPool:
+        """The connection pool of ``profile``; a changed profile gets a fresh pool."""
+        pool = self._pools.get(profile.name)
+        if pool is not None and pool.profile == profile:
+            return pool
+        if pool is not None:
+            asyncio.create_task(pool.close(), name=f"close-pool-{profile.name}")  # noqa: RUF006
+        password = None
+        if profile.auth_method != "none" and profile.password_encrypted is not None:
+            try:
+                password = self._cipher.decrypt(profile.password_encrypted, profile=profile.name)
+            except SecretKeyError as exc:
+                raise ProfileUnusable(str(exc)) from None
+        pool = ConnectionPool(
+            profile,
+            password,
+            idle_check_after=self._settings.idle_check_after,
+            before_connect=lambda: self._refuse_if_paused(profile.name),
+        )
+        self._pools[profile.name] = pool
+        return pool
+
+    # --- background ----------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        """Renew leases of in-flight rows often; run housekeeping now and then."""
+        renew_every = self._settings.lease_seconds / 3
+        tick = min(renew_every, self._settings.housekeeping_interval)
+        since_housekeeping = 0.0
+        while not self._stop.is_set():
+            await asyncio.sleep(tick)
+            since_housekeeping += tick
+            if self._in_flight:
+                await self._renew_leases()
+            if since_housekeeping >= self._settings.housekeeping_interval:
+                since_housekeeping = 0.0
+                await self._housekeeping()
+
+    async def _renew_leases(self) -> None:
+        try:
+            async with self._engine.begin() as connection:
+                await Repository(connection).renew_leases(
+                    worker=self.name, lease_seconds=self._settings.lease_seconds
+                )
+        except DATABASE_ERRORS as exc:
+            self._database_unavailable(exc)
+
+    async def _housekeeping(self) -> None:
+        try:
+            async with self._engine.begin() as connection:
+                counts = await Repository(connection).housekeeping(
+                    max_attempts=self._settings.max_attempts
+                )
+        except DATABASE_ERRORS as exc:
+            self._database_unavailable(exc)
+            return
+        changed = {name: count for name, count in counts.items() if count}
+        if changed:
+            log.info("housekeeping", **changed)
+        now = _now()
+        for name in [name for name, pause in self._paused.items() if pause.until <= now]:
+            del self._paused[name]
+
+    def _database_unavailable(self, exc: BaseException) -> None:
+        if not self._database_down:
+            log.warning("database_unavailable", error=str(exc).splitlines()[0] if str(exc) else "")
+        self._database_down = True
+
+    def _database_available(self) -> None:
+        if self._database_down:
+            log.info("database_available")
+        self._database_down = False
+
+    # --- shutdown ------------------------------------------------------------------------
+
+    async def _shutdown(self, helpers: list[asyncio.Task[None]]) -> None:
+        self._stop.set()
+        if self._in_flight:
+            log.info("worker_stopping", in_flight=len(self._in_flight))
+        for in_flight in list(self._in_flight.values()):
+            if not in_flight.started:
+                in_flight.task.cancel()
+        tasks = [in_flight.task for in_flight in self._in_flight.values()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self._settings.shutdown_grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._results.close()
+        writer, *others = helpers
+        try:
+            await asyncio.wait_for(writer, timeout=max(5.0, self._settings.shutdown_grace))
+        except TimeoutError:
+            log.error("results_not_written", count=self._results.backlog)
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        await asyncio.gather(*(pool.close() for pool in self._pools.values()))
+
+
+def _sender(profile: Profile) -> Sender:
+    return Sender(
+        address=profile.from_address,
+        display_name=profile.display_name,
+        reply_to=profile.reply_to,
+    )
+
+
+def _log_outcome(outcome: Outcome) -> None:
+    fields = {
+        "outcome": outcome.attempt_outcome,
+        "smtp_code": outcome.smtp_code,
+        "tls_version": outcome.tls_version,
+        "duration_ms": round((outcome.finished_at - outcome.started_at).total_seconds() * 1000),
+    }
+    if outcome.status == "sent":
+        refused = [a for a, r in outcome.recipients.items() if r.get("code") != 250]
+        log.info("mail_sent", **fields, refused=refused or None)
+    elif outcome.status == "failed":
+        log.warning("mail_failed", **fields, reason=outcome.status_reason)
+    elif outcome.attempt_outcome == "retry":
+        at = _iso(outcome.next_attempt_at)
+        log.info("retry_scheduled", **fields, at=at, reason=outcome.last_error)
+    else:
+        until = _iso(outcome.next_attempt_at)
+        log.info("mail_deferred", **fields, until=until, reason=outcome.status_reason)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
