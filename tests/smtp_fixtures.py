@@ -7,10 +7,18 @@
 - ``smtps_server``, ``starttls_server``: implicit TLS / required STARTTLS, AUTH required for
   ``SMTP_LOGIN`` with ``SMTP_PASSWORD``.
 - ``plain_server``: a local relay without TLS or AUTH.
+- ``port_465_server_factory``: like ``smtp_server_factory`` (``tls="implicit"`` unless given),
+  but each server listens on port 465 of a loopback address of its own (127.0.0.2, 127.0.0.3,
+  ...), where ``encryption=auto`` means implicit TLS. Binding port 465 needs root (as in CI) or
+  a lowered ``net.ipv4.ip_unprivileged_port_start``; when it cannot be bound the test is
+  skipped with the reason, except under ``CI=...``, where it fails instead: CI must run it.
 """
 
 from __future__ import annotations
 
+import errno
+import itertools
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,10 +27,12 @@ import pytest
 from tests.smtp_server import SmtpTestCA, SmtpTestServer
 
 __all__ = [
+    "IMPLICIT_TLS_PORT",
     "SMTP_LOGIN",
     "SMTP_PASSWORD",
     "SmtpServerFactory",
     "plain_server",
+    "port_465_server_factory",
     "smtp_ca",
     "smtp_server_factory",
     "smtps_server",
@@ -31,6 +41,11 @@ __all__ = [
 
 SMTP_LOGIN = "user@example.com"
 SMTP_PASSWORD = "s3cret-pass"
+IMPLICIT_TLS_PORT = 465
+
+# Errors of a bind that this machine refuses: a privileged port without root, a port taken by
+# a local mail server, a loopback address that is not configured (macOS has 127.0.0.1 only).
+_CANNOT_BIND = frozenset({errno.EACCES, errno.EPERM, errno.EADDRINUSE, errno.EADDRNOTAVAIL})
 
 SmtpServerFactory = Callable[..., SmtpTestServer]
 """Takes ``SmtpTestServer``'s keyword arguments, except ``ca``, and returns a started server."""
@@ -77,3 +92,39 @@ def starttls_server(smtp_server_factory: SmtpServerFactory) -> SmtpTestServer:
 def plain_server(smtp_server_factory: SmtpServerFactory) -> SmtpTestServer:
     """A local relay: no TLS, no AUTH."""
     return smtp_server_factory(tls="none")
+
+
+@pytest.fixture
+def port_465_server_factory(smtp_server_factory: SmtpServerFactory) -> SmtpServerFactory:
+    """Start SMTP test servers on port 465, each on a loopback address of its own.
+
+    Skips the test (fails it under ``CI``) when this machine cannot bind port 465.
+    """
+    addresses = (f"127.0.0.{n}" for n in itertools.count(2))
+
+    def start(**options: Any) -> SmtpTestServer:
+        host = options.pop("host", None) or next(addresses)
+        options = {"tls": "implicit", **options, "host": host, "port": IMPLICIT_TLS_PORT}
+        try:
+            return smtp_server_factory(**options)
+        except RuntimeError as exc:
+            reason = _bind_refused(exc, host)
+            if reason is None:
+                raise
+            if os.environ.get("CI"):
+                pytest.fail(f"{reason}; CI must run this test", pytrace=False)
+            pytest.skip(reason)
+
+    return start
+
+
+def _bind_refused(exc: RuntimeError, host: str) -> str | None:
+    """Why the server could not listen on ``host``:465, if that is why it did not start."""
+    cause = exc.__cause__
+    if not isinstance(cause, OSError) or cause.errno not in _CANNOT_BIND:
+        return None
+    return (
+        f"cannot listen on {host}:{IMPLICIT_TLS_PORT} ({os.strerror(cause.errno)}); testing"
+        " encryption=auto on port 465 needs root (or a lowered"
+        f" net.ipv4.ip_unprivileged_port_start), a free port 465 and the address {host}"
+    )

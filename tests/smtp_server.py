@@ -4,6 +4,16 @@ A server runs its own event loop in its own thread and listens on ``127.0.0.1``,
 it serves an async test and a worker started as a subprocess alike. Clients connect to
 ``server.hostname`` (``"localhost"``) and ``server.port``, and trust ``server.cert_bundle``.
 
+``host=`` and ``port=`` choose another address, e.g. port 465 (where ``encryption=auto`` means
+implicit TLS) on a loopback address of its own, so several such servers run at once::
+
+    SmtpTestServer(ca=ca, tls="implicit", host="127.0.0.2", port=465)   # needs root (or a
+                                                   # lowered net.ipv4.ip_unprivileged_port_start)
+
+Such a server's certificate also names its address, and ``server.hostname`` is then that
+address (``localhost`` resolves to 127.0.0.1 only). The ``port_465_server_factory`` fixture
+hands out the addresses and skips a test when port 465 cannot be bound.
+
 Modes and certificates::
 
     ca = SmtpTestCA(tmp_path)                       # one per session: the smtp_ca fixture
@@ -37,6 +47,7 @@ Recording (thread-safe snapshots)::
     server.messages          # ReceivedMessage(mail_from, rcpt_tos, data, login, tls_version, ...)
     server.commands          # Command(connection, verb, arg); an AUTH arg is the mechanism only
     server.connection_count, server.open_connection_count, server.auth_attempts
+    server.peak_open_connection_count   # the most connections that were open at one time
     server.wait_for_messages(3, timeout=5)   # blocks; from async code use asyncio.to_thread
 
 Faults (``server.script``). A rule names a stage and what to do there; the first rule that
@@ -164,9 +175,9 @@ MECHANISMS = ("LOGIN", "PLAIN")  # aiosmtpd's built-in ones
 class SmtpTestCA:
     """A trustme CA, the PEM file that clients trust, and server certificates of each kind.
 
-    ``valid`` is issued by this CA for localhost and 127.0.0.1; ``expired`` likewise but
-    out of date; ``wrong_host`` is issued by this CA for another host only; ``self_signed``
-    signs itself, so no chain leads to this CA.
+    ``valid`` is issued by this CA for localhost, 127.0.0.1 and the server's own address
+    (``host=``); ``expired`` likewise but out of date; ``wrong_host`` is issued by this CA for
+    another host only; ``self_signed`` signs itself, so no chain leads to this CA.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -174,7 +185,7 @@ class SmtpTestCA:
         self._ca = trustme.CA(organization_name="mail-outbox-worker tests")
         self.pem_path = directory / "smtp-test-ca.pem"
         self._ca.cert_pem.write_to_path(str(self.pem_path))
-        self._contexts: dict[CertificateKind, ssl.SSLContext] = {}
+        self._contexts: dict[tuple[CertificateKind, str], ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
     @property
@@ -186,38 +197,50 @@ class SmtpTestCA:
         """A verifying client context that trusts only this CA."""
         return ssl.create_default_context(cafile=self.cert_bundle)
 
-    def server_context(self, kind: CertificateKind = "valid") -> ssl.SSLContext:
-        """A server context presenting a certificate of the given kind (made once, then reused)."""
+    def server_context(self, kind: CertificateKind = "valid", host: str = HOST) -> ssl.SSLContext:
+        """A server context presenting a certificate of the given kind for a server listening
+        on ``host`` (made once per kind and host, then reused)."""
         with self._lock:
-            if kind not in self._contexts:
+            if (kind, host) not in self._contexts:
                 context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-                self._leaf(kind).configure_cert(context)
-                self._contexts[kind] = context
-            return self._contexts[kind]
+                self._leaf(kind, host).configure_cert(context)
+                self._contexts[kind, host] = context
+            return self._contexts[kind, host]
 
-    def _leaf(self, kind: CertificateKind) -> trustme.LeafCert:
+    def _leaf(self, kind: CertificateKind, host: str) -> trustme.LeafCert:
         now = dt.datetime.now(dt.UTC)
+        names = _certificate_names(host)
         if kind == "valid":
-            return self._ca.issue_cert(HOSTNAME, HOST)
+            return self._ca.issue_cert(*names)
         if kind == "expired":
             return self._ca.issue_cert(
-                HOSTNAME,
-                HOST,
+                *names,
                 not_before=now - dt.timedelta(days=30),
                 not_after=now - dt.timedelta(days=1),
             )
         if kind == "wrong_host":
             return self._ca.issue_cert(WRONG_HOSTNAME)
         if kind == "self_signed":
-            return _self_signed_leaf(now)
+            return _self_signed_leaf(now, names)
         raise ValueError(f"unknown certificate kind: {kind!r}")
 
 
-def _self_signed_leaf(now: dt.datetime) -> trustme.LeafCert:
-    """A certificate for localhost that is its own issuer (trustme only issues from a CA)."""
+def _certificate_names(host: str) -> tuple[str, ...]:
+    """localhost, 127.0.0.1 and the address the server listens on, each once."""
+    return tuple(dict.fromkeys((HOSTNAME, HOST, host)))
+
+
+def _subject_alternative_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _self_signed_leaf(now: dt.datetime, names: tuple[str, ...]) -> trustme.LeafCert:
+    """A certificate for ``names`` that is its own issuer (trustme only issues from a CA)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOSTNAME)])
-    names = [x509.DNSName(HOSTNAME), x509.IPAddress(ipaddress.ip_address(HOST))]
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -226,7 +249,10 @@ def _self_signed_leaf(now: dt.datetime) -> trustme.LeafCert:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([_subject_alternative_name(n) for n in names]),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(
@@ -288,12 +314,14 @@ class _Journal:
         self.errors: list[str] = []
         self.connections = 0
         self.open_connections = 0
+        self.peak_open_connections = 0
         self.transactions = 0
 
     def connected(self) -> int:
         with self._changed:
             self.connections += 1
             self.open_connections += 1
+            self.peak_open_connections = max(self.peak_open_connections, self.open_connections)
             return self.connections
 
     def disconnected(self) -> None:
@@ -746,6 +774,9 @@ class SmtpTestServer:
     - ``auth_mechanisms``: the mechanisms offered, of ``("LOGIN", "PLAIN")``.
     - ``offer_auth_without_tls``: offer AUTH on an unencrypted connection (a leaky server).
     - ``idle_timeout``: seconds of client silence before the server closes the connection.
+    - ``host``: the address to listen on (default ``127.0.0.1``); the certificate names it too,
+      and ``hostname`` is this address unless it is 127.0.0.1 (then ``localhost``).
+    - ``port``: the port to listen on (default 0: any free one); e.g. 465, which needs root.
     """
 
     def __init__(
@@ -761,6 +792,8 @@ class SmtpTestServer:
         auth_mechanisms: tuple[str, ...] = MECHANISMS,
         offer_auth_without_tls: bool = False,
         idle_timeout: float = 300.0,
+        host: str = HOST,
+        port: int = 0,
     ) -> None:
         if tls not in get_args(TlsMode):
             raise ValueError(f"tls must be one of {get_args(TlsMode)}, not {tls!r}")
@@ -768,7 +801,7 @@ class SmtpTestServer:
             raise ValueError(f"tls={tls!r} needs ca=SmtpTestCA(...)")
         self.tls = tls
         self.ca = ca
-        self.tls_context = ca.server_context(certificate) if ca and tls != "none" else None
+        self.tls_context = ca.server_context(certificate, host) if ca and tls != "none" else None
         self.require_starttls = require_starttls
         self.accounts = _accounts(accounts, auth_replies, bad_credentials_reply)
         if not set(auth_mechanisms) <= set(MECHANISMS):
@@ -776,8 +809,10 @@ class SmtpTestServer:
         self.excluded_mechanisms = [m for m in MECHANISMS if m not in auth_mechanisms]
         self.offer_auth_without_tls = offer_auth_without_tls
         self.idle_timeout = idle_timeout
-        self.host = HOST
-        self.hostname = HOSTNAME
+        self.host = host
+        # localhost resolves to 127.0.0.1 only; a server elsewhere is reached by its address.
+        self.hostname = HOSTNAME if host == HOST else host
+        self._requested_port = port
         self.script = Script()
         self.journal = _Journal()
         self.protocols: set[_ScriptedSMTP] = set()  # touched by the server thread only
@@ -825,11 +860,15 @@ class SmtpTestServer:
         try:
             asyncio.run(self._serve())
         except BaseException as error:
-            # start() re-raises this in the test; re-raising here too makes pytest report a
-            # failure that happens after start-up (as an unhandled thread exception).
+            if self._ready.is_set():
+                # After start-up nobody waits for it: re-raising makes pytest report it (as
+                # an unhandled thread exception).
+                raise
+            # start() raises this in the test (e.g. a port that cannot be bound, which a
+            # fixture may turn into a skip); raising it here as well would fail the test
+            # through the unhandled-thread-exception warning whatever the fixture decides.
             self._startup_error = error
             self._ready.set()
-            raise
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -838,7 +877,7 @@ class SmtpTestServer:
         server = await loop.create_server(
             lambda: _ScriptedSMTP(self, hooks, loop),
             host=self.host,
-            port=0,
+            port=self._requested_port,
             ssl=self.tls_context if self.tls == "implicit" else None,
             ssl_handshake_timeout=START_TIMEOUT_SECONDS if self.tls == "implicit" else None,
         )
@@ -904,6 +943,19 @@ class SmtpTestServer:
     @property
     def open_connection_count(self) -> int:
         return self.journal.open_connections
+
+    @property
+    def peak_open_connection_count(self) -> int:
+        """The most connections that were open at the same time so far."""
+        return self.journal.peak_open_connections
+
+    def change_password(self, login: str, password: str) -> None:
+        """Accept only ``password`` for ``login`` from now on, as a provider does after the
+        user changes it; connections that already logged in stay logged in."""
+        if self.accounts is None:
+            raise ValueError("change_password needs a server started with accounts=")
+        passwords = {**self.accounts.passwords, login: password}
+        self.accounts = dataclasses.replace(self.accounts, passwords=passwords)
 
     def wait_for_messages(self, count: int, timeout: float = 5.0) -> tuple[ReceivedMessage, ...]:
         """Block until at least ``count`` messages arrived; TimeoutError otherwise."""
