@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,6 +32,7 @@ class ResultWriter:
         self._retry_cap = retry_cap
         self._queue: collections.deque[Outcome] = collections.deque()
         self._wake = asyncio.Event()
+        self._retry = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
@@ -62,6 +64,10 @@ class ResultWriter:
         """Wait until everything put so far is written."""
         await self._idle.wait()
 
+    def retry_now(self) -> None:
+        """The database is reachable again: end the back-off and write what waits."""
+        self._retry.set()
+
     def close(self) -> None:
         """Write what is queued, then let :meth:`run` return."""
         self._closing = True
@@ -82,7 +88,9 @@ class ResultWriter:
                         waiting=len(self._queue),
                     )
                 failed_before = True
-                await asyncio.sleep(delay)
+                self._retry.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._retry.wait(), timeout=delay)
                 delay = min(self._retry_cap, delay * 2)
                 continue
             if failed_before:
