@@ -53,6 +53,7 @@ class Failure:
     code: int | None = None
     enhanced: str | None = None
     hint: str | None = None  # what the person should do, when we know
+    about_credentials: bool = False  # the login or password (or the right to log in) is wrong
 
 
 class StartTlsUnavailable(MailWorkerError):
@@ -68,6 +69,10 @@ _QUOTA_TEXT = re.compile(
     r"sending limit|sending quota|quota exceeded|SubmissionQuota|too many (messages|recipients)",
     re.IGNORECASE,
 )
+# Gmail: 5.7.8 bad credentials, 5.7.9 app password required, 5.7.14 web sign-in needed;
+# Microsoft: 5.7.139 SMTP AUTH disabled, 5.7.30 basic authentication disabled, 5.7.3 generic.
+_CREDENTIAL_CODES = {"5.7.8", "5.7.9", "5.7.14", "5.7.139", "5.7.30", "5.7.3"}
+CREDENTIALS_HINT = "check the login and password of the profile"
 _QUOTA_CODES = {"5.4.5", "4.4.5", "4.5.3", "5.5.3", "4.3.2", "4.2.1"}
 _CERTIFICATE_TEXT = re.compile(r"CERTIFICATE_VERIFY_FAILED|WRONG_VERSION_NUMBER|SSL", re.IGNORECASE)
 
@@ -146,9 +151,27 @@ def _reply_failure(exc: BaseException, stage: Stage) -> Failure | None:
             enhanced=enhanced,
             hint="wait until the provider's window frees, or lower the profile's cap",
         )
-    kind = _reply_kind(exc, code, stage)
-    hint = _reply_hint(exc, code)
-    return Failure(kind=kind, stage=stage, reason=reason, code=code, enhanced=enhanced, hint=hint)
+    credentials = _about_credentials(exc, code, enhanced)
+    kind = FailureKind.PROFILE if credentials else _reply_kind(exc, code, stage)
+    hint = CREDENTIALS_HINT if credentials else _reply_hint(exc, code)
+    return Failure(
+        kind=kind,
+        stage=stage,
+        reason=reason,
+        code=code,
+        enhanced=enhanced,
+        hint=hint,
+        about_credentials=credentials,
+    )
+
+
+def _about_credentials(
+    exc: aiosmtplib.SMTPResponseException, code: int, enhanced: str | None
+) -> bool:
+    """The login, the password or the account's permission to log in is the problem."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError) and code >= 500:
+        return True
+    return code == 530 or enhanced in _CREDENTIAL_CODES
 
 
 def _reply_kind(exc: aiosmtplib.SMTPResponseException, code: int, stage: Stage) -> FailureKind:
@@ -163,8 +186,6 @@ def _reply_kind(exc: aiosmtplib.SMTPResponseException, code: int, stage: Stage) 
 
 
 def _reply_hint(exc: aiosmtplib.SMTPResponseException, code: int) -> str | None:
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError) or code == 530:
-        return "check the login and password of the profile"
     if isinstance(exc, aiosmtplib.SMTPSenderRefused) and code >= 500:
         return "the server does not accept the profile's outgoing address as sender"
     return None

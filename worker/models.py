@@ -77,6 +77,13 @@ profile = Table(
     Column("verify_tls", Boolean, nullable=False, server_default=text("true")),
     Column("ca_bundle", Text, comment="Path of a CA file that signs the server certificate."),
     Column("daily_cap", Integer, comment="Messages per rolling 24 h; NULL = no cap."),
+    Column("daily_recipient_cap", Integer, comment="Recipients per rolling 24 h; NULL = no cap."),
+    Column("per_minute_cap", Integer, comment="Messages per rolling minute; NULL = no cap."),
+    Column(
+        "max_recipients_per_message",
+        Integer,
+        comment="Recipients one message may have (Gmail: 100); NULL = no limit.",
+    ),
     Column("max_connections", SmallInteger, nullable=False, server_default=text("2")),
     Column("timeout_seconds", Integer, nullable=False, server_default=text("60")),
     Column("is_default", Boolean, nullable=False, server_default=text("false")),
@@ -96,6 +103,15 @@ profile = Table(
     CheckConstraint(_one_of("encryption", ENCRYPTION_MODES), name="encryption"),
     CheckConstraint(_one_of("auth_method", AUTH_METHODS), name="auth_method"),
     CheckConstraint("daily_cap IS NULL OR daily_cap > 0", name="daily_cap_positive"),
+    CheckConstraint(
+        "daily_recipient_cap IS NULL OR daily_recipient_cap > 0",
+        name="daily_recipient_cap_positive",
+    ),
+    CheckConstraint("per_minute_cap IS NULL OR per_minute_cap > 0", name="per_minute_cap_positive"),
+    CheckConstraint(
+        "max_recipients_per_message IS NULL OR max_recipients_per_message > 0",
+        name="max_recipients_positive",
+    ),
     CheckConstraint("max_connections BETWEEN 1 AND 50", name="max_connections_range"),
     CheckConstraint("timeout_seconds BETWEEN 1 AND 3600", name="timeout_range"),
     # A profile that logs in has something to log in with; the password may come later.
@@ -180,6 +196,13 @@ Index(
     outbox.c.priority.desc(),
     outbox.c.id,
     postgresql_where=outbox.c.status == "pending",
+)
+# Caps count what a profile sent in the last 24 hours: a range scan of this index.
+Index(
+    "ix_outbox_sent",
+    outbox.c.profile,
+    outbox.c.sent_at,
+    postgresql_where=outbox.c.sent_at.is_not(None),
 )
 Index(
     "ix_outbox_leased",

@@ -81,6 +81,9 @@ class Profile:
     timeout_seconds: int
     is_default: bool
     preset: str | None
+    daily_recipient_cap: int | None = None
+    per_minute_cap: int | None = None
+    max_recipients_per_message: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Profile:

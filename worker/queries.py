@@ -12,10 +12,13 @@ from typing import Any
 
 from sqlalchemy import (
     Insert,
+    Integer,
     Select,
     Update,
+    and_,
     bindparam,
     case,
+    cast,
     delete,
     exists,
     func,
@@ -26,6 +29,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.expression import Executable
 
@@ -34,9 +38,11 @@ from worker.models import attachment, attempt, outbox, profile
 __all__ = [
     "CLAIMED_MESSAGE_COLUMNS",
     "CLAIMED_PROFILE_PREFIX",
+    "cap_usage",
     "claim_due",
     "clear_default_profile",
     "count_waiting_messages",
+    "defer_for_cap",
     "delete_profile",
     "explain_waiting",
     "fail_expired",
@@ -46,10 +52,13 @@ __all__ = [
     "insert_attempts",
     "insert_message",
     "insert_profile",
+    "lock_capped_profiles",
     "message_id_by_idempotency_key",
+    "nth_oldest_send",
     "pause_profile",
     "profile_exists",
     "reclaim_lost_leases",
+    "release_claimed",
     "renew_leases",
     "resume_profile",
     "select_attachments",
@@ -172,19 +181,32 @@ CLAIMED_PROFILE_PREFIX = "profile_"
 
 
 def claim_due(
-    *, worker: str, lease_seconds: float, free_slots: int, per_connection: int
+    *,
+    worker: str,
+    lease_seconds: float,
+    free_slots: int,
+    per_connection: int,
+    cap_room: Mapping[str, int],
 ) -> Executable:
     """Claim due messages, fairly across profiles; returns each with its profile's settings.
 
     Per usable profile (enabled, not paused) the oldest, highest-priority due rows are locked
     with SKIP LOCKED, so concurrent workers never take the same row and a backlog on one
     profile cannot hold back another: every profile gets its share of every claim. A profile
-    just out of a pause gets one message, the probe.
+    just out of a pause gets one message, the probe. ``cap_room`` limits capped profiles to
+    what their caps still allow (see :func:`lock_capped_profiles`).
     """
     candidate = profile.alias("candidate")
+    # What a capped profile may still send; the others are not limited by it.
+    room = func.coalesce(
+        cast(
+            bindparam("cap_room", dict(cap_room), type_=JSONB).op("->>")(candidate.c.name), Integer
+        ),
+        free_slots,
+    )
     share = case(
-        (candidate.c.pause_count > 0, 1),
-        else_=func.least(free_slots, candidate.c.max_connections * per_connection),
+        (candidate.c.pause_count > 0, func.least(1, room)),
+        else_=func.least(free_slots, candidate.c.max_connections * per_connection, room),
     )
     due = (
         select(outbox.c.id)
@@ -316,10 +338,17 @@ def reclaim_lost_leases(*, max_attempts: int) -> Executable:
     A row interrupted ``max_attempts`` times is failed: a message that kills its worker must
     not loop forever.
     """
+    expired = (
+        select(outbox.c.id, outbox.c.claimed_by, outbox.c.claimed_at)
+        .where(outbox.c.status == "sending", outbox.c.lease_expires_at < func.now())
+        .with_for_update(skip_locked=True)
+        .cte("expired")
+    )
     gave_up = outbox.c.attempts >= max_attempts
+    # The expired rows are read first: RETURNING would give claimed_by after the update.
     lost = (
         update(outbox)
-        .where(outbox.c.status == "sending", outbox.c.lease_expires_at < func.now())
+        .where(outbox.c.id == expired.c.id)
         .values(
             status=case((gave_up, "failed"), else_="pending"),
             status_reason=case(
@@ -331,8 +360,8 @@ def reclaim_lost_leases(*, max_attempts: int) -> Executable:
             lease_expires_at=None,
         )
         .returning(
-            outbox.c.id, outbox.c.attempts, outbox.c.profile, outbox.c.claimed_by,
-            outbox.c.claimed_at,
+            outbox.c.id, outbox.c.attempts, outbox.c.profile, expired.c.claimed_by,
+            expired.c.claimed_at,
         )
         .cte("lost")
     )  # fmt: skip
@@ -415,4 +444,129 @@ def work_due_within(seconds: float) -> Select[Any]:
                 profile.c.paused_until <= func.now() + _seconds(seconds),
             ),
         )
+    )
+
+
+# --- caps ------------------------------------------------------------------------------------
+
+# First key of the advisory locks that make claims of one capped profile take turns.
+_CAP_LOCK_SPACE = 0x6D61696C  # "mail"
+_RECIPIENTS = (
+    func.cardinality(outbox.c.to_addrs)
+    + func.cardinality(outbox.c.cc_addrs)
+    + func.cardinality(outbox.c.bcc_addrs)
+)
+
+
+def lock_capped_profiles() -> Select[Any]:
+    """Usable profiles that have a cap, each locked until the end of the transaction.
+
+    Concurrent workers claiming for one capped profile wait for each other here, so each one
+    counts the sends of the others before it claims: the cap holds across any number of
+    workers. Locks are taken in name order (volatile functions run after ORDER BY).
+    """
+    return (
+        select(
+            profile.c.name,
+            profile.c.daily_cap,
+            profile.c.daily_recipient_cap,
+            profile.c.per_minute_cap,
+            func.pg_advisory_xact_lock(_CAP_LOCK_SPACE, func.hashtext(profile.c.name)),
+        )
+        .where(
+            _usable(profile),
+            or_(
+                profile.c.daily_cap.is_not(None),
+                profile.c.daily_recipient_cap.is_not(None),
+                profile.c.per_minute_cap.is_not(None),
+            ),
+        )
+        .order_by(profile.c.name)
+    )
+
+
+def cap_usage(names: list[str]) -> Select[Any]:
+    """Per profile: messages and recipients sent in the last 24 h and minute, and in flight.
+
+    Run after :func:`lock_capped_profiles`, in a statement of its own, so its snapshot sees
+    every claim committed before the lock was granted.
+    """
+    day_ago = func.now() - _seconds(86400)
+    minute_ago = func.now() - _seconds(60)
+
+    def sent_since(since: Any, measure: Any) -> Any:
+        return (
+            select(func.coalesce(func.sum(measure), 0))
+            .where(outbox.c.profile == profile.c.name, outbox.c.sent_at > since)
+            .scalar_subquery()
+        )
+
+    in_flight = (
+        select(
+            func.count().label("messages"),
+            func.coalesce(func.sum(_RECIPIENTS), 0).label("recipients"),
+        )
+        .where(outbox.c.profile == profile.c.name, outbox.c.status == "sending")
+        .lateral("in_flight")
+    )
+    return (
+        select(
+            profile.c.name,
+            sent_since(day_ago, literal(1)).label("day_messages"),
+            sent_since(day_ago, _RECIPIENTS).label("day_recipients"),
+            sent_since(minute_ago, literal(1)).label("minute_messages"),
+            in_flight.c.messages.label("sending_messages"),
+            in_flight.c.recipients.label("sending_recipients"),
+        )
+        .select_from(profile.join(in_flight, true()))
+        .where(profile.c.name.in_(names))
+    )
+
+
+def nth_oldest_send(name: str, *, window_seconds: float, offset: int) -> Select[Any]:
+    """When the ``offset``-th oldest send (from 0) of the window was made."""
+    return (
+        select(outbox.c.sent_at)
+        .where(
+            outbox.c.profile == name,
+            outbox.c.sent_at > func.now() - _seconds(window_seconds),
+        )
+        .order_by(outbox.c.sent_at)
+        .offset(offset)
+        .limit(1)
+    )
+
+
+def defer_for_cap(name: str, *, until: datetime, reason: str) -> Update:
+    """The profile's due messages wait until its cap has room again; returns how many."""
+    return (
+        update(outbox)
+        .where(
+            outbox.c.profile == name,
+            outbox.c.status == "pending",
+            outbox.c.next_attempt_at < until,
+        )
+        .values(next_attempt_at=until, status_reason=reason)
+    )
+
+
+def release_claimed(ids: list[int], *, reason: str) -> Update:
+    """Claimed rows go back to the queue untouched; their attempt does not count."""
+    return (
+        update(outbox)
+        .where(outbox.c.id.in_(ids), outbox.c.status == "sending")
+        .values(
+            status="pending",
+            status_reason=reason,
+            attempts=outbox.c.attempts - 1,
+            claimed_by=None,
+            lease_expires_at=None,
+        )
+    )
+
+
+def _usable(table: Any) -> Any:
+    return and_(
+        table.c.enabled,
+        or_(table.c.paused_until.is_(None), table.c.paused_until <= func.now()),
     )

@@ -7,11 +7,13 @@ an enqueue can join the caller's own transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker import queries
+from worker.caps import CapUsage, Room, room_of
 from worker.delivery import Claimed, Outcome
 from worker.profiles import Profile
 
@@ -89,13 +91,20 @@ class Repository:
     # --- delivery ----------------------------------------------------------------------------
 
     async def claim_due(
-        self, *, worker: str, lease_seconds: float, free_slots: int, per_connection: int
+        self,
+        *,
+        worker: str,
+        lease_seconds: float,
+        free_slots: int,
+        per_connection: int,
+        cap_room: Mapping[str, int] | None = None,
     ) -> list[Claimed]:
         statement = queries.claim_due(
             worker=worker,
             lease_seconds=lease_seconds,
             free_slots=free_slots,
             per_connection=per_connection,
+            cap_room=cap_room or {},
         )
         result = await self._connection.execute(statement)
         return sorted(
@@ -148,3 +157,35 @@ class Repository:
         ):
             counts[name] = (await self._connection.execute(statement)).rowcount
         return counts
+
+    # --- caps --------------------------------------------------------------------------------
+
+    async def cap_rooms(self) -> dict[str, Room]:
+        """Lock every usable capped profile for this transaction and measure its room."""
+        capped = (await self._connection.execute(queries.lock_capped_profiles())).mappings()
+        caps = {row["name"]: row for row in capped}
+        if not caps:
+            return {}
+        usage = await self._connection.execute(queries.cap_usage(list(caps)))
+        return {
+            row["name"]: room_of(CapUsage.from_row(caps[row["name"]], row))
+            for row in usage.mappings()
+        }
+
+    async def cap_frees_at(self, name: str, room: Room) -> datetime | None:
+        """When the full cap of ``room`` has room again (None: as soon as in-flight sends end)."""
+        if room.frees_after_send is None:
+            return None
+        oldest = await self._connection.scalar(
+            queries.nth_oldest_send(name, window_seconds=room.window, offset=room.frees_after_send)
+        )
+        return None if oldest is None else oldest + timedelta(seconds=room.window)
+
+    async def defer_for_cap(self, name: str, *, until: datetime, reason: str) -> int:
+        result = await self._connection.execute(
+            queries.defer_for_cap(name, until=until, reason=reason)
+        )
+        return result.rowcount
+
+    async def release_claimed(self, ids: list[int], *, reason: str) -> None:
+        await self._connection.execute(queries.release_claimed(ids, reason=reason))

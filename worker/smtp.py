@@ -106,19 +106,35 @@ class ConnectionPool:
             session = await self._take_or_open()
             try:
                 yield session
+            except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:
+                # A refused message leaves a healthy connection (the client sent RSET): keep it,
+                # or the next message pays another login. 421 means the server is closing.
+                if getattr(exc, "code", None) == 421 or not session.client.is_connected:
+                    session.client.close()
+                    raise
+                session.last_used = 0.0  # check it with NOOP before the next use
+                await self._give_back(session)
+                raise
             except BaseException:
                 session.client.close()
                 raise
             session.last_used = time.monotonic()
-            if self._closed:
-                await _quit(session)
-            else:
-                self._idle.append(session)
+            await self._give_back(session)
+
+    def serves(self, profile: Profile) -> bool:
+        """Whether this pool's connections are right for ``profile`` (its settings may change)."""
+        return _connection_settings(self.profile) == _connection_settings(profile)
 
     async def close(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, []
         await asyncio.gather(*(_quit(session) for session in idle))
+
+    async def _give_back(self, session: SmtpSession) -> None:
+        if self._closed:
+            await _quit(session)
+        else:
+            self._idle.append(session)
 
     async def _take_or_open(self) -> SmtpSession:
         while self._idle:
@@ -207,6 +223,22 @@ class ConnectionPool:
 
 # PLAIN and LOGIN are what providers support; both only ever travel inside TLS here.
 _AUTH_PREFERENCE = ("plain", "login", "cram-md5")
+
+
+def _connection_settings(profile: Profile) -> tuple[object, ...]:
+    """The fields that shape a connection; other edits (display name, caps) keep the pool."""
+    return (
+        profile.host,
+        profile.port,
+        profile.encryption,
+        profile.auth_method,
+        profile.login,
+        profile.password_encrypted,
+        profile.verify_tls,
+        profile.ca_bundle,
+        profile.timeout_seconds,
+        profile.max_connections,
+    )
 
 
 def _tls_version(client: aiosmtplib.SMTP) -> str | None:

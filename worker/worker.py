@@ -15,11 +15,12 @@ import dataclasses
 import os
 import random
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from worker.caps import Room, fit_recipients
 from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classify
 from worker.crypto import PasswordCipher
 from worker.db import DATABASE_ERRORS
@@ -34,6 +35,7 @@ from worker.delivery import (
 from worker.errors import SecretKeyError
 from worker.listener import Listener
 from worker.mime import MessageBuildError, MessageContent, OutgoingAttachment, Sender, render
+from worker.presets import load_presets
 from worker.profiles import Profile
 from worker.repository import Repository
 from worker.results import ResultWriter
@@ -89,8 +91,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._in_flight: dict[int, _InFlight] = {}
         self._pools: dict[str, ConnectionPool] = {}
+        self._closing_pools: set[asyncio.Task[None]] = set()
         self._paused: dict[str, PauseProfile] = {}
+        self._cap_reached: dict[str, datetime] = {}  # so each cap hit is logged once
         self._results = ResultWriter(engine)
+        self._presets = load_presets()
         self._listener = Listener(listen_dsn, f"{settings.db_schema}_outbox", self._wake.set)
         self._database_down = False
 
@@ -146,12 +151,7 @@ class Worker:
             return []
         try:
             async with self._engine.begin() as connection:
-                claimed = await Repository(connection).claim_due(
-                    worker=self.name,
-                    lease_seconds=self._settings.lease_seconds,
-                    free_slots=free,
-                    per_connection=self._settings.claim_depth,
-                )
+                claimed = await self._claim_within_caps(Repository(connection), free)
         except DATABASE_ERRORS as exc:
             self._database_unavailable(exc)
             return []
@@ -159,6 +159,44 @@ class Worker:
         if claimed:
             log.info("messages_claimed", count=len(claimed), ids=[m.id for m in claimed])
         return claimed
+
+    async def _claim_within_caps(self, repository: Repository, free: int) -> list[Claimed]:
+        """Claim due rows; capped profiles get only what their caps still allow.
+
+        Runs in one transaction that holds the capped profiles' locks until it commits, so
+        workers claiming at the same moment count each other's claims.
+        """
+        rooms = await repository.cap_rooms()
+        claimed = await repository.claim_due(
+            worker=self.name,
+            lease_seconds=self._settings.lease_seconds,
+            free_slots=free,
+            per_connection=self._settings.claim_depth,
+            cap_room={name: room.messages for name, room in rooms.items()},
+        )
+        claimed, excess = fit_recipients(claimed, rooms)
+        if excess:
+            reason = "waiting: the daily recipient cap has no room for this message yet"
+            await repository.release_claimed([m.id for m in excess], reason=reason)
+            for name in {message.profile.name for message in excess}:
+                rooms[name] = rooms[name].without_recipient_room()
+        for name, room in rooms.items():
+            if room.full_cap is not None:
+                await self._defer_until_room(repository, name, room)
+        return claimed
+
+    async def _defer_until_room(self, repository: Repository, name: str, room: Room) -> None:
+        """A full profile's due messages wait, saying which cap and until when."""
+        frees_at = await repository.cap_frees_at(name, room)
+        if frees_at is None:  # only sends in flight fill the cap: look again soon
+            frees_at = _now() + timedelta(seconds=self._settings.poll_interval)
+        reason = f"waiting: {room.full_cap} reached; room again at {_iso_z(frees_at)}"
+        deferred = await repository.defer_for_cap(name, until=frees_at, reason=reason)
+        if deferred and self._cap_reached.get(name) != frees_at:
+            self._cap_reached[name] = frees_at
+            log.info(
+                "profile_cap_reached", profile=name, cap=room.full_cap, frees_at=_iso_z(frees_at)
+            )
 
     async def _wait_for_work(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -209,6 +247,10 @@ class Worker:
         paused = self._paused.get(message.profile.name)
         if paused is not None and paused.until > now:
             return self._deferred(context, paused)
+        too_many = _too_many_recipients(message)
+        if too_many is not None:
+            failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=too_many)
+            return self._after_failure(context, failure, tls_version=None)
         try:
             content = await self._content(message)
             rendered = render(_sender(message.profile), content)
@@ -272,6 +314,7 @@ class Worker:
     ) -> Outcome:
         message = context.claimed
         now = _now()
+        failure = self._with_provider_hint(failure, message.profile)
         decision = decide(
             failure,
             attempt=message.attempts,
@@ -286,6 +329,13 @@ class Worker:
         return failed_outcome(
             context, finished_at=now, failure=failure, decision=decision, tls_version=tls_version
         )
+
+    def _with_provider_hint(self, failure: Failure, profile: Profile) -> Failure:
+        """A refused login gets the provider's own advice (from the presets data)."""
+        preset = self._presets.get(profile.preset or "")
+        if not failure.about_credentials or preset is None or not preset.auth_failure_hint:
+            return failure
+        return dataclasses.replace(failure, hint=" ".join(preset.auth_failure_hint.split()))
 
     def _deferred(self, context: AttemptContext, pause: PauseProfile) -> Outcome:
         failure = Failure(
@@ -326,10 +376,12 @@ class Worker:
     def _pool(self, profile: Profile) -> ConnectionPool:
         """The connection pool of ``profile``; a changed profile gets a fresh pool."""
         pool = self._pools.get(profile.name)
-        if pool is not None and pool.profile == profile:
+        if pool is not None and pool.serves(profile):
             return pool
         if pool is not None:
-            asyncio.create_task(pool.close(), name=f"close-pool-{profile.name}")  # noqa: RUF006
+            closing = asyncio.create_task(pool.close(), name=f"close-pool-{profile.name}")
+            self._closing_pools.add(closing)
+            closing.add_done_callback(self._closing_pools.discard)
         password = None
         if profile.auth_method != "none" and profile.password_encrypted is not None:
             try:
@@ -348,20 +400,28 @@ class Worker:
     # --- background ----------------------------------------------------------------------
 
     async def _maintain(self) -> None:
-        """Renew leases of in-flight rows often; run housekeeping now and then."""
+        """Renew the leases of rows this worker holds often; run housekeeping now and then.
+
+        Rows are held while they are sent and until their results are written. Housekeeping
+        reclaims expired leases, so it runs only right after a successful renewal: after a
+        database outage longer than the lease, this worker must not take back (and send
+        again) rows it is still sending or has sent with the result still waiting.
+        """
         renew_every = self._settings.lease_seconds / 3
         tick = min(renew_every, self._settings.housekeeping_interval)
         since_housekeeping = 0.0
         while not self._stop.is_set():
             await asyncio.sleep(tick)
             since_housekeeping += tick
-            if self._in_flight:
-                await self._renew_leases()
-            if since_housekeeping >= self._settings.housekeeping_interval:
+            renewed = True
+            if self._in_flight or self._results.backlog:
+                renewed = await self._renew_leases()
+            if renewed and since_housekeeping >= self._settings.housekeeping_interval:
                 since_housekeeping = 0.0
                 await self._housekeeping()
 
-    async def _renew_leases(self) -> None:
+    async def _renew_leases(self) -> bool:
+        """Extend the leases of this worker's rows; False if the database could not be reached."""
         try:
             async with self._engine.begin() as connection:
                 await Repository(connection).renew_leases(
@@ -369,6 +429,9 @@ class Worker:
                 )
         except DATABASE_ERRORS as exc:
             self._database_unavailable(exc)
+            return False
+        self._database_available()
+        return True
 
     async def _housekeeping(self) -> None:
         try:
@@ -394,6 +457,7 @@ class Worker:
     def _database_available(self) -> None:
         if self._database_down:
             log.info("database_available")
+            self._results.retry_now()  # results kept during the outage are written first
         self._database_down = False
 
     # --- shutdown ------------------------------------------------------------------------
@@ -420,7 +484,18 @@ class Worker:
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
-        await asyncio.gather(*(pool.close() for pool in self._pools.values()))
+        await asyncio.gather(*(pool.close() for pool in self._pools.values()), *self._closing_pools)
+
+
+def _too_many_recipients(message: Claimed) -> str | None:
+    limit = message.profile.max_recipients_per_message
+    count = len({a.lower() for a in (*message.to_addrs, *message.cc_addrs, *message.bcc_addrs)})
+    if limit is None or count <= limit:
+        return None
+    return (
+        f"the message has {count} recipients; profile {message.profile.name} allows at most "
+        f"{limit} per message"
+    )
 
 
 def _sender(profile: Profile) -> Sender:
@@ -449,6 +524,10 @@ def _log_outcome(outcome: Outcome) -> None:
     else:
         until = _iso(outcome.next_attempt_at)
         log.info("mail_deferred", **fields, until=until, reason=outcome.status_reason)
+
+
+def _iso_z(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _iso(moment: datetime | None) -> str | None:

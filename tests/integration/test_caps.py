@@ -1,0 +1,105 @@
+"""Send caps hold: mail over a cap waits with a reason and a time, other profiles go on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tests.integration.delivery_support import (
+    add_profile,
+    enqueue,
+    fast_settings,
+    run_until_empty,
+    sql,
+)
+from tests.smtp_fixtures import SmtpServerFactory
+from worker.settings import Settings
+
+
+async def test_daily_cap_sends_exactly_the_cap(
+    settings: Settings, smtp_server_factory: SmtpServerFactory
+) -> None:
+    """Cap 5, 20 messages: 5 go out, 15 stay pending saying why and until when."""
+    settings = fast_settings(settings)
+    server = smtp_server_factory(tls="none")
+    await add_profile(settings, server, encryption="none", login=None, password=None, daily_cap=5)
+    await enqueue(settings, count=20)
+
+    started = datetime.now(UTC)
+    await run_until_empty(settings)
+
+    assert 5 == len(server.messages)
+    waiting = await sql(
+        settings,
+        "SELECT status, status_reason, next_attempt_at, attempts FROM mail.outbox"
+        " WHERE status <> 'sent'",
+    )
+    assert 15 == len(waiting)
+    assert {"pending"} == {row.status for row in waiting}
+    assert {0} == {row.attempts for row in waiting}
+    [first_sent] = await sql(settings, "SELECT min(sent_at) FROM mail.outbox")
+    frees_at = first_sent[0] + timedelta(hours=24)
+    assert {frees_at} == {row.next_attempt_at for row in waiting}
+    reason = (
+        f"waiting: daily cap of 5 messages reached; room again at {frees_at:%Y-%m-%dT%H:%M:%SZ}"
+    )
+    assert {reason} == {row.status_reason for row in waiting}
+    assert started + timedelta(hours=23) < frees_at
+
+
+async def test_capped_profile_does_not_slow_another(
+    settings: Settings, smtp_server_factory: SmtpServerFactory
+) -> None:
+    """A profile at its cap leaves another profile's messages to go out at once."""
+    settings = fast_settings(settings)
+    capped = smtp_server_factory(tls="none")
+    free = smtp_server_factory(tls="none")
+    await add_profile(settings, capped, encryption="none", login=None, password=None, daily_cap=2)
+    await add_profile(settings, free, name="other", encryption="none", login=None, password=None)
+    await enqueue(settings, count=6)
+    await enqueue(settings, count=6, profile="other")
+
+    await run_until_empty(settings)
+
+    assert (2, 6) == (len(capped.messages), len(free.messages))
+
+
+async def test_recipient_cap_counts_recipients(
+    settings: Settings, smtp_server_factory: SmtpServerFactory
+) -> None:
+    """A daily recipient cap of 5 lets two 2-recipient messages through, not a third."""
+    settings = fast_settings(settings)
+    server = smtp_server_factory(tls="none")
+    await add_profile(
+        settings, server, encryption="none", login=None, password=None, daily_recipient_cap=5
+    )
+    await enqueue(settings, count=3, to_addrs=["a@example.com", "b@example.com"])
+
+    await run_until_empty(settings)
+
+    assert 2 == len(server.messages)
+    [waiting] = await sql(settings, "SELECT status_reason FROM mail.outbox WHERE sent_at IS NULL")
+    assert waiting.status_reason.startswith("waiting: ")
+
+
+async def test_too_many_recipients_for_the_profile_fails(
+    settings: Settings, smtp_server_factory: SmtpServerFactory
+) -> None:
+    """A message over the profile's recipients-per-message limit fails with the numbers."""
+    settings = fast_settings(settings)
+    server = smtp_server_factory(tls="none")
+    await add_profile(
+        settings, server, encryption="none", login=None, password=None, max_recipients_per_message=2
+    )
+    await enqueue(settings, to_addrs=["a@example.com", "b@example.com", "c@example.com"])
+
+    await run_until_empty(settings)
+
+    assert 0 == len(server.messages)
+    [row] = await sql(settings, "SELECT status, status_reason FROM mail.outbox")
+    assert (
+        "failed",
+        "failed: the message has 3 recipients; profile test allows at most 2 per message",
+    ) == (
+        row.status,
+        row.status_reason,
+    )
