@@ -26,7 +26,14 @@ import structlog
 from worker.classify import Stage, StartTlsUnavailable
 from worker.profiles import Profile
 
-__all__ = ["ConnectFailed", "ConnectionPool", "SmtpSession", "TlsPlan", "tls_plan"]
+__all__ = [
+    "ConnectFailed",
+    "ConnectionPool",
+    "SmtpSession",
+    "TlsPlan",
+    "open_connection",
+    "tls_plan",
+]
 
 log = structlog.get_logger("worker.smtp")
 
@@ -158,71 +165,75 @@ class ConnectionPool:
         return True
 
     async def _open(self) -> SmtpSession:
-        profile = self.profile
-        plan = tls_plan(profile)
-        if not profile.verify_tls:
-            log.warning("tls_verification_disabled", profile=profile.name, host=profile.host)
-        client = aiosmtplib.SMTP(
-            hostname=profile.host,
-            port=profile.port,
-            timeout=profile.timeout_seconds,
-            use_tls=plan.implicit,
-            start_tls=False,  # done below, so a missing STARTTLS gets its own clear error
-            validate_certs=profile.verify_tls,
-            cert_bundle=profile.ca_bundle,
-        )
-        stage = Stage.CONNECT
-        try:
-            await client.connect()
-            stage = Stage.TLS
-            await self._starttls(client, plan)
-            stage = Stage.AUTH
-            await self._login(client)
-        except Exception as exc:
-            client.close()
-            raise ConnectFailed(stage) from exc
-        return SmtpSession(client=client, tls_version=_tls_version(client))
-
-    async def _starttls(self, client: aiosmtplib.SMTP, plan: TlsPlan) -> None:
-        if plan.starttls is False:
-            return
-        await client.ehlo()
-        if client.supports_extension("starttls"):
-            await client.starttls()
-        elif plan.starttls:
-            raise StartTlsUnavailable(
-                f"{self.profile.host}:{self.profile.port} offers no STARTTLS; "
-                "the password will not be sent over an unencrypted connection"
-            )
-
-    async def _login(self, client: aiosmtplib.SMTP) -> None:
-        """Log in with one mechanism only, so a wrong password costs one failed attempt.
-
-        (aiosmtplib's ``login()`` tries every mechanism the server offers in turn, and
-        providers lock accounts after a few failures.)
-        """
-        if self.profile.auth_method == "none":
-            return
-        if client.is_ehlo_or_helo_needed:
-            await client.ehlo()
-        offered = client.server_auth_methods if client.supports_extension("auth") else []
-        mechanism = next((m for m in _AUTH_PREFERENCE if m in offered), None)
-        if mechanism is None:
-            raise aiosmtplib.SMTPException(
-                "The SMTP AUTH extension is not supported by this server."
-            )
-        login, password = self.profile.login or "", self._password or ""
-        match mechanism:
-            case "plain":
-                await client.auth_plain(login, password)
-            case "login":
-                await client.auth_login(login, password)
-            case _:
-                await client.auth_crammd5(login, password)
+        return await open_connection(self.profile, self._password)
 
 
 # PLAIN and LOGIN are what providers support; both only ever travel inside TLS here.
 _AUTH_PREFERENCE = ("plain", "login", "cram-md5")
+
+
+async def open_connection(profile: Profile, password: str | None) -> SmtpSession:
+    """Connect, encrypt and log in exactly as the profile says; :class:`ConnectFailed` if not."""
+    plan = tls_plan(profile)
+    if not profile.verify_tls:
+        log.warning("tls_verification_disabled", profile=profile.name, host=profile.host)
+    client = aiosmtplib.SMTP(
+        hostname=profile.host,
+        port=profile.port,
+        timeout=profile.timeout_seconds,
+        use_tls=plan.implicit,
+        start_tls=False,  # done below, so a missing STARTTLS gets its own clear error
+        validate_certs=profile.verify_tls,
+        cert_bundle=profile.ca_bundle,
+    )
+    stage = Stage.CONNECT
+    try:
+        await client.connect()
+        stage = Stage.TLS
+        await _starttls(client, profile, plan)
+        stage = Stage.AUTH
+        await _login(client, profile, password)
+    except Exception as exc:
+        client.close()
+        raise ConnectFailed(stage) from exc
+    return SmtpSession(client=client, tls_version=_tls_version(client))
+
+
+async def _starttls(client: aiosmtplib.SMTP, profile: Profile, plan: TlsPlan) -> None:
+    if plan.starttls is False:
+        return
+    await client.ehlo()
+    if client.supports_extension("starttls"):
+        await client.starttls()
+    elif plan.starttls:
+        raise StartTlsUnavailable(
+            f"{profile.host}:{profile.port} offers no STARTTLS; "
+            "the password will not be sent over an unencrypted connection"
+        )
+
+
+async def _login(client: aiosmtplib.SMTP, profile: Profile, password: str | None) -> None:
+    """Log in with one mechanism only, so a wrong password costs one failed attempt.
+
+    (aiosmtplib's ``login()`` tries every mechanism the server offers in turn, and
+    providers lock accounts after a few failures.)
+    """
+    if profile.auth_method == "none":
+        return
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    offered = client.server_auth_methods if client.supports_extension("auth") else []
+    mechanism = next((m for m in _AUTH_PREFERENCE if m in offered), None)
+    if mechanism is None:
+        raise aiosmtplib.SMTPException("The SMTP AUTH extension is not supported by this server.")
+    login, secret = profile.login or "", password or ""
+    match mechanism:
+        case "plain":
+            await client.auth_plain(login, secret)
+        case "login":
+            await client.auth_login(login, secret)
+        case _:
+            await client.auth_crammd5(login, secret)
 
 
 def _connection_settings(profile: Profile) -> tuple[object, ...]:
