@@ -13,6 +13,7 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -84,6 +85,11 @@ class Profile:
     daily_recipient_cap: int | None = None
     per_minute_cap: int | None = None
     max_recipients_per_message: int | None = None
+    # Delivery state, written by workers.
+    paused_until: datetime | None = None
+    pause_reason: str | None = None
+    pause_hint: str | None = None
+    pause_count: int = 0
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Profile:
