@@ -54,6 +54,7 @@ class Failure:
     enhanced: str | None = None
     hint: str | None = None  # what the person should do, when we know
     about_credentials: bool = False  # the login or password (or the right to log in) is wrong
+    daily_limit: bool = False  # the provider's daily quota: no room until its 24 h window frees
 
 
 class StartTlsUnavailable(MailWorkerError):
@@ -73,6 +74,7 @@ _QUOTA_TEXT = re.compile(
 # Microsoft: 5.7.139 SMTP AUTH disabled, 5.7.30 basic authentication disabled, 5.7.3 generic.
 _CREDENTIAL_CODES = {"5.7.8", "5.7.9", "5.7.14", "5.7.139", "5.7.30", "5.7.3"}
 CREDENTIALS_HINT = "check the login and password of the profile"
+_DAILY_TEXT = re.compile(r"daily|per day|SubmissionQuota", re.IGNORECASE)
 _QUOTA_CODES = {"5.4.5", "4.4.5", "4.5.3", "5.5.3", "4.3.2", "4.2.1"}
 _CERTIFICATE_TEXT = re.compile(r"CERTIFICATE_VERIFY_FAILED|WRONG_VERSION_NUMBER|SSL", re.IGNORECASE)
 
@@ -143,6 +145,7 @@ def _reply_failure(exc: BaseException, stage: Stage) -> Failure | None:
     enhanced = enhanced_code(text)
     reason = f"{code} {text}"
     if _is_quota(code, enhanced, text):
+        daily = enhanced == "5.4.5" or bool(_DAILY_TEXT.search(text))
         return Failure(
             kind=FailureKind.QUOTA,
             stage=stage,
@@ -150,6 +153,7 @@ def _reply_failure(exc: BaseException, stage: Stage) -> Failure | None:
             code=code,
             enhanced=enhanced,
             hint="wait until the provider's window frees, or lower the profile's cap",
+            daily_limit=daily,
         )
     credentials = _about_credentials(exc, code, enhanced)
     kind = FailureKind.PROFILE if credentials else _reply_kind(exc, code, stage)

@@ -181,6 +181,13 @@ class Repository:
         )
         return None if oldest is None else oldest + timedelta(seconds=room.window)
 
+    async def daily_window_frees_at(self, name: str) -> datetime | None:
+        """When the profile's oldest send of the last 24 h turns 24 h old (None: no sends)."""
+        oldest = await self._connection.scalar(
+            queries.nth_oldest_send(name, window_seconds=86400, offset=0)
+        )
+        return None if oldest is None else oldest + timedelta(days=1)
+
     async def defer_for_cap(self, name: str, *, until: datetime, reason: str) -> int:
         result = await self._connection.execute(
             queries.defer_for_cap(name, until=until, reason=reason)

@@ -22,7 +22,7 @@ class RetryPolicy:
     max_age: float = 2 * 86400.0
     pause_base: float = 60.0
     pause_cap: float = 3600.0
-    quota_pause: float = 3600.0
+    rate_limit_pause: float = 600.0  # "too many logins / try again later": minutes, not a day
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
@@ -78,16 +78,19 @@ def decide(
     now: datetime,
     policy: RetryPolicy,
     rng: random.Random,
+    daily_window_frees_at: datetime | None = None,
 ) -> Decision:
     """The next step for a message whose ``attempt``-th attempt (from 1) failed with ``failure``.
 
     ``pause_count`` is how many times in a row the profile has been paused before this one.
+    ``daily_window_frees_at``: when the profile's oldest send of the last 24 h turns 24 h old,
+    which is when a provider's rolling daily limit has room again (None: no recent sends).
     """
     if failure.kind is FailureKind.PERMANENT:
         return Fail(failure.reason)
     if failure.kind is FailureKind.QUOTA:
         return PauseProfile(
-            now + timedelta(seconds=policy.quota_pause), failure.reason, failure.hint
+            _quota_ends(failure, now, policy, daily_window_frees_at), failure.reason, failure.hint
         )
     if failure.kind is FailureKind.PROFILE:
         delay = policy.pause_delay(pause_count + 1)
@@ -98,6 +101,19 @@ def decide(
         return Fail(f"gave up after {_duration(age)} of retries; last: {failure.reason}")
     at = now + timedelta(seconds=policy.retry_delay(attempt, rng))
     return Retry(at, failure.reason)
+
+
+def _quota_ends(
+    failure: Failure, now: datetime, policy: RetryPolicy, daily_window_frees_at: datetime | None
+) -> datetime:
+    if not failure.daily_limit:
+        return now + timedelta(seconds=policy.rate_limit_pause)
+    # The provider counts over a rolling 24 h: room comes back as our oldest send ages out,
+    # and at the latest 24 h from now.
+    latest = now + timedelta(days=1)
+    if daily_window_frees_at is None or daily_window_frees_at <= now:
+        return latest
+    return min(daily_window_frees_at, latest)
 
 
 def _duration(age: timedelta) -> str:

@@ -229,7 +229,7 @@ class Worker:
         except Exception as exc:  # a bug must not lose the message or stop the worker
             log.exception("attempt_crashed")
             failure = classify(exc, Stage.SEND)
-            outcome = self._after_failure(context, failure, tls_version=None)
+            outcome = await self._after_failure(context, failure, tls_version=None)
         self._results.put(outcome)
         _log_outcome(outcome)
 
@@ -250,12 +250,12 @@ class Worker:
         too_many = _too_many_recipients(message)
         if too_many is not None:
             failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=too_many)
-            return self._after_failure(context, failure, tls_version=None)
+            return await self._after_failure(context, failure, tls_version=None)
         try:
             content = await self._content(message)
             rendered = render(_sender(message.profile), content)
         except MessageBuildError as exc:
-            return self._after_failure(context, classify(exc, Stage.BUILD), tls_version=None)
+            return await self._after_failure(context, classify(exc, Stage.BUILD), tls_version=None)
         return await self._send(context, rendered.sender, rendered.recipients, rendered.data)
 
     async def _send(
@@ -272,13 +272,13 @@ class Worker:
             return self._deferred(context, exc.pause)
         except ConnectFailed as exc:
             failure = classify(exc.__cause__ or exc, exc.stage)
-            return self._after_failure(context, failure, tls_version=tls_version)
+            return await self._after_failure(context, failure, tls_version=tls_version)
         except ProfileUnusable as exc:
             failure = classify(exc, Stage.CONNECT)
-            return self._after_failure(context, failure, tls_version=None)
+            return await self._after_failure(context, failure, tls_version=None)
         except Exception as exc:  # noqa: BLE001 - every send error is classified, none escapes
             failure = classify(exc, Stage.SEND)
-            return self._after_failure(context, failure, tls_version=tls_version)
+            return await self._after_failure(context, failure, tls_version=tls_version)
         return sent_outcome(
             context,
             finished_at=_now(),
@@ -309,12 +309,15 @@ class Worker:
             attachments=attachments,
         )
 
-    def _after_failure(
+    async def _after_failure(
         self, context: AttemptContext, failure: Failure, *, tls_version: str | None
     ) -> Outcome:
         message = context.claimed
         now = _now()
         failure = self._with_provider_hint(failure, message.profile)
+        frees_at = (
+            await self._daily_window_frees_at(message.profile) if failure.daily_limit else None
+        )
         decision = decide(
             failure,
             attempt=message.attempts,
@@ -323,12 +326,21 @@ class Worker:
             now=now,
             policy=self._policy,
             rng=self._rng,
+            daily_window_frees_at=frees_at,
         )
         if isinstance(decision, PauseProfile):
             self._pause(message.profile, decision)
         return failed_outcome(
             context, finished_at=now, failure=failure, decision=decision, tls_version=tls_version
         )
+
+    async def _daily_window_frees_at(self, profile: Profile) -> datetime | None:
+        try:
+            async with self._engine.connect() as connection:
+                return await Repository(connection).daily_window_frees_at(profile.name)
+        except DATABASE_ERRORS as exc:
+            self._database_unavailable(exc)
+            return None
 
     def _with_provider_hint(self, failure: Failure, profile: Profile) -> Failure:
         """A refused login gets the provider's own advice (from the presets data)."""

@@ -173,3 +173,29 @@ def test_refused_recipients_are_listed() -> None:
 def test_enhanced_code(text: str, expected: str | None) -> None:
     """The RFC 3463 code is found anywhere in the reply text."""
     assert expected == enhanced_code(text)
+
+
+def test_daily_limit_is_told_from_a_rate_limit() -> None:
+    """5.4.5 and 'daily' texts are the provider's daily quota; 4.7.0 is a short rate limit."""
+    daily = classify(
+        aiosmtplib.SMTPDataError(550, "5.4.5 Daily sending quota exceeded."), Stage.SEND
+    )
+    rate = classify(
+        aiosmtplib.SMTPAuthenticationError(454, "4.7.0 Too many login attempts"), Stage.AUTH
+    )
+    assert (True, False) == (daily.daily_limit, rate.daily_limit)
+
+
+def test_credential_replies_are_marked() -> None:
+    """Refused logins (and Microsoft's 5.7.30 at MAIL) say the credentials are the problem."""
+    refused = classify(aiosmtplib.SMTPAuthenticationError(535, "5.7.8 bad"), Stage.AUTH)
+    basic_off = classify(
+        aiosmtplib.SMTPSenderRefused(550, "5.7.30 Basic authentication is not supported", "a@b.pl"),
+        Stage.SEND,
+    )
+    throttled = classify(aiosmtplib.SMTPAuthenticationError(454, "4.7.0 Too many"), Stage.AUTH)
+    assert (True, True, False) == (
+        refused.about_credentials,
+        basic_off.about_credentials,
+        throttled.about_credentials,
+    )

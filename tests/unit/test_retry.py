@@ -85,8 +85,37 @@ def test_profile_failure_never_fails_the_message() -> None:
     assert isinstance(_decide(FailureKind.PROFILE, attempt=50, age=10**7), PauseProfile)
 
 
-def test_quota_pauses_the_profile() -> None:
-    """The provider's limit pauses the profile for the quota pause."""
+def test_rate_limit_pauses_the_profile_for_minutes() -> None:
+    """'Too many logins' or 'try again later' pauses for the rate-limit pause, not a day."""
     decision = _decide(FailureKind.QUOTA)
     assert isinstance(decision, PauseProfile)
-    assert NOW + timedelta(seconds=POLICY.quota_pause) == decision.until
+    assert NOW + timedelta(seconds=POLICY.rate_limit_pause) == decision.until
+
+
+def _daily(frees_at: datetime | None) -> object:
+    failure = Failure(
+        kind=FailureKind.QUOTA, stage=Stage.SEND, reason="550 5.4.5 Daily", daily_limit=True
+    )
+    return decide(
+        failure,
+        attempt=1,
+        age=timedelta(0),
+        pause_count=0,
+        now=NOW,
+        policy=POLICY,
+        rng=random.Random(1),
+        daily_window_frees_at=frees_at,
+    )
+
+
+def test_daily_limit_pauses_until_the_window_frees() -> None:
+    """Gmail's 5.4.5 pauses until the oldest send of the last 24 h turns 24 h old."""
+    frees_at = NOW + timedelta(hours=5)
+    assert PauseProfile(frees_at, "550 5.4.5 Daily", None) == _daily(frees_at)
+
+
+def test_daily_limit_pauses_at_most_a_day() -> None:
+    """Without recent sends of ours, the pause is the provider's full day, never longer."""
+    assert PauseProfile(NOW + timedelta(days=1), "550 5.4.5 Daily", None) == _daily(None)
+    late = NOW + timedelta(days=3)
+    assert PauseProfile(NOW + timedelta(days=1), "550 5.4.5 Daily", None) == _daily(late)
