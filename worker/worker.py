@@ -94,6 +94,7 @@ class Worker:
         self._closing_pools: set[asyncio.Task[None]] = set()
         self._paused: dict[str, PauseProfile] = {}
         self._cap_reached: dict[str, datetime] = {}  # so each cap hit is logged once
+        self._resumed: set[str] = set()  # profiles whose probe succeeded since their last pause
         self._results = ResultWriter(engine)
         self._presets = load_presets()
         self._listener = Listener(listen_dsn, f"{settings.db_schema}_outbox", self._wake.set)
@@ -232,6 +233,10 @@ class Worker:
             outcome = await self._after_failure(context, failure, tls_version=None)
         self._results.put(outcome)
         _log_outcome(outcome)
+        if outcome.resume_profile and outcome.profile not in self._resumed:
+            # Probes claimed before the resume is written also succeed: say it once.
+            self._resumed.add(outcome.profile)
+            log.info("profile_resumed", profile=outcome.profile)
 
     async def _attempt(self, context: AttemptContext) -> Outcome:
         message = context.claimed
@@ -369,6 +374,7 @@ class Worker:
         return released_outcome(context, finished_at=_now(), why=why)
 
     def _pause(self, profile: Profile, pause: PauseProfile) -> None:
+        self._resumed.discard(profile.name)
         already = self._paused.get(profile.name)
         self._paused[profile.name] = pause
         if already is None or already.until <= _now():

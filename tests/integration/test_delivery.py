@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
+import structlog
 
 from tests.integration.delivery_support import (
     add_profile,
@@ -140,9 +141,11 @@ async def test_profile_resumes_after_the_pause_with_one_probe(
         " paused_until = now() - interval '1 second'",
     )
 
-    await run_until_empty(settings)
+    with structlog.testing.capture_logs() as logs:
+        await run_until_empty(settings)
 
     assert {"sent"} == {(await row(settings, i))["status"] for i in ids}
+    assert ["test"] == [e["profile"] for e in logs if e["event"] == "profile_resumed"]
     [profile] = await sql(settings, "SELECT pause_count, paused_until FROM mail.profile")
     assert (0, None) == (profile.pause_count, profile.paused_until)
 
