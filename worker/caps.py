@@ -136,7 +136,9 @@ def fit_recipients(
     for message in claimed:
         name = message.profile.name
         count = len(message.to_addrs) + len(message.cc_addrs) + len(message.bcc_addrs)
-        if name in left and count > left[name]:
+        cap = message.profile.daily_recipient_cap
+        never_fits = cap is not None and count > cap  # kept, so the worker fails it in words
+        if name in left and count > left[name] and not never_fits:
             excess.append(message)
             continue
         if name in left:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from worker.addresses import address_problem
 from worker.errors import InvalidMessage, ProfileNotFound
 from worker.models import MESSAGE_KINDS
+from worker.profiles import Profile
 from worker.repository import Repository
 from worker.settings import Settings
 
@@ -35,6 +36,8 @@ __all__ = [
     "enqueue",
     "enqueue_and_commit",
     "enqueue_message",
+    "recipient_count",
+    "recipient_limit_problems",
 ]
 
 DEFAULT_MAX_MESSAGE_BYTES: int = Settings.model_fields["max_message_bytes"].default
@@ -244,23 +247,56 @@ async def enqueue_message(
 ) -> Enqueued:
     """Check ``message`` and its profile, then insert it through ``repository``."""
     message.check(max_bytes=max_bytes)
-    await _require_profile(repository, message.profile)
+    profile = await _require_profile(repository, message.profile)
+    problems = recipient_limit_problems(message, profile)
+    if problems:
+        raise InvalidMessage(problems)
     message_id, created = await repository.insert_message(
         message.outbox_row(), message.attachment_rows()
     )
     return Enqueued(id=message_id, created=created)
 
 
-async def _require_profile(repository: Repository, name: str | None) -> None:
-    # Only existence is checked: a profile deleted later is the worker's to report.
+async def _require_profile(repository: Repository, name: str | None) -> Profile:
+    # Checked now; a profile deleted (or changed) later is the worker's to report.
     if name is None:
-        if await repository.get_default_profile() is None:
+        profile = await repository.get_default_profile()
+        if profile is None:
             raise ProfileNotFound(
                 "no profile is marked as the default one: name a profile for the message"
                 " or mark one as the default"
             )
-    elif not await repository.profile_exists(name):
+        return profile
+    found = await repository.get_profile(name)
+    if found is None:
         raise ProfileNotFound(f"there is no profile with the account name {name!r}")
+    return found
+
+
+def recipient_count(message: OutboxMessage) -> int:
+    """The distinct addresses of To, Cc and Bcc, ignoring case: one RCPT each."""
+    return len({address.lower() for address in (*message.to, *message.cc, *message.bcc)})
+
+
+def recipient_limit_problems(message: OutboxMessage, profile: Profile) -> list[str]:
+    """Why the profile could never send ``message`` to so many recipients; empty if it can.
+
+    The message is refused, not split: copies to parts of the list would each show only
+    their part in To and Cc, and one message would become several.
+    """
+    count = recipient_count(message)
+    limits = (
+        (profile.max_recipients_per_message, "per message"),
+        # Over the whole daily recipient cap the message would wait for room forever.
+        (profile.daily_recipient_cap, "a day (its daily recipient cap)"),
+    )
+    for limit, per in limits:
+        if limit is not None and count > limit:
+            return [
+                f"the message has {count} recipients (to, cc and bcc together); profile"
+                f" {profile.name!r} allows at most {limit} {per}: send it as several messages"
+            ]
+    return []
 
 
 def _address_tuple(addresses: Recipients) -> tuple[str, ...]:

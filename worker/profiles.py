@@ -24,6 +24,7 @@ from worker.errors import InvalidProfile
 from worker.presets import LoginRule, Preset, unknown_preset_problem
 
 __all__ = [
+    "CAP_FIELDS",
     "AuthMethod",
     "Encryption",
     "Profile",
@@ -36,6 +37,7 @@ __all__ = [
     "encryption_port_problem",
     "ensure_valid",
     "parse_profiles_file",
+    "preset_caps",
     "profile_problems",
     "profile_warnings",
 ]
@@ -46,7 +48,7 @@ AuthMethod = Literal["login", "none", "xoauth2"]
 IMPLICIT_TLS_PORT = 465
 SUBMISSION_PORT = 587
 # Limits of the CHECK constraints in worker/models.py, so a profile that passes here fits.
-MAX_DAILY_CAP = 2**31 - 1
+MAX_DAILY_CAP = 2**31 - 1  # the largest integer column value; every cap column is one
 MAX_CONNECTIONS = 50
 MAX_TIMEOUT_SECONDS = 3600
 
@@ -55,6 +57,13 @@ _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
 # Empty text in these fields means "not set", which the table stores as NULL.
 _OPTIONAL_TEXT = frozenset({"reply_to", "login", "ca_bundle", "preset"})
+# The caps a profile may carry, as a person reads them; None (the column's NULL) is no cap.
+CAP_FIELDS: Mapping[str, str] = {
+    "daily_cap": "daily cap",
+    "daily_recipient_cap": "daily recipient cap",
+    "per_minute_cap": "per-minute cap",
+    "max_recipients_per_message": "max recipients per message",
+}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -122,6 +131,9 @@ class ProfileFields:
     verify_tls: bool = True
     ca_bundle: str | None = None
     daily_cap: int | None = None
+    daily_recipient_cap: int | None = None
+    per_minute_cap: int | None = None
+    max_recipients_per_message: int | None = None
     max_connections: int = 2
     timeout_seconds: int = 60
     preset: str | None = None
@@ -178,6 +190,7 @@ def build_fields(given: Mapping[str, Any], preset: Preset | None) -> ProfileFiel
     A preset's encryption belongs to its port: given another port and no encryption, the
     profile uses ``auto``. Without a port the encryption's usual one is used; without a
     login, the preset's login rule (or the full address) makes one from the outgoing address.
+    The preset's limits become the profile's caps; a cap given as ``None`` means none.
     """
     given = _tidy(given)
     values: dict[str, Any] = {"host": "", "encryption": "auto"}
@@ -186,7 +199,7 @@ def build_fields(given: Mapping[str, Any], preset: Preset | None) -> ProfileFiel
             "host": preset.host,
             "port": preset.port,
             "encryption": preset.encryption,
-            "daily_cap": preset.daily_cap,
+            **preset_caps(preset),
             "preset": preset.name,
         }
         if given.get("port", preset.port) != preset.port and "encryption" not in given:
@@ -194,6 +207,16 @@ def build_fields(given: Mapping[str, Any], preset: Preset | None) -> ProfileFiel
     values |= given
     values.setdefault("port", default_port(values["encryption"]))
     return _with_default_login(ProfileFields(**values), preset)
+
+
+def preset_caps(preset: Preset) -> dict[str, int | None]:
+    """The profile caps a preset's provider limits stand for, by profile field name."""
+    return {
+        "daily_cap": preset.daily_cap,
+        "daily_recipient_cap": preset.recipients_per_day,
+        "per_minute_cap": preset.messages_per_minute,
+        "max_recipients_per_message": preset.max_recipients_per_message,
+    }
 
 
 def edit_fields(
@@ -349,8 +372,12 @@ def _login_rule_problems(login: str, from_address: str, preset: Preset) -> Itera
 
 
 def _limit_problems(fields: ProfileFields) -> Iterator[str]:
-    if fields.daily_cap is not None and not 1 <= fields.daily_cap <= MAX_DAILY_CAP:
-        yield f"daily cap {fields.daily_cap} must be at least 1 (leave it empty for no cap)"
+    for name, label in CAP_FIELDS.items():
+        cap = getattr(fields, name)
+        if cap is not None and cap < 1:
+            yield f"{label} {cap} must be at least 1 (leave it empty for no cap)"
+        elif cap is not None and cap > MAX_DAILY_CAP:
+            yield f"{label} {cap} must be at most {MAX_DAILY_CAP} (leave it empty for no cap)"
     if not 1 <= fields.max_connections <= MAX_CONNECTIONS:
         yield f"max connections {fields.max_connections} must be between 1 and {MAX_CONNECTIONS}"
     if not 1 <= fields.timeout_seconds <= MAX_TIMEOUT_SECONDS:
@@ -369,11 +396,8 @@ def profile_warnings(fields: ProfileFields, preset: Preset | None) -> list[str]:
             f"{preset.title} documents port {documented} for {preset.host};"
             f" port {fields.port} is not confirmed to work"
         )
-    if preset is not None and preset.daily_cap and (fields.daily_cap or 0) > preset.daily_cap:
-        warnings.append(
-            f"{preset.title} allows about {preset.daily_cap} messages a day;"
-            f" a daily cap of {fields.daily_cap} may get the account blocked"
-        )
+    if preset is not None:
+        warnings.extend(_caps_above_provider(fields, preset))
     if not fields.verify_tls:
         warnings.append(
             f"verify_tls is off: the server's certificate is not checked, so anyone between"
@@ -382,6 +406,26 @@ def profile_warnings(fields: ProfileFields, preset: Preset | None) -> list[str]:
         if fields.ca_bundle:
             warnings.append("ca_bundle is ignored while verify_tls is off")
     return warnings
+
+
+# What each cap counts, in the words of "<provider> allows about N <unit>".
+_CAP_UNITS = {
+    "daily_cap": "messages a day",
+    "daily_recipient_cap": "recipients a day",
+    "per_minute_cap": "messages a minute",
+    "max_recipients_per_message": "recipients per message",
+}
+
+
+def _caps_above_provider(fields: ProfileFields, preset: Preset) -> Iterator[str]:
+    """A cap above the provider's limit: the provider, not the cap, would stop the mail."""
+    for name, limit in preset_caps(preset).items():
+        cap = getattr(fields, name)
+        if limit is not None and cap is not None and cap > limit:
+            yield (
+                f"{preset.title} allows about {limit} {_CAP_UNITS[name]};"
+                f" a {CAP_FIELDS[name]} of {cap} may get the account blocked"
+            )
 
 
 # --- files for ``profiles apply`` ------------------------------------------------------------
@@ -408,7 +452,11 @@ class ProfileEntry(BaseModel):
     auth_method: AuthMethod | None = None
     login: str | None = None
     password_env: str | None = None
+    # "none": no cap, even if the preset has one (TOML has no null).
     daily_cap: int | Literal["none"] | None = None
+    daily_recipient_cap: int | Literal["none"] | None = None
+    per_minute_cap: int | Literal["none"] | None = None
+    max_recipients_per_message: int | Literal["none"] | None = None
     max_connections: int | None = None
     timeout_seconds: int | None = None
     verify_tls: bool | None = None
@@ -418,8 +466,9 @@ class ProfileEntry(BaseModel):
     def given_fields(self) -> dict[str, Any]:
         """The profile fields the table sets, as :func:`build_fields` takes them."""
         given = self.model_dump(exclude_unset=True, exclude={"preset", "password_env", "default"})
-        if given.get("daily_cap") == "none":
-            given["daily_cap"] = None
+        for name in CAP_FIELDS:
+            if given.get(name) == "none":
+                given[name] = None
         return given
 
 

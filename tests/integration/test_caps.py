@@ -103,3 +103,25 @@ async def test_too_many_recipients_for_the_profile_fails(
         row.status,
         row.status_reason,
     )
+
+
+async def test_more_recipients_than_the_daily_cap_fails(
+    settings: Settings, smtp_server_factory: SmtpServerFactory
+) -> None:
+    """Recipients beyond the whole daily recipient cap: the row fails, it does not wait forever."""
+    settings = fast_settings(settings)
+    server = smtp_server_factory(tls="none")
+    await add_profile(
+        settings, server, encryption="none", login=None, password=None, daily_recipient_cap=2
+    )
+    await enqueue(settings, to_addrs=["a@example.com", "b@example.com", "c@example.com"])
+    [fine] = await enqueue(settings, to_addrs=["d@example.com"])
+
+    await run_until_empty(settings)
+
+    [row] = await sql(
+        settings, "SELECT status, status_reason FROM mail.outbox WHERE id <> :id", id=fine
+    )
+    reason = "the message has 3 recipients, more than the daily cap of 2 recipients of profile test"
+    assert ("failed", f"failed: {reason}") == (row.status, row.status_reason)
+    assert 1 == len(server.messages)
