@@ -1,0 +1,56 @@
+"""Exit codes of the commands that answer a question (``send-test``, ``profiles check``).
+
+Scripts and monitoring branch on them, so each answer has its own code and a failure of the
+command itself (no database, unreadable settings) is never mistaken for "not delivered".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Iterator
+
+import click
+
+from worker.db import DATABASE_ERRORS
+
+__all__ = ["CommandFailed", "ExitCode", "UsageProblem", "command_errors"]
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0  # delivered; the profile works
+    NOT_OK = 1  # not delivered; the profile does not work
+    USAGE = 2  # a mistake on the command line, e.g. an unknown profile (click's own code)
+    STILL_WAITING = 3  # send-test: no answer before --timeout ran out
+    ERROR = 4  # the command could not do its work: database, settings, secret keys
+    INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it
+
+
+class UsageProblem(click.ClickException):
+    """A mistake in what the command was asked to do; exits with :attr:`ExitCode.USAGE`."""
+
+    exit_code = ExitCode.USAGE
+
+
+class CommandFailed(click.ClickException):
+    """The command could not do its work; exits with :attr:`ExitCode.ERROR`."""
+
+    exit_code = ExitCode.ERROR
+
+
+@contextlib.contextmanager
+def command_errors() -> Iterator[None]:
+    """Failures of the command itself exit with :attr:`ExitCode.ERROR`, not with 1.
+
+    Errors that carry a code of their own (usage mistakes: 2) keep it; the database's errors
+    become one line.
+    """
+    try:
+        yield
+    except click.ClickException as exc:
+        if exc.exit_code != 1:
+            raise
+        raise CommandFailed(exc.message) from None
+    except DATABASE_ERRORS as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CommandFailed(f"cannot use the database: {first_line}") from None

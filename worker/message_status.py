@@ -1,0 +1,214 @@
+"""One message's delivery state as a single read shows it, and what it means to someone waiting.
+
+:class:`MessageStatus` is a row of :func:`worker.queries.message_status`: the outbox row, its
+latest attempt and its profile's pause. :func:`judge` (pure) says whether a person waiting for
+the message — ``mailworker send-test`` — has an answer yet: delivered, not delivered, or still
+waiting when the time is up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "ATTEMPT_PREFIX",
+    "UNTOUCHED_REASON",
+    "AttemptSummary",
+    "Judgement",
+    "MessageStatus",
+    "Verdict",
+    "iso_utc",
+    "judge",
+]
+
+# Columns of the latest attempt come back with this prefix (see queries.message_status).
+ATTEMPT_PREFIX = "attempt_"
+
+# What an untouched row says (the column's default): no worker has looked at it yet.
+UNTOUCHED_REASON = "queued"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AttemptSummary:
+    """The latest ``mail.attempt`` record of a message."""
+
+    attempt_no: int
+    outcome: str | None  # sent, partial, retry, failed, deferred or interrupted
+    worker_id: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    smtp_code: int | None
+    smtp_text: str | None
+    tls_version: str | None
+    error: str | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MessageStatus:
+    """An outbox message's state, its latest attempt and its profile's state, read at once."""
+
+    id: int
+    profile: str | None
+    status: str
+    status_reason: str | None
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    smtp_response: str | None
+    sent_at: datetime | None
+    claimed_by: str | None
+    claimed_at: datetime | None
+    recorded_attempts: int  # rows in mail.attempt
+    checked_at: datetime  # the database's clock at the read, so no local clock is compared
+    latest_attempt: AttemptSummary | None
+    profile_enabled: bool | None  # None: the profile does not exist
+    profile_paused_until: datetime | None
+    profile_pause_reason: str | None
+    profile_pause_hint: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> MessageStatus:
+        attempt_fields = {field.name for field in dataclasses.fields(AttemptSummary)}
+        attempt = {
+            name: row[ATTEMPT_PREFIX + name]
+            for name in attempt_fields
+            if ATTEMPT_PREFIX + name in row
+        }
+        own = {field.name for field in dataclasses.fields(cls)} - {"latest_attempt"}
+        return cls(
+            **{name: row[name] for name in own},
+            latest_attempt=None if attempt.get("attempt_no") is None else AttemptSummary(**attempt),
+        )
+
+    @property
+    def picked_up(self) -> bool:
+        """Whether a worker has ever taken the message (an attempt, or one in progress)."""
+        return self.status == "sending" or self.attempts > 0 or self.recorded_attempts > 0
+
+    @property
+    def profile_paused(self) -> bool:
+        paused_until = self.profile_paused_until
+        return paused_until is not None and paused_until > self.checked_at
+
+    def seconds_until(self, moment: datetime) -> float:
+        return (moment - self.checked_at).total_seconds()
+
+
+class Verdict(enum.StrEnum):
+    DELIVERED = "delivered"  # the server accepted it
+    NOT_DELIVERED = "not_delivered"  # a final answer, or the account does not work now
+    STILL_WAITING = "still_waiting"  # no answer before the time ran out
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Judgement:
+    """The answer for a person waiting on a message: the verdict, why, what to do."""
+
+    verdict: Verdict
+    reason: str
+    hint: str | None = None
+    account_problem: bool = False  # the profile (account, settings) is why it was not sent
+
+
+def judge(status: MessageStatus, *, remaining: float, timeout: float) -> Judgement | None:
+    """The answer about ``status`` now, or ``None`` while waiting longer may still give one.
+
+    ``remaining`` is how many seconds the person still waits, of ``timeout`` in all.
+    A refused login (the attempt was deferred by a profile pause), a disabled profile, or a
+    pause that outlasts the wait is an answer at once: waiting would not change it.
+    """
+    final = _final_answer(status)
+    if final is not None:
+        return final
+    account = _account_answer(status, remaining)
+    if account is not None:
+        return account
+    if status.status == "pending" and status.seconds_until(status.next_attempt_at) > remaining:
+        return Judgement(verdict=Verdict.STILL_WAITING, reason=_not_yet(status, timeout))
+    if remaining <= 0:
+        return Judgement(verdict=Verdict.STILL_WAITING, reason=_not_yet(status, timeout))
+    return None
+
+
+def _final_answer(status: MessageStatus) -> Judgement | None:
+    if status.status == "sent":
+        reply = status.smtp_response or "accepted"
+        return Judgement(verdict=Verdict.DELIVERED, reason=reply)
+    if status.status == "failed":
+        reason = status.last_error or (status.status_reason or "failed").removeprefix("failed: ")
+        return Judgement(verdict=Verdict.NOT_DELIVERED, reason=reason)
+    if status.status == "cancelled":
+        reason = status.status_reason or "the message was cancelled"
+        return Judgement(verdict=Verdict.NOT_DELIVERED, reason=reason)
+    return None
+
+
+def _account_answer(status: MessageStatus, remaining: float) -> Judgement | None:
+    """The profile is why the message waits, and waiting will not change that."""
+    if status.status != "pending":
+        return None
+    name = status.profile
+    latest = status.latest_attempt
+    if latest is not None and latest.outcome == "deferred":
+        reason = latest.error or status.profile_pause_reason or "the profile was paused"
+        return _account_problem(reason, status.profile_pause_hint)
+    if status.profile_enabled is None:
+        return _account_problem(f"profile {name} does not exist", None)
+    if not status.profile_enabled:
+        hint = f"enable it with `mailworker profiles edit {name} --enable`"
+        return _account_problem(f"profile {name} is disabled", hint)
+    paused_until = status.profile_paused_until
+    if (
+        paused_until is not None
+        and status.profile_paused
+        and (status.seconds_until(paused_until) > remaining)
+    ):
+        reason = f"profile {name} is paused until {iso_utc(paused_until)}"
+        if status.profile_pause_reason:
+            reason += f": {status.profile_pause_reason}"
+        return _account_problem(reason, status.profile_pause_hint)
+    return None
+
+
+def _account_problem(reason: str, hint: str | None) -> Judgement:
+    return Judgement(
+        verdict=Verdict.NOT_DELIVERED, reason=reason, hint=hint or None, account_problem=True
+    )
+
+
+def _not_yet(status: MessageStatus, timeout: float) -> str:
+    """Why the message is not sent yet, told apart: never picked up, being sent, retrying."""
+    if status.status == "sending":
+        since = f", since {iso_utc(status.claimed_at)}" if status.claimed_at else ""
+        return (
+            f"worker {status.claimed_by or '?'} is sending it right now"
+            f" (attempt {status.attempts}{since})"
+        )
+    next_attempt = _next_attempt(status)
+    if status.picked_up:
+        last = status.last_error or (status.latest_attempt and status.latest_attempt.error)
+        tried = f"picked up, but not sent after {status.attempts} attempt(s)"
+        return f"{tried}; last error: {last or status.status_reason}; {next_attempt}"
+    if (status.status_reason or UNTOUCHED_REASON) != UNTOUCHED_REASON:
+        return f"not sent yet: {status.status_reason}; {next_attempt}"
+    return f"no worker picked the message up within {timeout:g} s — is `mailworker run` running?"
+
+
+def _next_attempt(status: MessageStatus) -> str:
+    seconds = max(0.0, status.seconds_until(status.next_attempt_at))
+    return f"next attempt at {iso_utc(status.next_attempt_at)} (in {_seconds(seconds)} s)"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.3g}"
+
+
+def iso_utc(moment: datetime | None) -> str:
+    """A moment as ``2026-12-01T08:00:00Z`` (the form ``status_reason`` uses)."""
+    if moment is None:
+        return ""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

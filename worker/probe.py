@@ -1,0 +1,385 @@
+"""A profile check: connect, encrypt, log in and quit exactly as the worker would, sending nothing.
+
+:func:`check_profile` opens one connection with :func:`worker.smtp.open_connection`, notes what
+the server offers (TLS version, certificate, AUTH mechanisms, SIZE limit) and says QUIT. A
+failure is classified like a failed send, with the provider's advice for a refused login, so
+``mailworker profiles check`` says what a worker would say, without waiting for a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ssl
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosmtplib
+import structlog
+from cryptography import x509
+
+from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classify
+from worker.crypto import PasswordCipher
+from worker.errors import SecretKeyError
+from worker.hints import provider_hint
+from worker.presets import Preset
+from worker.profiles import Profile
+from worker.smtp import ConnectFailed, SmtpSession, open_connection, tls_plan
+
+__all__ = [
+    "CheckReport",
+    "ServerCertificate",
+    "ServerOffer",
+    "check_profile",
+    "encryption_words",
+]
+
+log = structlog.get_logger("worker.probe")
+
+_CLOSE_WAIT_SECONDS = 2.0
+
+
+def encryption_words(profile: Profile) -> str:
+    """How a connection of this profile is encrypted, in words (from :func:`tls_plan`)."""
+    plan = tls_plan(profile)
+    if plan.implicit:
+        return "implicit TLS"
+    if plan.starttls:
+        return "STARTTLS, required"
+    if plan.starttls is None:
+        return "STARTTLS if offered"
+    return "no encryption"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServerCertificate:
+    """The certificate the server presented."""
+
+    subject: str
+    issuer: str
+    names: tuple[str, ...]  # DNS names and addresses it is valid for
+    not_after: datetime
+    verified: bool  # chain and host name were checked (the profile's verify_tls)
+
+    def days_left(self, now: datetime) -> int:
+        return (self.not_after - now).days
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServerOffer:
+    """What the server offered on the encrypted connection, after EHLO."""
+
+    tls_version: str | None
+    starttls_used: bool
+    certificate: ServerCertificate | None
+    auth_mechanisms: tuple[str, ...]
+    size_limit: int | None  # bytes; None when the server states no SIZE limit
+    extensions: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CheckReport:
+    """The result of one profile check; :meth:`lines` and :meth:`as_dict` present it."""
+
+    profile: Profile
+    offer: ServerOffer | None  # None when the check failed before the login succeeded
+    failure: Failure | None
+    duration_ms: int
+    checked_at: datetime
+
+    @property
+    def works(self) -> bool:
+        return self.failure is None
+
+    @property
+    def server(self) -> str:
+        return f"{self.profile.host}:{self.profile.port}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values (never the password)."""
+        return {
+            "profile": self.profile.name,
+            "works": self.works,
+            "server": self.server,
+            "encryption": encryption_words(self.profile),
+            "login": self.profile.login if self.profile.auth_method != "none" else None,
+            "offer": None if self.offer is None else _offer_dict(self.offer),
+            "failure": None if self.failure is None else _failure_dict(self.failure),
+            "paused_until": _iso(self._pause_end()),
+            "pause_reason": self.profile.pause_reason if self._pause_end() else None,
+            "duration_ms": self.duration_ms,
+        }
+
+    def lines(self) -> list[str]:
+        """The report for a person, one fact a line."""
+        profile = self.profile
+        if self.works:
+            head = f"profile {profile.name!r} works: {self.server} accepted the connection"
+            head += " and the login" if profile.auth_method != "none" else " (no login)"
+            head += "; no message was sent"
+        else:
+            head = f"profile {profile.name!r} does NOT work: {self.server}"
+        rows = [("server", f"{self.server} ({encryption_words(profile)})")]
+        if self.offer is not None:
+            rows += _offer_rows(self.offer, self.checked_at)
+        if profile.auth_method != "none":
+            rows.append(("login", f"{profile.login} ({self._login_verdict()})"))
+        if self.failure is not None:
+            rows += _failure_rows(self.failure)
+        pause_end = self._pause_end()
+        if pause_end is not None:
+            rows.append(("paused", _pause_words(profile, pause_end)))
+        rows.append(("took", f"{self.duration_ms} ms"))
+        return [head, *_aligned(rows)]
+
+    def _login_verdict(self) -> str:
+        failure = self.failure
+        if failure is None:
+            return "accepted"
+        if failure.stage is Stage.AUTH and failure.code is not None:
+            return "refused by the server"
+        return "not tried"
+
+    def _pause_end(self) -> datetime | None:
+        until = self.profile.paused_until
+        return until if until is not None and until > self.checked_at else None
+
+
+async def check_profile(
+    profile: Profile, cipher: PasswordCipher | None, presets: Mapping[str, Preset]
+) -> CheckReport:
+    """Connect, encrypt, EHLO, log in and QUIT as ``profile`` says; never sends a message.
+
+    ``cipher`` decrypts the stored password (``None`` is fine for a profile without one).
+    """
+    started = time.monotonic()
+    offer: ServerOffer | None = None
+    failure: Failure | None = None
+    try:
+        session = await open_connection(profile, _password(profile, cipher))
+    except _NoPassword as exc:
+        failure = exc.failure
+    except ProfileUnusable as exc:
+        failure = classify(exc, Stage.CONNECT)
+    except ConnectFailed as exc:
+        failure = classify(exc.__cause__ or exc, exc.stage)
+    else:
+        offer, failure = await _inspect_and_quit(session, profile)
+    if failure is not None:
+        failure = provider_hint(failure, profile, presets)
+    report = CheckReport(
+        profile=profile,
+        offer=offer,
+        failure=failure,
+        duration_ms=round((time.monotonic() - started) * 1000),
+        checked_at=datetime.now(UTC),
+    )
+    _log_report(report)
+    return report
+
+
+class _NoPassword(Exception):
+    """The profile logs in but has no stored password: nothing to try."""
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__("no password")
+        self.failure = Failure(
+            kind=FailureKind.PROFILE,
+            stage=Stage.AUTH,
+            reason=f"profile {profile.name} logs in as {profile.login} but has no stored password",
+            hint=f"give it one: mailworker profiles edit {profile.name} --ask-password",
+        )
+
+
+def _password(profile: Profile, cipher: PasswordCipher | None) -> str | None:
+    if profile.auth_method == "none":
+        return None
+    if profile.password_encrypted is None:
+        raise _NoPassword(profile)
+    if cipher is None:
+        raise ProfileUnusable("no secret key is configured to decrypt the stored password")
+    try:
+        return cipher.decrypt(profile.password_encrypted, profile=profile.name)
+    except SecretKeyError as exc:
+        raise ProfileUnusable(str(exc)) from None
+
+
+async def _inspect_and_quit(
+    session: SmtpSession, profile: Profile
+) -> tuple[ServerOffer | None, Failure | None]:
+    """What the logged-in connection offers; then QUIT and wait until the socket is closed."""
+    client = session.client
+    try:
+        if client.is_ehlo_or_helo_needed:  # a profile without login has not said EHLO yet
+            await client.ehlo()
+        return _offer(session, profile), None
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        return None, classify(exc, Stage.CONNECT)
+    finally:
+        await _quit(client)
+
+
+def _offer(session: SmtpSession, profile: Profile) -> ServerOffer:
+    client = session.client
+    extensions = client.esmtp_extensions
+    size = extensions.get("size", "").strip()
+    offers_auth = client.supports_extension("auth")
+    return ServerOffer(
+        tls_version=session.tls_version,
+        starttls_used=session.tls_version is not None and not tls_plan(profile).implicit,
+        certificate=_certificate(client, verified=profile.verify_tls),
+        auth_mechanisms=tuple(m.upper() for m in client.server_auth_methods) if offers_auth else (),
+        size_limit=int(size) if size.isdigit() and int(size) > 0 else None,
+        extensions=tuple(sorted(name.upper() for name in extensions)),
+    )
+
+
+def _certificate(client: aiosmtplib.SMTP, *, verified: bool) -> ServerCertificate | None:
+    """The server's certificate, read in its binary form.
+
+    ``get_transport_info("peercert")`` is empty when the profile does not verify certificates
+    (the TLS context then skips them), but the binary form is always there.
+    """
+    ssl_object = client.get_transport_info("ssl_object")
+    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    certificate = x509.load_der_x509_certificate(der)
+    return ServerCertificate(
+        subject=certificate.subject.rfc4514_string(),
+        issuer=certificate.issuer.rfc4514_string(),
+        names=_certificate_names(certificate),
+        not_after=certificate.not_valid_after_utc,
+        verified=verified,
+    )
+
+
+def _certificate_names(certificate: x509.Certificate) -> tuple[str, ...]:
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    dns = names.get_values_for_type(x509.DNSName)
+    addresses = [str(address) for address in names.get_values_for_type(x509.IPAddress)]
+    return (*dns, *addresses)
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    """QUIT, then wait until the socket is really closed (a TLS close takes a few turns)."""
+    protocol = client.protocol
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_CLOSE_WAIT_SECONDS):
+            # aiosmtplib's protocol drops its transport in connection_lost() and offers no event.
+            while protocol is not None and protocol.transport is not None:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+
+
+def _log_report(report: CheckReport) -> None:
+    offer, failure = report.offer, report.failure
+    log.info(
+        "profile_checked",
+        profile=report.profile.name,
+        works=report.works,
+        stage=None if failure is None else str(failure.stage),
+        reason=None if failure is None else failure.reason,
+        tls_version=None if offer is None else offer.tls_version,
+        duration_ms=report.duration_ms,
+    )
+
+
+# --- presentation ----------------------------------------------------------------------------
+
+
+def _offer_rows(offer: ServerOffer, now: datetime) -> list[tuple[str, str]]:
+    tls = offer.tls_version or "none (unencrypted)"
+    rows = [("TLS", f"{tls}; STARTTLS used: {'yes' if offer.starttls_used else 'no'}")]
+    certificate = offer.certificate
+    if certificate is not None:
+        checked = "verified" if certificate.verified else "NOT verified: verify_tls is off"
+        rows.append(("certificate", f"{certificate.subject} ({checked})"))
+        rows.append(("issuer", certificate.issuer))
+        if certificate.names:
+            rows.append(("valid for", ", ".join(certificate.names)))
+        rows.append(("expires", _expiry_words(certificate, now)))
+    mechanisms = " ".join(offer.auth_mechanisms) or "none"
+    rows.append(("AUTH offered", mechanisms))
+    rows.append(("SIZE limit", _size_words(offer.size_limit)))
+    return rows
+
+
+def _expiry_words(certificate: ServerCertificate, now: datetime) -> str:
+    days = certificate.days_left(now)
+    when = _iso(certificate.not_after)
+    if days < 0:
+        return f"{when} (EXPIRED {-days} days ago)"
+    warning = " — renew soon" if days < 14 else ""
+    return f"{when} (in {days} days{warning})"
+
+
+def _size_words(size: int | None) -> str:
+    if size is None:
+        return "not stated"
+    return f"{size} bytes ({size / (1024 * 1024):.1f} MiB)"
+
+
+def _failure_rows(failure: Failure) -> list[tuple[str, str]]:
+    rows = [("stage", str(failure.stage)), ("reason", failure.reason)]
+    if failure.hint:
+        rows.append(("hint", failure.hint))
+    return rows
+
+
+def _pause_words(profile: Profile, until: datetime) -> str:
+    reason = f": {profile.pause_reason}" if profile.pause_reason else ""
+    return (
+        f"until {_iso(until)}{reason} (workers try again after the pause;"
+        " editing the profile ends it at once)"
+    )
+
+
+def _aligned(rows: list[tuple[str, str]]) -> list[str]:
+    width = max(len(label) for label, _ in rows) + 1
+    return [f"  {label + ':':<{width}} {value}" for label, value in rows]
+
+
+def _offer_dict(offer: ServerOffer) -> dict[str, Any]:
+    certificate = offer.certificate
+    return {
+        "tls_version": offer.tls_version,
+        "starttls_used": offer.starttls_used,
+        "certificate": None
+        if certificate is None
+        else {
+            "subject": certificate.subject,
+            "issuer": certificate.issuer,
+            "names": list(certificate.names),
+            "not_after": _iso(certificate.not_after),
+            "verified": certificate.verified,
+        },
+        "auth_mechanisms": list(offer.auth_mechanisms),
+        "size_limit": offer.size_limit,
+        "extensions": list(offer.extensions),
+    }
+
+
+def _failure_dict(failure: Failure) -> dict[str, Any]:
+    return {
+        "stage": str(failure.stage),
+        "kind": str(failure.kind),
+        "reason": failure.reason,
+        "code": failure.code,
+        "hint": failure.hint,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
