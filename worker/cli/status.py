@@ -1,0 +1,97 @@
+"""``mailworker status``: every profile's state, queue, last 24 hours and send cap at a glance."""
+
+from __future__ import annotations
+
+import click
+
+from worker.cli.context import CliContext, pass_cli, run_async
+from worker.cli.output import age_text, echo_json, moment_text, table
+from worker.operations import ProfileStatus, iso_moment
+
+__all__ = ["status"]
+
+HEADERS = (
+    "PROFILE",
+    "STATE",
+    "PENDING",
+    "SENDING",
+    "SENT-24H",
+    "FAILED-24H",
+    "CAP",
+    "CAP-LEFT",
+    "CAP-FREES",
+    "OLDEST-PENDING",
+)
+
+
+async def _overview(cli: CliContext) -> list[ProfileStatus]:
+    async with cli.repository() as repository:
+        return await repository.profile_overview()
+
+
+def _cap_cells(item: ProfileStatus) -> tuple[str, str, str]:
+    room = item.room
+    if room is None:
+        return "-", "-", "-"
+    used = f"{item.sent_24h}/{item.daily_cap}" if item.daily_cap is not None else str(item.sent_24h)
+    return used, str(room.messages), moment_text(item.cap_frees_at)
+
+
+def _row(item: ProfileStatus) -> tuple[str, ...]:
+    name = f"{item.name} *" if item.is_default else item.name
+    return (
+        name,
+        item.state,
+        str(item.pending),
+        str(item.sending),
+        str(item.sent_24h),
+        str(item.failed_24h),
+        *_cap_cells(item),
+        age_text(item.oldest_pending_age),
+    )
+
+
+def _notes(item: ProfileStatus) -> list[str]:
+    """The why of a row: a pause's time, reason and hint, a full cap, a disabled profile."""
+    notes = []
+    if item.state == "paused":
+        hint = f" (hint: {item.pause_hint})" if item.pause_hint else ""
+        notes.append(
+            f"{item.name}: paused until {iso_moment(item.paused_until)}: {item.pause_reason}{hint}"
+        )
+    elif item.state == "disabled":
+        notes.append(f"{item.name}: disabled; enable it with `profiles edit {item.name} --enable`")
+    room = item.room
+    if room is not None and room.messages == 0:
+        frees = f"; room again at {iso_moment(item.cap_frees_at)}" if item.cap_frees_at else ""
+        notes.append(f"{item.name}: {room.full_cap or 'send cap'} reached{frees}")
+    return notes
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
+@pass_cli
+def status(cli: CliContext, as_json: bool) -> None:
+    """Show each profile's state, queue, last 24 hours and send cap.
+
+    Per profile: active, paused (until when and why) or disabled; pending and in-flight
+    messages; sent and failed in the last 24 h; the daily cap used, left and when it frees;
+    the age of the oldest pending message. * marks the default profile. Caps count over a
+    rolling 24 h: a send frees its place when it turns 24 h old.
+    """
+    found = run_async(lambda: _overview(cli))
+    if as_json:
+        checked = found[0].checked_at if found else None
+        echo_json(
+            {"checked_at": iso_moment(checked), "profiles": [item.as_json() for item in found]}
+        )
+        return
+    if not found:
+        click.echo("no profiles yet; add one with `mailworker profiles add`")
+        return
+    click.echo(table(HEADERS, [_row(item) for item in found]))
+    notes = [note for item in found for note in _notes(item)]
+    if notes:
+        click.echo()
+        for note in notes:
+            click.echo(note)

@@ -1,0 +1,211 @@
+"""What the operator commands read and decide, without I/O: profile status, message changes, ages.
+
+:class:`ProfileStatus` is a row of :func:`worker.queries.profile_overview`; its cap room comes
+from :func:`worker.caps.room_of`, the same arithmetic the worker claims by. :class:`MessageChange`
+is what ``messages retry`` / ``cancel`` did to one requested row. :func:`parse_age` and
+:func:`parse_since` read the ``30d`` / ``2h`` / ISO-time arguments of the commands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from worker.caps import CapUsage, Room, room_of
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "MessageChange",
+    "MessageDetails",
+    "MessageFilter",
+    "ProfileStatus",
+    "iso_moment",
+    "parse_age",
+    "parse_since",
+]
+
+# Rows the worker never touches again: the only ones purge may delete.
+FINISHED_STATUSES = ("sent", "failed", "cancelled")
+
+ProfileState = Literal["active", "paused", "disabled"]
+
+_AGE_PART = re.compile(r"(\d+)\s*([smhdw])")
+_AGE = re.compile(r"^\s*(?:\d+\s*[smhdw]\s*)+$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> timedelta:
+    """``"30d"``, ``"2h"``, ``"1d12h"``, ``"90m"`` → a positive duration; ValueError otherwise."""
+    if not _AGE.match(text):
+        raise ValueError(f"{text!r} is not an age like 30d, 12h, 90m or 1d12h (s, m, h, d, w)")
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _AGE_PART.findall(text))
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is no time at all; give an age above zero")
+    return timedelta(seconds=seconds)
+
+
+def parse_since(text: str, *, now: datetime) -> datetime:
+    """An age back from ``now`` (``"2d"``) or an ISO 8601 time; one without an offset is local."""
+    try:
+        return now - parse_age(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither an age like 1h or 2d nor an ISO 8601 time like 2026-12-01T08:00"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def iso_moment(moment: datetime | None) -> str | None:
+    """A moment as UTC ISO 8601 to the second (``2026-12-01T08:00:00Z``), as status reasons say."""
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ProfileStatus:
+    """One profile as ``mailworker status`` shows it: state, queue, last 24 h, cap."""
+
+    name: str
+    is_default: bool
+    enabled: bool
+    paused_until: datetime | None
+    pause_reason: str | None
+    pause_hint: str | None
+    daily_cap: int | None
+    daily_recipient_cap: int | None
+    per_minute_cap: int | None
+    pending: int
+    oldest_pending_at: datetime | None
+    sending: int
+    sending_recipients: int
+    sent_24h: int
+    recipients_24h: int
+    sent_last_minute: int
+    failed_24h: int
+    cap_frees_at: datetime | None  # when the next send of the 24 h window ages out
+    checked_at: datetime  # the database's clock when the row was read
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ProfileStatus:
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in row.items() if name in names})
+
+    @property
+    def state(self) -> ProfileState:
+        if not self.enabled:
+            return "disabled"
+        if self.paused_until is not None and self.paused_until > self.checked_at:
+            return "paused"
+        return "active"
+
+    @property
+    def capped(self) -> bool:
+        caps = (self.daily_cap, self.daily_recipient_cap, self.per_minute_cap)
+        return any(cap is not None for cap in caps)
+
+    @property
+    def room(self) -> Room | None:
+        """What the caps still allow now (None: the profile has no cap)."""
+        if not self.capped:
+            return None
+        return room_of(
+            CapUsage(
+                name=self.name,
+                daily_cap=self.daily_cap,
+                daily_recipient_cap=self.daily_recipient_cap,
+                per_minute_cap=self.per_minute_cap,
+                day_messages=self.sent_24h,
+                day_recipients=self.recipients_24h,
+                minute_messages=self.sent_last_minute,
+                sending_messages=self.sending,
+                sending_recipients=self.sending_recipients,
+            )
+        )
+
+    @property
+    def oldest_pending_age(self) -> timedelta | None:
+        if self.oldest_pending_at is None:
+            return None
+        return max(timedelta(0), self.checked_at - self.oldest_pending_at)
+
+    def as_json(self) -> dict[str, Any]:
+        """The plain values ``status --json`` prints; times as ISO 8601 UTC, ages in seconds."""
+        paused = self.state == "paused"
+        age = self.oldest_pending_age
+        return {
+            "name": self.name,
+            "default": self.is_default,
+            "state": self.state,
+            "paused_until": iso_moment(self.paused_until) if paused else None,
+            "pause_reason": self.pause_reason if paused else None,
+            "pause_hint": self.pause_hint if paused else None,
+            "pending": self.pending,
+            "sending": self.sending,
+            "sent_24h": self.sent_24h,
+            "failed_24h": self.failed_24h,
+            "oldest_pending_at": iso_moment(self.oldest_pending_at),
+            "oldest_pending_age_seconds": None if age is None else int(age.total_seconds()),
+            "cap": self._cap_json(),
+        }
+
+    def _cap_json(self) -> dict[str, Any] | None:
+        room = self.room
+        if room is None:
+            return None
+        return {
+            "daily": self.daily_cap,
+            "daily_recipients": self.daily_recipient_cap,
+            "per_minute": self.per_minute_cap,
+            "used": self.sent_24h,
+            "recipients_used": self.recipients_24h,
+            "in_flight": self.sending,
+            "remaining": room.messages,
+            "full": room.full_cap if room.messages == 0 else None,
+            "frees_at": iso_moment(self.cap_frees_at),
+        }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MessageFilter:
+    """What ``messages list`` selects; None means "any"."""
+
+    statuses: Sequence[str] = ()
+    profile: str | None = None
+    kind: str | None = None
+    since: datetime | None = None
+    recipient: str | None = None
+    limit: int = 50
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MessageChange:
+    """A requested row of ``messages retry`` / ``cancel``: its status before, and if it changed."""
+
+    id: int
+    status: str
+    changed: bool
+    expires_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> MessageChange:
+        return cls(
+            id=row["id"],
+            status=row["status"],
+            changed=bool(row["changed"]),
+            expires_at=row["expires_at"],
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MessageDetails:
+    """Everything ``messages show`` prints: the row, its attachments' names and sizes, attempts."""
+
+    message: Mapping[str, Any]
+    attachments: Sequence[Mapping[str, Any]]
+    attempts: Sequence[Mapping[str, Any]]
