@@ -7,19 +7,24 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The runtime dependencies, pinned: the Dockerfile installs exactly these, and .venv gets them
+# as constraints (the dev tools on top are not pinned). `make lock` re-pins them.
+LOCK := requirements.lock
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --constraint $(LOCK) -e '.[dev]'
 	@touch $@
 
+# --dev-smtp: while there is no profile, a capture SMTP server runs in the worker and a profile
+# named `local` sends to it; each message lands as an .eml file under .data/devmail/.
 run: $(STAMP)  ## start the embedded database (unless DATABASE_URL is set), migrate, run the service
 	$(BIN)/mailworker migrate
-	$(BIN)/mailworker run
+	$(BIN)/mailworker run --dev-smtp
 
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/pytest
@@ -32,6 +37,22 @@ lint: $(STAMP)  ## ruff, formatting and strict typing
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Resolves pyproject.toml's runtime dependencies afresh (the newest versions it allows) in a
+# throwaway venv and writes what got installed, minus the package itself, as name==version.
+lock:  ## re-pin requirements.lock from pyproject.toml's runtime dependencies
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed" >&2; exit 1; }
+	rm -rf $(VENV)/lock-env
+	$(PYTHON) -m venv $(VENV)/lock-env
+	$(VENV)/lock-env/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/lock-env/bin/python -m pip install --quiet .
+	{ echo "# The runtime dependencies of mail-outbox-worker, pinned. Made by \`make lock\` from"; \
+	  echo "# pyproject.toml; do not edit. The Dockerfile installs exactly these (pip install -r);"; \
+	  echo "# make installs .venv with them as constraints (pip install -c)."; \
+	  echo "# Resolved with Python $$($(VENV)/lock-env/bin/python -c 'import platform; print(platform.python_version())')."; \
+	  $(VENV)/lock-env/bin/python -m pip freeze --exclude mail-outbox-worker; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf $(VENV)/lock-env
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
