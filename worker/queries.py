@@ -38,10 +38,16 @@ from worker.models import attachment, attempt, outbox, profile
 __all__ = [
     "CLAIMED_MESSAGE_COLUMNS",
     "CLAIMED_PROFILE_PREFIX",
+    "attachment_sizes",
+    "attempt_history",
+    "cancel_pending",
+    "cancel_pending_message",
     "cap_usage",
     "claim_due",
     "clear_default_profile",
+    "count_purgeable",
     "count_waiting_messages",
+    "database_time",
     "defer_for_cap",
     "delete_profile",
     "explain_waiting",
@@ -53,20 +59,33 @@ __all__ = [
     "insert_message",
     "insert_profile",
     "lock_capped_profiles",
+    "lock_password_tokens",
     "message_id_by_idempotency_key",
+    "message_status",
+    "metrics_profiles",
     "nth_oldest_send",
     "pause_profile",
+    "ping",
     "profile_exists",
+    "profile_overview",
+    "purge_batch",
+    "queue_depth",
     "reclaim_lost_leases",
     "release_claimed",
     "renew_leases",
+    "replace_password_token",
+    "requeue_failed",
+    "requeue_messages",
     "resume_profile",
+    "search_messages",
     "select_attachments",
     "select_default_profile",
+    "select_message",
     "select_profile_by_name",
     "select_profiles",
     "set_default_profile",
     "update_profile",
+    "wake_workers",
     "work_due_within",
 ]
 
@@ -569,4 +588,433 @@ def _usable(table: Any) -> Any:
     return and_(
         table.c.enabled,
         or_(table.c.paused_until.is_(None), table.c.paused_until <= func.now()),
+    )
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def ping() -> Select[Any]:
+    """One round trip: whether the database answers at all."""
+    return select(literal(1))
+
+
+def queue_depth() -> Executable:
+    """Unsent messages per profile and status (pending, sending), and the oldest one's age.
+
+    ``oldest_age``: seconds since the group's oldest row was first wanted (enqueued, or its
+    ``not_before`` if later); negative when none is wanted yet. Each half reads the rows of one
+    partial index, so the sent history costs nothing.
+    """
+
+    def by_profile(status: str) -> Select[Any]:
+        wanted = func.min(func.greatest(outbox.c.created_at, outbox.c.not_before))
+        return (
+            select(
+                func.coalesce(outbox.c.profile, "").label("profile"),
+                literal(status).label("status"),
+                func.count().label("messages"),
+                func.date_part("epoch", func.now() - wanted).label("oldest_age"),
+            )
+            .where(outbox.c.status == status)
+            .group_by(outbox.c.profile)
+        )
+
+    return by_profile("pending").union_all(by_profile("sending"))
+
+
+def metrics_profiles() -> Select[Any]:
+    """Every profile's caps and, while it is paused, until when and why."""
+    paused = profile.c.paused_until > func.now()
+    return select(
+        profile.c.name,
+        profile.c.daily_cap,
+        profile.c.daily_recipient_cap,
+        profile.c.per_minute_cap,
+        case((paused, profile.c.paused_until)).label("paused_until"),
+        case((paused, profile.c.pause_reason)).label("pause_reason"),
+    ).order_by(profile.c.name)
+
+
+# --- status ----------------------------------------------------------------------------------
+
+# The columns of a message's latest attempt, as worker.message_status.MessageStatus reads them.
+_STATUS_ATTEMPT_COLUMNS = (
+    "attempt_no", "outcome", "worker_id", "started_at", "finished_at", "smtp_code", "smtp_text",
+    "tls_version", "error",
+)  # fmt: skip
+
+
+def message_status(message_id: int) -> Select[Any]:
+    """One message's state with its latest attempt, its attempt count and its profile's pause.
+
+    ``checked_at`` is the database's clock, so callers compare it, not their own, with the
+    row's times. No row: no such message.
+    """
+    latest = (
+        select(*[attempt.c[name] for name in _STATUS_ATTEMPT_COLUMNS])
+        .where(attempt.c.outbox_id == outbox.c.id)
+        .order_by(attempt.c.id.desc())
+        .limit(1)
+        .lateral("latest")
+    )
+    recorded = select(func.count()).where(attempt.c.outbox_id == outbox.c.id).scalar_subquery()
+    return (
+        select(
+            outbox.c.id, outbox.c.profile, outbox.c.status, outbox.c.status_reason,
+            outbox.c.attempts, outbox.c.next_attempt_at, outbox.c.last_error,
+            outbox.c.smtp_response, outbox.c.sent_at, outbox.c.claimed_by, outbox.c.claimed_at,
+            recorded.label("recorded_attempts"),
+            func.now().label("checked_at"),
+            *[latest.c[name].label(f"attempt_{name}") for name in _STATUS_ATTEMPT_COLUMNS],
+            profile.c.enabled.label("profile_enabled"),
+            profile.c.paused_until.label("profile_paused_until"),
+            profile.c.pause_reason.label("profile_pause_reason"),
+            profile.c.pause_hint.label("profile_pause_hint"),
+        )
+        .select_from(
+            outbox.outerjoin(latest, true()).outerjoin(profile, profile.c.name == outbox.c.profile)
+        )
+        .where(outbox.c.id == message_id)
+    )  # fmt: skip
+
+
+def cancel_pending_message(message_id: int, *, reason: str) -> Executable:
+    """Withdraw a message that is still pending; returns its id (no row: too late or unknown)."""
+    return (
+        update(outbox)
+        .where(outbox.c.id == message_id, outbox.c.status == "pending")
+        .values(status="cancelled", status_reason=reason)
+        .returning(outbox.c.id)
+    )
+
+
+# --- operations ------------------------------------------------------------------------------
+
+# Failed and cancelled rows carry no time of their own; the latest of these stands in for when
+# such a row finished: the end of its last attempt, its expiry (expired rows), its enqueueing.
+# A sent row finished at sent_at (its last attempt ended then), so its attempts are not read.
+_EXPIRED_REASON_PREFIX = "expired"  # fail_expired's status_reason
+_OPERATOR_REQUEUED = "queued again by an operator"
+_OPERATOR_CANCELLED = "cancelled by an operator"
+_FINISHED = ("sent", "failed", "cancelled")
+
+
+def _finished_at() -> Any:
+    last_attempt = (
+        select(func.max(func.coalesce(attempt.c.finished_at, attempt.c.started_at)))
+        .where(attempt.c.outbox_id == outbox.c.id)
+        .scalar_subquery()
+    )
+    expired_at = case(
+        (outbox.c.status_reason.startswith(_EXPIRED_REASON_PREFIX), outbox.c.expires_at)
+    )
+    return case(
+        (outbox.c.sent_at.is_not(None), outbox.c.sent_at),
+        else_=func.greatest(outbox.c.created_at, last_attempt, expired_at),
+    )
+
+
+def database_time() -> Select[Any]:
+    """The database's clock, which every age and cutoff of the operator commands is taken on."""
+    return select(func.now())
+
+
+def profile_overview() -> Select[Any]:
+    """Every profile with its queue, its last 24 h and its cap usage (``mailworker status``).
+
+    Pending and sending rows are read through their partial indexes and the sends through
+    ``ix_outbox_sent``; the failures of the last 24 h take one pass over the failed rows.
+    ``cap_frees_at``: when the send whose ageing-out gives the daily cap room again turns 24 h
+    old (the oldest send, or a later one if the profile sent more than its cap).
+    """
+    day_ago = func.now() - _seconds(86400)
+    pending = (
+        select(
+            func.count().label("pending"),
+            func.min(outbox.c.created_at).label("oldest_pending_at"),
+        )
+        .where(outbox.c.profile == profile.c.name, outbox.c.status == "pending")
+        .lateral("pending")
+    )
+    sending = (
+        select(
+            func.count().label("sending"),
+            func.coalesce(func.sum(_RECIPIENTS), 0).label("sending_recipients"),
+        )
+        .where(outbox.c.profile == profile.c.name, outbox.c.status == "sending")
+        .lateral("sending")
+    )
+    sent = (
+        select(
+            func.count().label("sent_24h"),
+            func.coalesce(func.sum(_RECIPIENTS), 0).label("recipients_24h"),
+            func.count()
+            .filter(outbox.c.sent_at > func.now() - _seconds(60))
+            .label("sent_last_minute"),
+        )
+        .where(outbox.c.profile == profile.c.name, outbox.c.sent_at > day_ago)
+        .lateral("sent")
+    )
+    over_cap = func.greatest(sent.c.sent_24h - func.coalesce(profile.c.daily_cap, 0), 0)
+    frees = (
+        select((outbox.c.sent_at + _seconds(86400)).label("cap_frees_at"))
+        .where(outbox.c.profile == profile.c.name, outbox.c.sent_at > day_ago)
+        .order_by(outbox.c.sent_at)
+        .offset(case((profile.c.daily_cap.is_(None), 0), else_=over_cap))
+        .limit(1)
+        .lateral("frees")
+    )
+    failed = (
+        select(outbox.c.profile, func.count().label("failed_24h"))
+        .where(outbox.c.status == "failed", _finished_at() > day_ago)
+        .group_by(outbox.c.profile)
+        .subquery("failed")
+    )
+    return (
+        select(
+            profile.c.name,
+            profile.c.is_default,
+            profile.c.enabled,
+            profile.c.paused_until,
+            profile.c.pause_reason,
+            profile.c.pause_hint,
+            profile.c.daily_cap,
+            profile.c.daily_recipient_cap,
+            profile.c.per_minute_cap,
+            pending.c.pending,
+            pending.c.oldest_pending_at,
+            sending.c.sending,
+            sending.c.sending_recipients,
+            sent.c.sent_24h,
+            sent.c.recipients_24h,
+            sent.c.sent_last_minute,
+            func.coalesce(failed.c.failed_24h, 0).label("failed_24h"),
+            frees.c.cap_frees_at,
+            func.now().label("checked_at"),
+        )
+        .select_from(
+            profile.join(pending, true())
+            .join(sending, true())
+            .join(sent, true())
+            .outerjoin(frees, true())
+            .outerjoin(failed, failed.c.profile == profile.c.name)
+        )
+        .order_by(profile.c.name)
+    )
+
+
+def search_messages(
+    *,
+    statuses: list[str],
+    profile_name: str | None,
+    kind: str | None,
+    since: datetime | None,
+    recipient: str | None,
+    limit: int,
+) -> Select[Any]:
+    """Outbox rows matching every given filter, newest first (``messages list``)."""
+    conditions: list[Any] = []
+    if statuses:
+        conditions.append(outbox.c.status.in_(statuses))
+    if profile_name is not None:
+        conditions.append(outbox.c.profile == profile_name)
+    if kind is not None:
+        conditions.append(outbox.c.kind == kind)
+    if since is not None:
+        conditions.append(outbox.c.created_at >= since)
+    if recipient is not None:
+        addresses = (
+            func.unnest(outbox.c.to_addrs.op("||")(outbox.c.cc_addrs).op("||")(outbox.c.bcc_addrs))
+            .table_valued("address")
+            .render_derived(name="addresses")
+        )
+        conditions.append(
+            exists(
+                select(literal(1))
+                .select_from(addresses)
+                .where(func.lower(addresses.c.address) == recipient.strip().lower())
+            )
+        )
+    return (
+        select(
+            outbox.c.id,
+            outbox.c.status,
+            outbox.c.profile,
+            outbox.c.kind,
+            outbox.c.priority,
+            outbox.c.to_addrs,
+            outbox.c.cc_addrs,
+            outbox.c.bcc_addrs,
+            outbox.c.subject,
+            outbox.c.attempts,
+            outbox.c.created_at,
+            outbox.c.next_attempt_at,
+            outbox.c.sent_at,
+            outbox.c.status_reason,
+        )
+        .where(*conditions)
+        .order_by(outbox.c.id.desc())
+        .limit(limit)
+    )
+
+
+def select_message(outbox_id: int) -> Select[Any]:
+    """Every column of one outbox row."""
+    return select(outbox).where(outbox.c.id == outbox_id)
+
+
+def attachment_sizes(outbox_id: int) -> Select[Any]:
+    """A message's attachments by name, type and size in bytes; never their content."""
+    return (
+        select(
+            attachment.c.filename,
+            attachment.c.content_type,
+            func.octet_length(attachment.c.content).label("size"),
+        )
+        .where(attachment.c.outbox_id == outbox_id)
+        .order_by(attachment.c.id)
+    )
+
+
+def attempt_history(outbox_id: int) -> Select[Any]:
+    """Every attempt record of a message, oldest first, with its per-recipient results."""
+    return select(attempt).where(attempt.c.outbox_id == outbox_id).order_by(attempt.c.id)
+
+
+def _changed_rows(target: Any, changed: Any) -> Select[Any]:
+    """Each locked row of ``target``, its status before, and whether ``changed`` took it."""
+    return (
+        select(
+            target.c.id,
+            target.c.status,
+            target.c.expires_at,
+            changed.c.id.is_not(None).label("changed"),
+        )
+        .select_from(target.outerjoin(changed, changed.c.id == target.c.id))
+        .order_by(target.c.id)
+    )
+
+
+def _requeue(selection: Any) -> Executable:
+    target = (
+        select(outbox.c.id, outbox.c.status, outbox.c.expires_at)
+        .where(selection)
+        .with_for_update()
+        .cte("target")
+    )
+    default_profile = select(profile.c.name).where(profile.c.is_default).scalar_subquery()
+    queued = (
+        update(outbox)
+        .where(
+            outbox.c.id == target.c.id,
+            target.c.status.in_(("failed", "cancelled")),
+            or_(target.c.expires_at.is_(None), target.c.expires_at > func.now()),
+        )
+        .values(
+            status="pending",
+            status_reason=_OPERATOR_REQUEUED,
+            attempts=0,
+            next_attempt_at=func.now(),
+            claimed_by=None,
+            lease_expires_at=None,
+            profile=func.coalesce(outbox.c.profile, default_profile),
+        )
+        .returning(outbox.c.id)
+        .cte("queued")
+    )
+    return _changed_rows(target, queued)
+
+
+def requeue_messages(ids: list[int]) -> Executable:
+    """Failed or cancelled rows among ``ids`` become due now with a fresh attempt count.
+
+    Their attempt history stays. An expired row is left as it is: it would fail again at
+    once. Returns every row found among ``ids`` with its status before and ``changed``.
+    """
+    return _requeue(outbox.c.id.in_(ids))
+
+
+def requeue_failed(profile_name: str | None) -> Executable:
+    """Every failed row (of one profile, if given) becomes due now, as :func:`requeue_messages`."""
+    selection = outbox.c.status == "failed"
+    if profile_name is not None:
+        selection = and_(selection, outbox.c.profile == profile_name)
+    return _requeue(selection)
+
+
+def cancel_pending(ids: list[int]) -> Executable:
+    """Pending rows among ``ids`` are cancelled; a row being sent is not (it is on the wire).
+
+    The rows are locked first, so a row a worker claims at this moment is seen as sending.
+    Returns every row found among ``ids`` with its status before and ``changed``.
+    """
+    target = (
+        select(outbox.c.id, outbox.c.status, outbox.c.expires_at)
+        .where(outbox.c.id.in_(ids))
+        .with_for_update()
+        .cte("target")
+    )
+    cancelled = (
+        update(outbox)
+        .where(outbox.c.id == target.c.id, target.c.status == "pending")
+        .values(status="cancelled", status_reason=_OPERATOR_CANCELLED)
+        .returning(outbox.c.id)
+        .cte("cancelled")
+    )
+    return _changed_rows(target, cancelled)
+
+
+def wake_workers(channel: str) -> Select[Any]:
+    """Wake the listening workers at commit, as the insert trigger does."""
+    return select(func.pg_notify(channel, ""))
+
+
+def _purgeable(statuses: list[str], cutoff: datetime) -> Any:
+    finished = [status for status in statuses if status in _FINISHED]  # never pending, sending
+    return and_(outbox.c.status.in_(finished), _finished_at() < cutoff)
+
+
+def count_purgeable(statuses: list[str], cutoff: datetime) -> Select[Any]:
+    """How many finished rows of these statuses finished before ``cutoff``."""
+    return select(func.count()).select_from(outbox).where(_purgeable(statuses, cutoff))
+
+
+def purge_batch(statuses: list[str], cutoff: datetime, *, after_id: int, size: int) -> Executable:
+    """Delete up to ``size`` finished rows past ``after_id``; returns their ids.
+
+    Rows are taken in id order from ``after_id`` on, so each batch starts where the last one
+    ended and kept rows are read once. ``SKIP LOCKED``: a row someone holds is left for the next
+    purge instead of being waited for. Pending and sending rows are never taken (only the
+    statuses sent, failed and cancelled count); attachments and attempts go by cascade.
+    """
+    doomed = (
+        select(outbox.c.id)
+        .where(outbox.c.id > after_id, _purgeable(statuses, cutoff))
+        .order_by(outbox.c.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    )
+    return delete(outbox).where(outbox.c.id.in_(doomed)).returning(outbox.c.id)
+
+
+def lock_password_tokens() -> Select[Any]:
+    """Every stored password token by profile name, locked until the end of the transaction."""
+    return (
+        select(profile.c.name, profile.c.password_encrypted)
+        .where(profile.c.password_encrypted.is_not(None))
+        .order_by(profile.c.name)
+        .with_for_update()
+    )
+
+
+def replace_password_token() -> Update:
+    """Store a re-encrypted token (executed with many rows); nothing else of the profile changes.
+
+    Unlike :func:`update_profile` this keeps a pause: the password itself is the same.
+    """
+    return (
+        update(profile)
+        .where(profile.c.name == bindparam("b_name"))
+        .values(password_encrypted=bindparam("b_token"))
     )

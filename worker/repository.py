@@ -15,6 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from worker import queries
 from worker.caps import CapUsage, Room, room_of
 from worker.delivery import Claimed, Outcome
+from worker.message_status import MessageStatus
+from worker.metrics import DatabaseSnapshot, PausedProfile, QueueDepth
+from worker.operations import MessageChange, MessageDetails, MessageFilter, ProfileStatus
 from worker.profiles import Profile
 
 __all__ = ["Repository"]
@@ -196,3 +199,133 @@ class Repository:
 
     async def release_claimed(self, ids: list[int], *, reason: str) -> None:
         await self._connection.execute(queries.release_claimed(ids, reason=reason))
+
+    # --- status ------------------------------------------------------------------------------
+
+    async def message_status(self, message_id: int) -> MessageStatus | None:
+        """The message's state with its latest attempt and its profile's pause; None: no such."""
+        result = await self._connection.execute(queries.message_status(message_id))
+        row = result.mappings().one_or_none()
+        return None if row is None else MessageStatus.from_row(row)
+
+    async def cancel_pending_message(self, message_id: int, *, reason: str) -> bool:
+        """Withdraw the message if it is still pending; ``False`` when it was too late."""
+        result = await self._connection.execute(
+            queries.cancel_pending_message(message_id, reason=reason)
+        )
+        return result.scalar_one_or_none() is not None
+
+    # --- metrics -----------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        await self._connection.scalar(queries.ping())
+
+    async def metrics_snapshot(self) -> DatabaseSnapshot:
+        """Queue depth, cap usage and paused profiles, as the metrics show them."""
+        queue = await self._connection.execute(queries.queue_depth())
+        depths = [QueueDepth.from_row(row) for row in queue.mappings()]
+        profiles = list((await self._connection.execute(queries.metrics_profiles())).mappings())
+        capped = {
+            row["name"]: row
+            for row in profiles
+            if any(row[cap] is not None for cap in _CAP_COLUMNS)
+        }
+        caps: list[CapUsage] = []
+        if capped:
+            usage = await self._connection.execute(queries.cap_usage(list(capped)))
+            caps = [CapUsage.from_row(capped[row["name"]], row) for row in usage.mappings()]
+        paused = [
+            PausedProfile(
+                name=row["name"], until=row["paused_until"], reason=row["pause_reason"] or ""
+            )
+            for row in profiles
+            if row["paused_until"] is not None
+        ]
+        return DatabaseSnapshot(
+            profiles=[row["name"] for row in profiles], queue=depths, caps=caps, paused=paused
+        )
+
+    # --- operations --------------------------------------------------------------------------
+
+    async def database_time(self) -> datetime:
+        """The database's clock: operator ages and cutoffs are measured on it."""
+        moment: datetime = (await self._connection.execute(queries.database_time())).scalar_one()
+        return moment
+
+    async def profile_overview(self) -> list[ProfileStatus]:
+        """Every profile's state, queue, last 24 h and cap usage, in one query."""
+        result = await self._connection.execute(queries.profile_overview())
+        return [ProfileStatus.from_row(row) for row in result.mappings()]
+
+    async def search_messages(self, selection: MessageFilter) -> list[dict[str, Any]]:
+        """Summaries of the outbox rows the filter selects, newest first."""
+        statement = queries.search_messages(
+            statuses=list(selection.statuses),
+            profile_name=selection.profile,
+            kind=selection.kind,
+            since=selection.since,
+            recipient=selection.recipient,
+            limit=selection.limit,
+        )
+        return [dict(row) for row in (await self._connection.execute(statement)).mappings()]
+
+    async def message_details(self, outbox_id: int) -> MessageDetails | None:
+        """A message with its attachments' names and sizes and its attempts; None: no such."""
+        found = await self._connection.execute(queries.select_message(outbox_id))
+        message = found.mappings().one_or_none()
+        if message is None:
+            return None
+        files = await self._connection.execute(queries.attachment_sizes(outbox_id))
+        attempts = await self._connection.execute(queries.attempt_history(outbox_id))
+        return MessageDetails(
+            message=dict(message),
+            attachments=[dict(row) for row in files.mappings()],
+            attempts=[dict(row) for row in attempts.mappings()],
+        )
+
+    async def requeue_messages(self, ids: Sequence[int]) -> list[MessageChange]:
+        """Failed or cancelled messages among ``ids`` are due again; what each one was."""
+        result = await self._connection.execute(queries.requeue_messages(list(ids)))
+        return [MessageChange.from_row(row) for row in result.mappings()]
+
+    async def requeue_failed(self, profile_name: str | None) -> list[MessageChange]:
+        """Every failed message (of one profile, if given) is due again; what each one was."""
+        result = await self._connection.execute(queries.requeue_failed(profile_name))
+        return [MessageChange.from_row(row) for row in result.mappings()]
+
+    async def cancel_pending(self, ids: Sequence[int]) -> list[MessageChange]:
+        """Pending messages among ``ids`` are cancelled; what each one was."""
+        result = await self._connection.execute(queries.cancel_pending(list(ids)))
+        return [MessageChange.from_row(row) for row in result.mappings()]
+
+    async def wake_workers(self, channel: str) -> None:
+        """Listening workers wake when this transaction commits."""
+        await self._connection.execute(queries.wake_workers(channel))
+
+    async def count_purgeable(self, statuses: Sequence[str], cutoff: datetime) -> int:
+        query = queries.count_purgeable(list(statuses), cutoff)
+        return int(await self._connection.scalar(query) or 0)
+
+    async def purge_batch(
+        self, statuses: Sequence[str], cutoff: datetime, *, after_id: int, size: int
+    ) -> list[int]:
+        """Delete one batch of finished rows after ``after_id``; their ids, ascending."""
+        statement = queries.purge_batch(list(statuses), cutoff, after_id=after_id, size=size)
+        return sorted(int(row_id) for row_id in (await self._connection.scalars(statement)))
+
+    async def lock_password_tokens(self) -> list[tuple[str, bytes]]:
+        """Every stored password token by profile name, locked for this transaction."""
+        result = await self._connection.execute(queries.lock_password_tokens())
+        return [(row.name, bytes(row.password_encrypted)) for row in result]
+
+    async def replace_password_tokens(self, tokens: Mapping[str, bytes]) -> None:
+        """Store re-encrypted tokens; the profiles are otherwise untouched (pauses stay)."""
+        if tokens:
+            await self._connection.execute(
+                queries.replace_password_token(),
+                [{"b_name": name, "b_token": token} for name, token in tokens.items()],
+            )
+
+
+_CAP_COLUMNS = ("daily_cap", "daily_recipient_cap", "per_minute_cap")

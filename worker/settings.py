@@ -12,12 +12,19 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from worker.errors import ConfigurationError
 
-__all__ = ["CONFIG_FILE_ENV", "Settings", "load_settings"]
+__all__ = ["CONFIG_FILE_ENV", "Settings", "load_settings", "split_address"]
 
 CONFIG_FILE_ENV = "MAILWORKER_CONFIG_FILE"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -133,6 +140,24 @@ class Settings(BaseSettings):
         description="Seconds an SMTP connection may idle before a NOOP checks it before reuse.",
     )
 
+    # --- health and metrics ----------------------------------------------------------------
+    http_address: str | None = Field(
+        default=None,
+        description=(
+            "host:port of the HTTP endpoint with /healthz and /metrics, e.g. 0.0.0.0:9090 in a "
+            "container; port 0 picks a free port. Empty: no endpoint."
+        ),
+    )
+    health_stale_after: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Seconds without a turn of the delivery loop, or without a claim while a slot is "
+            "free, after which /healthz answers 503; more than twice the poll interval. "
+            "Empty: 60, or three poll intervals if that is longer."
+        ),
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -164,6 +189,32 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a postgresql:// URL, not a {scheme}:// one")
         return value
 
+    @field_validator("http_address")
+    @classmethod
+    def _address_is_host_port(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        split_address(value.strip())
+        return value.strip()
+
+    @field_validator("health_stale_after")
+    @classmethod
+    def _stale_after_spans_polls(cls, value: float | None, info: ValidationInfo) -> float | None:
+        poll = info.data.get("poll_interval")
+        if value is not None and poll is not None and value <= 2 * poll:
+            raise ValueError(
+                f"must be more than twice poll_interval ({poll:g} s): an idle worker claims "
+                "once per poll"
+            )
+        return value
+
+    @property
+    def health_stale_limit(self) -> float:
+        """``health_stale_after``, or its default: 60 s, or three poll intervals if longer."""
+        if self.health_stale_after is not None:
+            return self.health_stale_after
+        return max(60.0, 3 * self.poll_interval)
+
     def effective(self) -> dict[str, Any]:
         """The settings as plain values, secrets masked: what ``config show`` prints."""
         shown: dict[str, Any] = {}
@@ -177,6 +228,23 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             shown["database_url"] = mask_url_password(self.database_url.get_secret_value())
         return shown
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``"0.0.0.0:9090"`` → ``("0.0.0.0", 9090)``; ``"[::1]:0"`` → ``("::1", 0)``.
+
+    Raises :class:`ValueError` naming the expected form.
+    """
+    host, colon, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        host = ""  # an IPv6 address needs brackets, or its port cannot be told apart
+    if not (colon and host and port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(
+            f"must be host:port, e.g. 0.0.0.0:9090, 127.0.0.1:0 or [::1]:9090, not {address!r}"
+        )
+    return host, int(port)
 
 
 def mask_url_password(url: str) -> str:

@@ -33,7 +33,10 @@ from worker.delivery import (
     sent_outcome,
 )
 from worker.errors import SecretKeyError
+from worker.health import HttpEndpoint, WorkerState
+from worker.hints import provider_hint
 from worker.listener import Listener
+from worker.metrics import WorkerMetrics
 from worker.mime import MessageBuildError, MessageContent, OutgoingAttachment, Sender, render
 from worker.presets import load_presets
 from worker.profiles import Profile
@@ -67,7 +70,8 @@ class Worker:
 
     Settings used (see :class:`worker.settings.Settings`): ``concurrency``, ``claim_depth``,
     ``poll_interval``, ``housekeeping_interval``, ``lease_seconds``, ``shutdown_grace``, the
-    retry and pause settings, ``idle_check_after`` and ``worker_name``.
+    retry and pause settings, ``idle_check_after``, ``worker_name``, ``http_address`` and
+    ``health_stale_after`` (the ``/healthz`` and ``/metrics`` endpoint, if an address is set).
     ``until_empty``: return once nothing is due and nothing is in flight (batch jobs, tests).
     """
 
@@ -99,6 +103,22 @@ class Worker:
         self._presets = load_presets()
         self._listener = Listener(listen_dsn, f"{settings.db_schema}_outbox", self._wake.set)
         self._database_down = False
+        self._metrics = WorkerMetrics(in_flight=lambda: len(self._in_flight))
+        self._endpoint: HttpEndpoint | None = None
+        if settings.http_address is not None:
+            self._endpoint = HttpEndpoint(
+                address=settings.http_address,
+                engine=engine,
+                metrics=self._metrics,
+                state=self._state,
+                worker=self.name,
+                stale_after=settings.health_stale_limit,
+            )
+
+    @property
+    def http_port(self) -> int | None:
+        """The port of the ``/healthz`` and ``/metrics`` endpoint, once it listens."""
+        return None if self._endpoint is None else self._endpoint.port
 
     def stop(self) -> None:
         """Stop claiming; in-flight sends get the grace period. Safe from a signal handler."""
@@ -106,6 +126,8 @@ class Worker:
         self._wake.set()
 
     async def run(self) -> None:
+        if self._endpoint is not None:
+            await self._endpoint.start()
         log.info("worker_started", worker=self.name, concurrency=self._settings.concurrency)
         helpers = [
             asyncio.create_task(self._results.run(), name="result-writer"),
@@ -123,6 +145,7 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         while not self._stop.is_set():
+            self._metrics.loop_turned()
             self._wake.clear()
             claimed = await self._claim()
             for message in claimed:
@@ -157,6 +180,7 @@ class Worker:
             self._database_unavailable(exc)
             return []
         self._database_available()
+        self._metrics.claimed(claimed)
         if claimed:
             log.info("messages_claimed", count=len(claimed), ids=[m.id for m in claimed])
         return claimed
@@ -206,6 +230,9 @@ class Worker:
     def _free_slots(self) -> int:
         return self._settings.concurrency - len(self._in_flight)
 
+    def _state(self) -> WorkerState:
+        return WorkerState(saturated=self._free_slots() <= 0, stopping=self._stop.is_set())
+
     def _start(self, message: Claimed) -> None:
         task = asyncio.create_task(self._process(message), name=f"send-{message.id}")
         self._in_flight[message.id] = _InFlight(task)
@@ -225,18 +252,22 @@ class Worker:
         try:
             outcome = await self._attempt(context)
         except asyncio.CancelledError:
-            self._results.put(self._interrupted(context))
+            self._record(self._interrupted(context))
             raise
         except Exception as exc:  # a bug must not lose the message or stop the worker
             log.exception("attempt_crashed")
             failure = classify(exc, Stage.SEND)
             outcome = await self._after_failure(context, failure, tls_version=None)
-        self._results.put(outcome)
+        self._record(outcome)
         _log_outcome(outcome)
         if outcome.resume_profile and outcome.profile not in self._resumed:
             # Probes claimed before the resume is written also succeed: say it once.
             self._resumed.add(outcome.profile)
             log.info("profile_resumed", profile=outcome.profile)
+
+    def _record(self, outcome: Outcome) -> None:
+        self._results.put(outcome)
+        self._metrics.observe(outcome)
 
     async def _attempt(self, context: AttemptContext) -> Outcome:
         message = context.claimed
@@ -319,7 +350,7 @@ class Worker:
     ) -> Outcome:
         message = context.claimed
         now = _now()
-        failure = self._with_provider_hint(failure, message.profile)
+        failure = provider_hint(failure, message.profile, self._presets)
         frees_at = (
             await self._daily_window_frees_at(message.profile) if failure.daily_limit else None
         )
@@ -346,13 +377,6 @@ class Worker:
         except DATABASE_ERRORS as exc:
             self._database_unavailable(exc)
             return None
-
-    def _with_provider_hint(self, failure: Failure, profile: Profile) -> Failure:
-        """A refused login gets the provider's own advice (from the presets data)."""
-        preset = self._presets.get(profile.preset or "")
-        if not failure.about_credentials or preset is None or not preset.auth_failure_hint:
-            return failure
-        return dataclasses.replace(failure, hint=" ".join(preset.auth_failure_hint.split()))
 
     def _deferred(self, context: AttemptContext, pause: PauseProfile) -> Outcome:
         failure = Failure(
@@ -503,17 +527,27 @@ class Worker:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
         await asyncio.gather(*(pool.close() for pool in self._pools.values()), *self._closing_pools)
+        if self._endpoint is not None:
+            await self._endpoint.close()
 
 
 def _too_many_recipients(message: Claimed) -> str | None:
-    limit = message.profile.max_recipients_per_message
+    profile = message.profile
     count = len({a.lower() for a in (*message.to_addrs, *message.cc_addrs, *message.bcc_addrs)})
-    if limit is None or count <= limit:
-        return None
-    return (
-        f"the message has {count} recipients; profile {message.profile.name} allows at most "
-        f"{limit} per message"
-    )
+    if (
+        profile.max_recipients_per_message is not None
+        and count > profile.max_recipients_per_message
+    ):
+        return (
+            f"the message has {count} recipients; profile {profile.name} allows at most "
+            f"{profile.max_recipients_per_message} per message"
+        )
+    if profile.daily_recipient_cap is not None and count > profile.daily_recipient_cap:
+        return (
+            f"the message has {count} recipients, more than the daily cap of "
+            f"{profile.daily_recipient_cap} recipients of profile {profile.name}"
+        )
+    return None
 
 
 def _sender(profile: Profile) -> Sender:

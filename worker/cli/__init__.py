@@ -10,6 +10,7 @@ import structlog
 
 from worker import __version__
 from worker.cli.context import CliContext, pass_cli
+from worker.cli.reference import REFERENCE_PATH, settings_reference
 from worker.migrate import upgrade
 
 __all__ = ["main"]
@@ -50,6 +51,22 @@ def config_show(cli: CliContext, as_json: bool) -> None:
         click.echo(f"{name:<{width}}  {'' if value is None else value}")
 
 
+@config_group.command("reference")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help=f"Write it to this file (the repository keeps it in {REFERENCE_PATH}).",
+)
+def config_reference(output: Path | None) -> None:
+    """Print the configuration reference (Markdown), generated from the settings."""
+    if output is None:
+        click.echo(settings_reference(), nl=False)
+        return
+    output.write_text(settings_reference(), encoding="utf-8")
+    click.echo(f"wrote {output}")
+
+
 @main.command("migrate")
 @pass_cli
 def migrate(cli: CliContext) -> None:
@@ -60,8 +77,13 @@ def migrate(cli: CliContext) -> None:
 
 
 # Sub-command groups live in their own modules and attach themselves to ``main``.
-from worker.cli import enqueue, profiles, run  # noqa: E402
+from worker.cli import enqueue, maintenance, messages, profiles, run, send_test, status  # noqa: E402
 
 main.add_command(profiles.profiles)
 main.add_command(enqueue.enqueue)
 main.add_command(run.run)
+main.add_command(send_test.send_test)
+main.add_command(status.status)
+main.add_command(messages.messages)
+main.add_command(maintenance.purge)
+main.add_command(maintenance.secrets)

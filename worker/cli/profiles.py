@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -21,12 +22,15 @@ import click
 import structlog
 
 from worker.cli.context import CliContext, pass_cli, run_async
+from worker.cli.exits import ExitCode, UsageProblem, command_errors
 from worker.crypto import PasswordCipher, load_cipher
 from worker.errors import InvalidProfile, MailWorkerError, ProfileNotFound, SecretKeyError
 from worker.logs import register_secret
 from worker.models import AUTH_METHODS, ENCRYPTION_MODES
 from worker.presets import Preset, load_presets, require_preset
+from worker.probe import CheckReport, check_profile
 from worker.profiles import (
+    CAP_FIELDS,
     Profile,
     ProfileEntry,
     ProfileFields,
@@ -80,6 +84,31 @@ def _field_options(command: F) -> F:
         click.option("--login", metavar="LOGIN", help="Default: from the preset's login rule."),
         click.option("--daily-cap", type=int, metavar="N", help="Messages per rolling 24 h."),
         click.option("--no-daily-cap", is_flag=True, help="No daily cap, whatever the preset."),
+        click.option(
+            "--daily-recipient-cap", type=int, metavar="N", help="Recipients per rolling 24 h."
+        ),
+        click.option(
+            "--no-daily-recipient-cap",
+            is_flag=True,
+            help="No daily recipient cap, whatever the preset.",
+        ),
+        click.option(
+            "--per-minute-cap", type=int, metavar="N", help="Messages per rolling minute."
+        ),
+        click.option(
+            "--no-per-minute-cap", is_flag=True, help="No per-minute cap, whatever the preset."
+        ),
+        click.option(
+            "--max-recipients-per-message",
+            type=int,
+            metavar="N",
+            help="Recipients one message may have (Gmail: 100); more is refused at enqueue.",
+        ),
+        click.option(
+            "--no-max-recipients-per-message",
+            is_flag=True,
+            help="No recipients-per-message limit, whatever the preset.",
+        ),
         click.option("--max-connections", type=int, metavar="N", help="Parallel connections."),
         click.option("--timeout", "timeout_seconds", type=int, metavar="SECONDS"),
         click.option(
@@ -100,10 +129,13 @@ def _given_fields(options: Mapping[str, Any]) -> dict[str, Any]:
     given = {
         name: value for name, value in options.items() if name in _FIELD_NAMES and value is not None
     }
-    if options["no_daily_cap"]:
-        if "daily_cap" in given:
-            raise click.UsageError("give --daily-cap or --no-daily-cap, not both")
-        given["daily_cap"] = None
+    # Each cap has a --no-... flag: no cap at all, whatever the preset says.
+    for cap in CAP_FIELDS:
+        if options[f"no_{cap}"]:
+            if cap in given:
+                option = "--" + cap.replace("_", "-")
+                raise click.UsageError(f"give {option} or --no-{option[2:]}, not both")
+            given[cap] = None
     return given
 
 
@@ -230,7 +262,7 @@ def _describe(fields: ProfileFields) -> str:
     "--preset",
     "preset_name",
     metavar="PRESET",
-    help="Take server, port, encryption, daily cap and login rule from a provider preset.",
+    help="Take server, port, encryption, caps and login rule from a provider preset.",
 )
 @_field_options
 @click.option("--default", "make_default", is_flag=True, help="Make it the default profile.")
@@ -365,17 +397,67 @@ async def _update(
 # --- list, show, presets ---------------------------------------------------------------------
 
 
-def _public_view(profile: Profile) -> dict[str, Any]:
-    """Every field of a profile, the password only as "set" or "not set"."""
-    view = {
-        field.name: getattr(profile, field.name)
-        for field in dataclasses.fields(profile)
-        if field.name != "password_encrypted"
-    }
+DeliveryState = Literal["active", "paused", "disabled"]
+# The delivery state that workers write; `show` as text folds it into its state line.
+_PAUSE_FIELDS = ("paused_until", "pause_reason", "pause_hint", "pause_count")
+
+
+def _is_paused(profile: Profile, now: datetime) -> bool:
+    return profile.paused_until is not None and profile.paused_until > now
+
+
+def _delivery_state(profile: Profile, now: datetime) -> DeliveryState:
+    """Whether workers send through the profile now; a disabled profile is disabled first."""
+    if not profile.enabled:
+        return "disabled"
+    return "paused" if _is_paused(profile, now) else "active"
+
+
+def _utc_text(moment: datetime) -> str:
+    """A moment as the outbox's status reasons write it: 2026-11-27T09:14:03Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _public_view(profile: Profile, now: datetime) -> dict[str, Any]:
+    """Every field of a profile, the password only as "set" or "not set", and its state."""
+    view: dict[str, Any] = {}
+    for field in dataclasses.fields(profile):
+        if field.name == "password_encrypted":
+            continue
+        value = getattr(profile, field.name)
+        view[field.name] = _utc_text(value) if isinstance(value, datetime) else value
+        if field.name == "enabled":
+            view["state"] = _delivery_state(profile, now)
     view["password"] = "set" if profile.has_password else "not set"
     preset = _preset_or_none(profile.preset)
     view["hint"] = preset.hint if preset else None
     return view
+
+
+def _state_text(profile: Profile, now: datetime) -> str:
+    """The state line of `show`: active, disabled, or paused until when and why."""
+    pause = ""
+    if profile.paused_until is not None and _is_paused(profile, now):
+        pause = f"paused until {_utc_text(profile.paused_until)}"
+        pause += f": {profile.pause_reason}" if profile.pause_reason else ""
+    if not profile.enabled:
+        return "disabled" + (f"; also {pause}" if pause else "")
+    return pause or "active"
+
+
+def _text_lines(profile: Profile, view: Mapping[str, Any], now: datetime) -> Iterator[str]:
+    """`show` as text: one field a line, the pause folded into the state and a hint line."""
+    shown: dict[str, Any] = {}
+    for key, value in view.items():
+        if key in _PAUSE_FIELDS:
+            continue
+        shown[key] = _state_text(profile, now) if key == "state" else value
+        if key == "state" and _is_paused(profile, now) and profile.pause_hint:
+            shown["pause_hint"] = profile.pause_hint
+    width = max(len(key) for key in shown)
+    for key, value in shown.items():
+        text = _yes_no(value) if isinstance(value, bool) else "" if value is None else value
+        yield f"{key:<{width}}  {text}"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -402,7 +484,9 @@ def list_profiles(cli: CliContext, as_json: bool) -> None:
     """List the profiles; * marks the default one."""
     found = run_async(lambda: _all_profiles(cli))
     if as_json:
-        click.echo(json.dumps([_public_view(p) for p in found], indent=2, ensure_ascii=False))
+        now = datetime.now(UTC)
+        views = [_public_view(p, now) for p in found]
+        click.echo(json.dumps(views, indent=2, ensure_ascii=False))
     elif not found:
         click.echo("no profiles yet; add one with `mailworker profiles add`")
     else:
@@ -432,15 +516,19 @@ async def _one_profile(cli: CliContext, name: str) -> Profile:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @pass_cli
 def show_profile(cli: CliContext, name: str, as_json: bool) -> None:
-    """Print every field of profile NAME (the password only as set or not set)."""
-    view = _public_view(run_async(lambda: _one_profile(cli, name)))
+    """Print every field of profile NAME (the password only as set or not set).
+
+    The state says whether mail goes out through it: active, disabled, or paused until a
+    moment, with the reason and what to do about it (the pause hint).
+    """
+    profile = run_async(lambda: _one_profile(cli, name))
+    now = datetime.now(UTC)
+    view = _public_view(profile, now)
     if as_json:
         click.echo(json.dumps(view, indent=2, ensure_ascii=False))
         return
-    width = max(len(key) for key in view)
-    for key, value in view.items():
-        shown = _yes_no(value) if isinstance(value, bool) else "" if value is None else value
-        click.echo(f"{key:<{width}}  {shown}")
+    for line in _text_lines(profile, view, now):
+        click.echo(line)
 
 
 @profiles.command("presets")
@@ -673,3 +761,36 @@ async def _apply_default(repository: Repository, planned: list[_Planned]) -> str
         return None
     await repository.make_default_profile(chosen)
     return chosen
+
+
+# --- check -----------------------------------------------------------------------------------
+
+
+@profiles.command("check")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@pass_cli
+def check_profile_command(cli: CliContext, name: str, as_json: bool) -> None:
+    """Connect, encrypt and log in as profile NAME would, then QUIT; nothing is sent.
+
+    Prints what the server offers (TLS version, certificate, AUTH mechanisms, SIZE limit), or
+    the stage, reason and hint of the failure. Exit codes: 0 the profile works, 1 it does not,
+    2 no such profile, 4 the check could not run (database, settings, keys).
+    """
+    with command_errors():
+        report = run_async(lambda: _check(cli, name))
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo("\n".join(report.lines()))
+    click.get_current_context().exit(ExitCode.OK if report.works else ExitCode.NOT_OK)
+
+
+async def _check(cli: CliContext, name: str) -> CheckReport:
+    async with cli.repository() as repository:
+        profile = await repository.get_profile(name)
+    if profile is None:
+        raise UsageProblem(f"no profile is named {name!r}; `mailworker profiles list` shows all")
+    logs_in = profile.auth_method != "none" and profile.has_password
+    cipher = load_cipher(cli.settings) if logs_in else None
+    return await check_profile(profile, cipher, load_presets())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 
 import click
@@ -10,6 +11,7 @@ import click
 from worker.cli.context import CliContext, pass_cli, run_async
 from worker.crypto import load_cipher
 from worker.db import asyncpg_dsn, create_engine
+from worker.devmail import DEV_PORT, dev_smtp
 from worker.worker import Worker
 
 __all__ = ["run"]
@@ -21,8 +23,25 @@ __all__ = ["run"]
     is_flag=True,
     help="Exit once nothing is due and nothing is in flight (batch jobs).",
 )
+@click.option(
+    "--dev-smtp",
+    "with_dev_smtp",
+    is_flag=True,
+    help=(
+        "Development only: while there is no profile, also run a capture SMTP server on"
+        " 127.0.0.1 and a profile 'local' that sends to it; each message is kept as an .eml"
+        " file under <data dir>/devmail/ and never delivered."
+    ),
+)
+@click.option(
+    "--dev-smtp-port",
+    type=click.IntRange(0, 65535),
+    default=DEV_PORT,
+    show_default=True,
+    help="Port of the --dev-smtp server (0: any free port).",
+)
 @pass_cli
-def run(cli: CliContext, until_empty: bool) -> None:
+def run(cli: CliContext, until_empty: bool, with_dev_smtp: bool, dev_smtp_port: int) -> None:
     """Send the outbox until SIGTERM or SIGINT; in-flight sends finish within the grace period."""
     settings = cli.settings
     url = cli.database_url()
@@ -40,8 +59,19 @@ def run(cli: CliContext, until_empty: bool) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)
+        capture = (
+            dev_smtp(
+                engine,
+                data_dir=settings.data_dir,
+                port=dev_smtp_port,
+                max_bytes=2 * settings.max_message_bytes,  # base64 makes attachments 4/3 as big
+            )
+            if with_dev_smtp
+            else contextlib.nullcontext()
+        )
         try:
-            await worker.run()
+            async with capture:  # closed after the worker: in-flight sends to it finish first
+                await worker.run()
         finally:
             await engine.dispose()
 
