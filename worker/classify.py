@@ -74,6 +74,8 @@ _QUOTA_TEXT = re.compile(
 # Microsoft: 5.7.139 SMTP AUTH disabled, 5.7.30 basic authentication disabled, 5.7.3 generic.
 _CREDENTIAL_CODES = {"5.7.8", "5.7.9", "5.7.14", "5.7.139", "5.7.30", "5.7.3"}
 CREDENTIALS_HINT = "check the login and password of the profile"
+# How a pause for the provider's sending limit begins its reason (send-test reads it).
+LIMIT_REACHED = "the provider's sending limit was reached"
 _DAILY_TEXT = re.compile(r"daily|per day|SubmissionQuota", re.IGNORECASE)
 _QUOTA_CODES = {"5.4.5", "4.4.5", "4.5.3", "5.5.3", "4.3.2", "4.2.1"}
 _CERTIFICATE_TEXT = re.compile(r"CERTIFICATE_VERIFY_FAILED|WRONG_VERSION_NUMBER|SSL", re.IGNORECASE)
@@ -149,7 +151,7 @@ def _reply_failure(exc: BaseException, stage: Stage) -> Failure | None:
         return Failure(
             kind=FailureKind.QUOTA,
             stage=stage,
-            reason=f"the provider's sending limit was reached: {reason}",
+            reason=f"{LIMIT_REACHED}: {reason}",
             code=code,
             enhanced=enhanced,
             hint="wait until the provider's window frees, or lower the profile's cap",

@@ -26,6 +26,7 @@ import click
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from worker.classify import LIMIT_REACHED
 from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.exits import CommandFailed, ExitCode, UsageProblem, command_errors
 from worker.errors import InvalidMessage
@@ -406,16 +407,22 @@ def _verdict_rows(answer: _Answer) -> list[tuple[str, str]]:
     rows = [("reason", judgement.reason)]
     if answer.hint:
         rows.append(("hint", answer.hint))
-    if judgement.account_problem and answer.status.profile_paused_until is not None:
+    paused_until = answer.status.profile_paused_until
+    if judgement.account_problem and paused_until is not None:
         name = answer.profile.name
-        rows.append(
-            (
-                "next",
-                f"fix the profile (`mailworker profiles edit {name} ...`), which ends its pause"
-                f" at once; `mailworker profiles check {name}` tries the login without sending",
-            )
-        )
+        rows.append(("paused", f"profile {name} is paused until {iso_utc(paused_until)}"))
+        rows.append(("next", _next_step(name, answer.status.profile_pause_reason)))
     return rows
+
+
+def _next_step(name: str, pause_reason: str | None) -> str:
+    if pause_reason is not None and pause_reason.startswith(LIMIT_REACHED):
+        # Editing the profile would end the pause early and meet the same refusal.
+        return "wait: the profile resumes by itself when the provider's window has room again"
+    return (
+        f"fix the profile (`mailworker profiles edit {name} ...`), which ends its pause"
+        f" at once; `mailworker profiles check {name}` tries the login without sending"
+    )
 
 
 def _server(profile: Profile) -> str:
