@@ -12,9 +12,7 @@ import collections
 import dataclasses
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,24 +78,6 @@ PER_MINUTE = CapCase(
 )
 CASES = (DAILY, PER_MINUTE)
 RACES = [(case, round_) for round_ in range(ROUNDS) for case in CASES]
-
-
-@pytest.fixture
-def workers(cli_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcesses]:
-    """Start worker processes; any still running at teardown is killed (and its log shown)."""
-    processes = WorkerProcesses(cli_env, tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.kill_all()
-        print(processes.report())  # shown by pytest only when the test failed
-
-
-@pytest.fixture
-async def probe(database_url: str) -> AsyncIterator[Probe]:
-    probe = Probe(database_url)
-    yield probe
-    await probe.dispose()
 
 
 async def _enqueue_all_at_once(url: str, profile: str, count: int) -> None:

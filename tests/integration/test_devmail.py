@@ -12,7 +12,6 @@ import email
 import email.policy
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -33,24 +32,6 @@ from worker.devmail import (
 from worker.repository import Repository
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def workers(cli_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcesses]:
-    """Start worker processes; any still running at teardown is killed (and its log shown)."""
-    processes = WorkerProcesses(cli_env, tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.kill_all()
-        print(processes.report())  # shown by pytest only when the test failed
-
-
-@pytest.fixture
-async def probe(database_url: str) -> AsyncIterator[Probe]:
-    probe = Probe(database_url)
-    yield probe
-    await probe.dispose()
 
 
 def _read_eml(path: Path) -> EmailMessage:

@@ -54,17 +54,6 @@ def _restore_logging() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-@pytest.fixture
-def workers(cli_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcesses]:
-    """Start worker processes; any still running at teardown is killed (and its log shown)."""
-    processes = WorkerProcesses(cli_env, tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.kill_all()
-        print(processes.report())  # shown by pytest only when the test failed
-
-
 def start_worker(workers: WorkerProcesses, **env: str) -> WorkerProcess:
     worker = workers.start("worker-a", env=env)
     asyncio.run(worker.wait_logged("worker_started"))

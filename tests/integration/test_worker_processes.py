@@ -38,24 +38,6 @@ from worker.settings import Settings
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture
-def workers(cli_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcesses]:
-    """Start worker processes; any still running at teardown is killed (and its log shown)."""
-    processes = WorkerProcesses(cli_env, tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.kill_all()
-        print(processes.report())  # shown by pytest only when the test failed
-
-
-@pytest.fixture
-async def probe(database_url: str) -> AsyncIterator[Probe]:
-    probe = Probe(database_url)
-    yield probe
-    await probe.dispose()
-
-
 class SlowData:
     """A ``match=`` for DATA_END rules: holds each final reply ``seconds``, never a fault.
 

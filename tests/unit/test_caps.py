@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from tests.factories import make_profile
 from worker.caps import DAY, MINUTE, CapUsage, Room, fit_recipients, room_of
 from worker.delivery import Claimed
-from worker.profiles import Profile
 
 
 def _usage(**values: Any) -> CapUsage:
@@ -70,16 +70,7 @@ def test_recipient_cap_limits_messages_and_recipients() -> None:
 
 
 def _claimed(message_id: int, recipients: int) -> Claimed:
-    profile = Profile.from_row(
-        {
-            "id": 1, "name": "gmail", "enabled": True, "from_address": "a@gmail.com",
-            "display_name": "", "reply_to": None, "description": "", "server_type": "smtp",
-            "host": "smtp.gmail.com", "port": 465, "encryption": "auto", "auth_method": "login",
-            "login": "a@gmail.com", "password_encrypted": None, "verify_tls": True,
-            "ca_bundle": None, "daily_cap": None, "max_connections": 2, "timeout_seconds": 60,
-            "is_default": True, "preset": "gmail",
-        }
-    )  # fmt: skip
+    profile = make_profile(name="gmail", preset="gmail")
     now = datetime.now(UTC)
     return Claimed(
         id=message_id, profile=profile, to_addrs=[f"r{i}@x.pl" for i in range(recipients)],

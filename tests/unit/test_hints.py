@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.factories import make_profile
 from worker.classify import Failure, FailureKind, Stage
 from worker.hints import provider_hint
 from worker.presets import load_presets
@@ -9,29 +10,7 @@ from worker.profiles import Profile
 
 
 def profile(preset: str | None) -> Profile:
-    return Profile(
-        id=1,
-        name="konto",
-        enabled=True,
-        from_address="jankowalski@wp.pl",
-        display_name="",
-        reply_to=None,
-        description="",
-        server_type="smtp",
-        host="smtp.wp.pl",
-        port=465,
-        encryption="ssl",
-        auth_method="login",
-        login="jankowalski",
-        password_encrypted=None,
-        verify_tls=True,
-        ca_bundle=None,
-        daily_cap=None,
-        max_connections=2,
-        timeout_seconds=60,
-        is_default=True,
-        preset=preset,
-    )
+    return make_profile(preset=preset)
 
 
 REFUSED_LOGIN = Failure(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.factories import make_profile
 from worker.outbox import OutboxMessage, recipient_count, recipient_limit_problems
 from worker.presets import parse_presets
 from worker.profiles import (
@@ -167,27 +168,11 @@ max_recipients_per_message = "none"
 
 
 def _profile(**caps: int | None) -> Profile:
-    return Profile(
-        id=1,
+    return make_profile(
         name="gmail",
-        enabled=True,
         from_address="jan.kowalski@gmail.com",
-        display_name="",
-        reply_to=None,
-        description="",
-        server_type="smtp",
         host="smtp.gmail.com",
-        port=465,
-        encryption="ssl",
-        auth_method="login",
         login="jan.kowalski@gmail.com",
-        password_encrypted=None,
-        verify_tls=True,
-        ca_bundle=None,
-        daily_cap=None,
-        max_connections=2,
-        timeout_seconds=60,
-        is_default=True,
         preset="gmail",
         **caps,
     )

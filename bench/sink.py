@@ -1,0 +1,121 @@
+"""An SMTP sink in a process of its own: accepts every message, counts it, keeps nothing.
+
+The parent reads the count and the time of the last acceptance from shared memory
+(``multiprocessing.Value``), so reading them costs the sink nothing. Times are
+``time.monotonic()``, which on Linux is one clock for every process of the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.sharedctypes
+import time
+from types import TracebackType
+from typing import Any
+
+__all__ = ["SmtpSink"]
+
+_HOST = "127.0.0.1"
+
+
+class _Counter:
+    """aiosmtpd handler: counts messages and recipients, notes when the last one arrived."""
+
+    def __init__(self, messages: Any, recipients: Any, last_at: Any) -> None:
+        self._messages = messages
+        self._recipients = recipients
+        self._last_at = last_at
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook name
+        now = time.monotonic()
+        # The only writer is this process's one thread, so no lock is needed.
+        self._recipients.value += len(envelope.rcpt_tos)
+        self._last_at.value = now
+        self._messages.value += 1
+        return "250 OK"
+
+
+def _serve(
+    messages: Any, recipients: Any, last_at: Any, ready: multiprocessing.connection.Connection
+) -> None:
+    """The child process: serve on 127.0.0.1, port 0, until terminated."""
+    from aiosmtpd.smtp import SMTP  # noqa: PLC0415 - imported in the child only
+
+    async def main() -> None:
+        handler = _Counter(messages, recipients, last_at)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: SMTP(handler, hostname="bench-sink", ident="bench-sink"), _HOST, 0
+        )
+        ready.send(server.sockets[0].getsockname()[1])
+        ready.close()
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+class SmtpSink:
+    """Starts the sink process; ``port``, ``count``, ``recipients`` and ``last_at`` read it."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        self._messages = context.Value("q", 0, lock=False)
+        self._recipients = context.Value("q", 0, lock=False)
+        self._last_at = context.Value("d", 0.0, lock=False)
+        receiving, sending = context.Pipe(duplex=False)
+        self._receiving = receiving
+        self._process = context.Process(
+            target=_serve,
+            args=(self._messages, self._recipients, self._last_at, sending),
+            name="bench-smtp-sink",
+            daemon=True,
+        )
+        self.host = _HOST
+        self.port = 0
+
+    def start(self, timeout: float = 30.0) -> SmtpSink:
+        self._process.start()
+        if not self._receiving.poll(timeout):
+            self.stop()
+            raise RuntimeError("the SMTP sink did not start")
+        self.port = int(self._receiving.recv())
+        return self
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join(10)
+
+    def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def count(self) -> int:
+        """Messages accepted so far."""
+        return int(self._messages.value)
+
+    @property
+    def recipients(self) -> int:
+        """Recipients accepted so far (RCPT TO of accepted messages)."""
+        return int(self._recipients.value)
+
+    @property
+    def last_at(self) -> float:
+        """``time.monotonic()`` of the last acceptance; 0.0 before the first."""
+        return float(self._last_at.value)
+
+    def reset(self) -> None:
+        """Start counting from zero (between measurements, while nothing is being sent)."""
+        self._messages.value = 0
+        self._recipients.value = 0
+        self._last_at.value = 0.0
