@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # as constraints (the dev tools on top are not pinned). `make lock` re-pins them.
 LOCK := requirements.lock
 
-.PHONY: run test lint format lock clean
+.PHONY: run test lint format lock clean bench
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed" >&2; exit 1; }
@@ -28,6 +28,10 @@ run: $(STAMP)  ## start the embedded database (unless DATABASE_URL is set), migr
 
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/pytest
+
+# The benchmark of docs/performance.md: a table on stdout, every figure in bench-results.json.
+bench: $(STAMP)  ## throughput, latency and enqueue rate against the machine's limit
+	$(BIN)/python -m bench.run
 
 lint: $(STAMP)  ## ruff, formatting and strict typing
 	$(BIN)/ruff check .

@@ -449,7 +449,7 @@ def content(number: int) -> MessageContent:
 async def machine(engine: AsyncEngine) -> dict[str, Any]:
     async with engine.connect() as connection:
         postgres = await connection.scalar(text("SHOW server_version"))
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in PACKAGES:
         try:
             versions[package] = importlib.metadata.version(package)
