@@ -194,9 +194,24 @@ async def open_connection(profile: Profile, password: str | None) -> SmtpSession
         stage = Stage.AUTH
         await _login(client, profile, password)
     except Exception as exc:
-        client.close()
+        await _close_and_wait(client)
         raise ConnectFailed(stage) from exc
     return SmtpSession(client=client, tls_version=_tls_version(client))
+
+
+async def _close_and_wait(client: aiosmtplib.SMTP, limit: float = 1.0) -> None:
+    """Close a connection and let the socket really close, so no transport outlives its loop.
+
+    (A command such as ``profiles check`` ends its event loop right after a failed connect;
+    a transport still closing then is a ResourceWarning.)
+    """
+    protocol = client.protocol
+    client.close()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(limit):
+            # aiosmtplib drops the transport in connection_lost() and offers no event for it.
+            while protocol is not None and protocol.transport is not None:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
 
 
 async def _starttls(client: aiosmtplib.SMTP, profile: Profile, plan: TlsPlan) -> None:
