@@ -62,6 +62,7 @@ from urllib.parse import quote as url_quote
 from worker.errors import MailWorkerError
 
 __all__ = [
+    "SERVICE_HEADERS",
     "MessageBuildError",
     "MessageContent",
     "OutgoingAttachment",
@@ -95,7 +96,9 @@ _WORD_BYTES = 42
 _SECTION_WIDTH = 56
 # One character of a percent-encoded UTF-8 string: a lead byte and its continuation bytes.
 _ENCODED_CHAR = re.compile(r"%[0-9A-F]{2}(?:%[89AB][0-9A-F])*|[^%]")
-_OWNED_HEADERS = frozenset(
+# Headers the service writes itself; an extra header of the row may not set them. Any
+# ``Content-*`` header belongs to the MIME structure too. worker.outbox refuses the same.
+SERVICE_HEADERS = frozenset(
     {"from", "sender", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version"}
 )
 
@@ -361,7 +364,7 @@ def _check_extra_name(name: str) -> None:
             " without ':' or spaces"
         )
     lowered = name.lower()
-    if lowered in _OWNED_HEADERS or lowered.startswith("content-"):
+    if lowered in SERVICE_HEADERS or lowered.startswith("content-"):
         raise MessageBuildError(
             f"extra header {name!r} is set by the service and cannot be overridden"
         )

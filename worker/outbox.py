@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from worker.addresses import address_problem
 from worker.errors import InvalidMessage, ProfileNotFound
+from worker.mime import SERVICE_HEADERS
 from worker.models import MESSAGE_KINDS
 from worker.profiles import Profile
 from worker.repository import Repository
@@ -42,11 +43,6 @@ __all__ = [
 
 DEFAULT_MAX_MESSAGE_BYTES: int = Settings.model_fields["max_message_bytes"].default
 
-# Headers the worker writes itself (the same list as worker.mime refuses); a caller's copy
-# would clash with or spoof them. Any ``Content-*`` header is the MIME structure's, too.
-SERVICE_HEADERS = frozenset(
-    {"from", "sender", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version"}
-)
 _SMALLINT_MAX = 32767
 # RFC 5322 field name: printable US-ASCII except the colon; longer could not start a line.
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
