@@ -77,6 +77,22 @@ def _render_exception_then_redact(
     )
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is logged, not when it was set up.
+
+    A command run inside another program (a test runner, an embedding service) may have its
+    stderr swapped and closed afterwards; later log lines must not go to the closed stream.
+    """
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass  # the stream is always the current sys.stderr
+
+
 def configure_logging(
     *, log_format: str = "auto", level: str = "info", stream: TextIO | None = None
 ) -> None:
@@ -99,7 +115,7 @@ def configure_logging(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(stream) if stream is not sys.stderr else _StderrHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

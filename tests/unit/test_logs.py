@@ -84,3 +84,18 @@ def test_console_format_is_readable_and_redacted() -> None:
     output = stream.getvalue()
     assert "profile_added" in output
     assert "Konwalia369!" not in output
+
+
+def test_default_output_follows_a_swapped_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set up for stderr, lines go to the stderr of the moment, never to a replaced one."""
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    configure_logging(log_format="json", level="info")
+    try:
+        monkeypatch.setattr("sys.stderr", second)
+        first.close()  # as a test runner closes the stream it lent a finished command
+        structlog.get_logger("t").info("mail_sent", message_id=1)
+    finally:
+        logging.getLogger().handlers.clear()
+        structlog.reset_defaults()
+    assert "mail_sent" == json.loads(second.getvalue())["event"]
