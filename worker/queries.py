@@ -6,14 +6,17 @@ engine translates it to the configured one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Float,
     Insert,
     Integer,
     Select,
+    Text,
     Update,
     and_,
     bindparam,
@@ -199,33 +202,35 @@ def insert_attachments() -> Insert:
 CLAIMED_PROFILE_PREFIX = "profile_"
 
 
-def claim_due(
-    *,
-    worker: str,
-    lease_seconds: float,
-    free_slots: int,
-    per_connection: int,
-    cap_room: Mapping[str, int],
-) -> Executable:
+@functools.cache
+def claim_due() -> Update:
     """Claim due messages, fairly across profiles; returns each with its profile's settings.
 
     Per usable profile (enabled, not paused) the oldest, highest-priority due rows are locked
     with SKIP LOCKED, so concurrent workers never take the same row and a backlog on one
     profile cannot hold back another: every profile gets its share of every claim. A profile
-    just out of a pause gets one message, the probe. ``cap_room`` limits capped profiles to
-    what their caps still allow (see :func:`lock_capped_profiles`).
+    just out of a pause gets one message, the probe. ``cap_room`` (JSON: profile name to
+    messages) limits capped profiles to what their caps still allow (see
+    :func:`lock_capped_profiles`).
+
+    Parameters: ``worker``, ``lease_seconds``, ``free_slots``, ``per_connection``,
+    ``cap_room``. Built once: a busy worker claims many times a second, and building this
+    statement cost more than running it.
     """
+    free_slots = bindparam("free_slots", type_=Integer)
     candidate = profile.alias("candidate")
     # What a capped profile may still send; the others are not limited by it.
     room = func.coalesce(
-        cast(
-            bindparam("cap_room", dict(cap_room), type_=JSONB).op("->>")(candidate.c.name), Integer
-        ),
+        cast(bindparam("cap_room", type_=JSONB).op("->>")(candidate.c.name), Integer),
         free_slots,
     )
     share = case(
         (candidate.c.pause_count > 0, func.least(1, room)),
-        else_=func.least(free_slots, candidate.c.max_connections * per_connection, room),
+        else_=func.least(
+            free_slots,
+            candidate.c.max_connections * bindparam("per_connection", type_=Integer),
+            room,
+        ),
     )
     due = (
         select(outbox.c.id)
@@ -252,6 +257,7 @@ def claim_due(
     domain = func.split_part(profile.c.from_address, "@", 2)
     new_message_id = func.format("<%s@%s>", func.gen_random_uuid(), domain)
     has_attachments = exists().where(attachment.c.outbox_id == outbox.c.id)
+    lease = func.make_interval(0, 0, 0, 0, 0, 0, bindparam("lease_seconds", type_=Float))
     return (
         update(outbox)
         .where(outbox.c.id.in_(picked), profile.c.name == outbox.c.profile)
@@ -259,9 +265,9 @@ def claim_due(
             status="sending",
             status_reason="sending",
             attempts=outbox.c.attempts + 1,
-            claimed_by=worker,
+            claimed_by=bindparam("worker", type_=Text),
             claimed_at=func.now(),
-            lease_expires_at=func.now() + _seconds(lease_seconds),
+            lease_expires_at=func.now() + lease,
             message_id=func.coalesce(outbox.c.message_id, new_message_id),
         )
         .returning(

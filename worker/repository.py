@@ -102,14 +102,14 @@ class Repository:
         per_connection: int,
         cap_room: Mapping[str, int] | None = None,
     ) -> list[Claimed]:
-        statement = queries.claim_due(
-            worker=worker,
-            lease_seconds=lease_seconds,
-            free_slots=free_slots,
-            per_connection=per_connection,
-            cap_room=cap_room or {},
-        )
-        result = await self._connection.execute(statement)
+        parameters = {
+            "worker": worker,
+            "lease_seconds": lease_seconds,
+            "free_slots": free_slots,
+            "per_connection": per_connection,
+            "cap_room": dict(cap_room or {}),
+        }
+        result = await self._connection.execute(queries.claim_due(), parameters)
         return sorted(
             (Claimed.from_row(row) for row in result.mappings()),
             key=lambda claimed: (-claimed.priority, claimed.id),
