@@ -61,9 +61,11 @@ class Claimed:
             for key, value in row.items()
             if str(key).startswith(CLAIMED_PROFILE_PREFIX)
         }
-        names = {field.name for field in dataclasses.fields(cls)} - {"profile"}
-        message = {key: value for key, value in row.items() if key in names}
+        message = {key: value for key, value in row.items() if key in _CLAIMED_FIELDS}
         return cls(profile=Profile.from_row(profile_row), **message)
+
+
+_CLAIMED_FIELDS = frozenset(field.name for field in dataclasses.fields(Claimed)) - {"profile"}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

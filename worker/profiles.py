@@ -102,12 +102,14 @@ class Profile:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Profile:
-        names = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{name: value for name, value in row.items() if name in names})
+        return cls(**{name: value for name, value in row.items() if name in _PROFILE_FIELDS})
 
     @property
     def has_password(self) -> bool:
         return self.password_encrypted is not None
+
+
+_PROFILE_FIELDS = frozenset(field.name for field in dataclasses.fields(Profile))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -303,6 +303,7 @@ def renew_leases(*, worker: str, lease_seconds: float) -> Update:
     )
 
 
+@functools.cache  # built once: runs with every claim or result batch
 def finish_message() -> Update:
     """Record the final or next state of a claimed message (executed with many rows).
 
@@ -329,6 +330,7 @@ def finish_message() -> Update:
     )
 
 
+@functools.cache  # built once: runs with every claim or result batch
 def insert_attempts() -> Insert:
     """Attempt records (executed with many rows)."""
     return insert(attempt)
@@ -483,6 +485,7 @@ _RECIPIENTS = (
 )
 
 
+@functools.cache  # built once: runs with every claim or result batch
 def lock_capped_profiles() -> Select[Any]:
     """Usable profiles that have a cap, each locked until the end of the transaction.
 
