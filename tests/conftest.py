@@ -30,9 +30,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = f"mailworker_template_{os.getpid()}"
 
 
+# A DATABASE_URL given to the test run names the server only. It leaves the environment, since
+# settings let the environment win over arguments (as production wants): left there, it
+# would replace the database of every test that builds its own settings.
+_GIVEN_DATABASE_URL = os.environ.pop("DATABASE_URL", None)
+
+
 def _server_url() -> str:
-    if os.environ.get("DATABASE_URL"):
-        return async_url(os.environ["DATABASE_URL"])
+    if _GIVEN_DATABASE_URL:
+        return async_url(_GIVEN_DATABASE_URL)
     return start_embedded_postgres(REPO_ROOT / ".data")
 
 
@@ -91,13 +97,8 @@ def secret_key() -> str:
 
 
 @pytest.fixture
-def settings(
-    database_url: str, secret_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Settings:
+def settings(database_url: str, secret_key: str, tmp_path: Path) -> Settings:
     """Settings pointing at this test's database, with a secret key of its own."""
-    # The environment wins over arguments, as it does in production; a DATABASE_URL given
-    # to the test run names the server only, never this test's database.
-    monkeypatch.setenv("DATABASE_URL", database_url)
     return Settings(database_url=database_url, secret_key=secret_key, data_dir=tmp_path / "data")
 
 
