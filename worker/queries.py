@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Float,
     Insert,
     Integer,
@@ -41,6 +42,7 @@ from worker.models import attachment, attempt, outbox, profile
 __all__ = [
     "CLAIMED_MESSAGE_COLUMNS",
     "CLAIMED_PROFILE_PREFIX",
+    "any_capped_profile",
     "attachment_sizes",
     "attempt_history",
     "cancel_pending",
@@ -211,11 +213,12 @@ def claim_due() -> Update:
     profile cannot hold back another: every profile gets its share of every claim. A profile
     just out of a pause gets one message, the probe. ``cap_room`` (JSON: profile name to
     messages) limits capped profiles to what their caps still allow (see
-    :func:`lock_capped_profiles`).
+    :func:`lock_capped_profiles`). Without ``include_capped`` capped profiles are left out:
+    the claim then needs no caps locked first and runs as a statement on its own.
 
     Parameters: ``worker``, ``lease_seconds``, ``free_slots``, ``per_connection``,
-    ``cap_room``. Built once: a busy worker claims many times a second, and building this
-    statement cost more than running it.
+    ``cap_room``, ``include_capped``. Built once: a busy worker claims many times a second,
+    and building this statement cost more than running it.
     """
     free_slots = bindparam("free_slots", type_=Integer)
     candidate = profile.alias("candidate")
@@ -252,6 +255,7 @@ def claim_due() -> Update:
         .where(
             candidate.c.enabled,
             or_(candidate.c.paused_until.is_(None), candidate.c.paused_until <= func.now()),
+            or_(bindparam("include_capped", type_=Boolean), ~_has_cap(candidate)),
         )
     )
     domain = func.split_part(profile.c.from_address, "@", 2)
@@ -501,15 +505,21 @@ def lock_capped_profiles() -> Select[Any]:
             profile.c.per_minute_cap,
             func.pg_advisory_xact_lock(_CAP_LOCK_SPACE, func.hashtext(profile.c.name)),
         )
-        .where(
-            _usable(profile),
-            or_(
-                profile.c.daily_cap.is_not(None),
-                profile.c.daily_recipient_cap.is_not(None),
-                profile.c.per_minute_cap.is_not(None),
-            ),
-        )
+        .where(_usable(profile), _has_cap(profile))
         .order_by(profile.c.name)
+    )
+
+
+def any_capped_profile() -> Select[Any]:
+    """Whether an enabled profile has a cap (a worker then claims with caps locked)."""
+    return select(exists().where(profile.c.enabled, _has_cap(profile)))
+
+
+def _has_cap(table: Any) -> Any:
+    return or_(
+        table.c.daily_cap.is_not(None),
+        table.c.daily_recipient_cap.is_not(None),
+        table.c.per_minute_cap.is_not(None),
     )
 
 

@@ -101,8 +101,10 @@ class Repository:
         free_slots: int,
         per_connection: int,
         cap_room: Mapping[str, int] | None = None,
+        include_capped: bool = True,
     ) -> list[Claimed]:
         parameters = {
+            "include_capped": include_capped,
             "worker": worker,
             "lease_seconds": lease_seconds,
             "free_slots": free_slots,
@@ -148,6 +150,9 @@ class Repository:
 
     async def work_due_within(self, seconds: float) -> bool:
         return bool(await self._connection.scalar(queries.work_due_within(seconds)))
+
+    async def any_capped_profile(self) -> bool:
+        return bool(await self._connection.scalar(queries.any_capped_profile()))
 
     async def housekeeping(self, *, max_attempts: int) -> dict[str, int]:
         """Return lost leases, fail expired and unroutable rows, explain waiting ones."""

@@ -86,6 +86,8 @@ class Worker:
     ) -> None:
         self.name = settings.worker_name or f"{socket.gethostname()}:{os.getpid()}"
         self._engine = engine
+        # Single statements that are their own transaction: no BEGIN and COMMIT round trips.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._settings = settings
         self._cipher = cipher
         self._until_empty = until_empty
@@ -99,6 +101,9 @@ class Worker:
         self._closing_pools: set[asyncio.Task[None]] = set()
         self._paused: dict[str, PauseProfile] = {}
         self._cap_reached: dict[str, datetime] = {}  # so each cap hit is logged once
+        # Whether an enabled profile has a cap, as of the last housekeeping. Until a worker
+        # knows of one, its claims leave capped profiles out, so a new cap is never passed.
+        self._capped_profiles = False
         self._resumed: set[str] = set()  # profiles whose probe succeeded since their last pause
         self._results = ResultWriter(engine)
         self._presets = load_presets()
@@ -177,8 +182,19 @@ class Worker:
             # many messages, instead of one claim transaction per finished send.
             return []
         try:
-            async with self._engine.begin() as connection:
-                claimed = await self._claim_within_caps(Repository(connection), free)
+            if self._capped_profiles:
+                async with self._engine.begin() as connection:
+                    claimed = await self._claim_within_caps(Repository(connection), free)
+            else:
+                # No cap to lock and count first: one statement claims for every profile.
+                async with self._autocommit.connect() as connection:
+                    claimed = await Repository(connection).claim_due(
+                        worker=self.name,
+                        lease_seconds=self._settings.lease_seconds,
+                        free_slots=free,
+                        per_connection=self._settings.claim_depth,
+                        include_capped=False,
+                    )
         except DATABASE_ERRORS as exc:
             self._database_unavailable(exc)
             return []
@@ -481,9 +497,9 @@ class Worker:
     async def _housekeeping(self) -> None:
         try:
             async with self._engine.begin() as connection:
-                counts = await Repository(connection).housekeeping(
-                    max_attempts=self._settings.max_attempts
-                )
+                repository = Repository(connection)
+                counts = await repository.housekeeping(max_attempts=self._settings.max_attempts)
+                self._capped_profiles = await repository.any_capped_profile()
         except DATABASE_ERRORS as exc:
             self._database_unavailable(exc)
             return

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.integration.delivery_support import (
     add_profile,
@@ -11,8 +14,12 @@ from tests.integration.delivery_support import (
     run_until_empty,
     sql,
 )
+from tests.integration.process_support import wait_until
 from tests.smtp_fixtures import SmtpServerFactory
+from worker.crypto import load_cipher
+from worker.db import asyncpg_dsn
 from worker.settings import Settings
+from worker.worker import Worker
 
 
 async def test_daily_cap_sends_exactly_the_cap(
@@ -125,3 +132,46 @@ async def test_more_recipients_than_the_daily_cap_fails(
     reason = "the message has 3 recipients, more than the daily cap of 2 recipients of profile test"
     assert ("failed", f"failed: {reason}") == (row.status, row.status_reason)
     assert 1 == len(server.messages)
+
+
+async def test_cap_set_while_a_worker_runs_is_never_passed(
+    settings: Settings, smtp_server_factory: SmtpServerFactory
+) -> None:
+    """A worker that started with no capped profile honours a cap set later.
+
+    One message goes out uncapped; then the profile gets a daily cap of 3 and six more
+    arrive: two go out, four wait at the cap.
+    """
+    settings = fast_settings(settings, poll_interval=0.1, housekeeping_interval=0.3)
+    server = smtp_server_factory(tls="none")
+    await add_profile(settings, server, encryption="none", login=None, password=None)
+    assert settings.database_url is not None
+    url = settings.database_url.get_secret_value()
+    engine = create_async_engine(url)
+    worker = Worker(
+        engine=engine, listen_dsn=asyncpg_dsn(url), settings=settings, cipher=load_cipher(settings)
+    )
+    task = asyncio.create_task(worker.run())
+
+    async def first_sent() -> bool:
+        return len(server.messages) == 1
+
+    async def four_waiting_at_cap() -> bool:
+        rows = await sql(
+            settings,
+            "SELECT count(*) FROM mail.outbox WHERE status_reason LIKE 'waiting: daily cap%'",
+        )
+        return 4 == rows[0][0]
+
+    try:
+        await enqueue(settings, count=1)
+        await wait_until(first_sent, within=10, what="the first send")
+        await sql(settings, "UPDATE mail.profile SET daily_cap = 3")
+        await enqueue(settings, count=6)
+        await wait_until(four_waiting_at_cap, within=10, what="four messages waiting at the cap")
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, timeout=20)
+        await engine.dispose()
+
+    assert 3 == len(server.messages)
