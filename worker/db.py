@@ -40,9 +40,13 @@ def asyncpg_dsn(url: str) -> str:
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
-    """An engine whose queries name the configured schema instead of the declared ``mail``."""
+    """An engine whose queries name the configured schema instead of the declared ``mail``.
+
+    Pooled connections are not pinged before use: that is a round trip on every transaction
+    of a busy worker. After a database restart the first statement fails instead, as any
+    outage does (and is handled), and SQLAlchemy drops the whole pool on that disconnect.
+    """
     return create_async_engine(
         url or resolve_database_url(settings),
-        pool_pre_ping=True,
         execution_options={"schema_translate_map": {DECLARED_SCHEMA: settings.db_schema}},
     )
