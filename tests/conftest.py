@@ -91,8 +91,13 @@ def secret_key() -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, secret_key: str, tmp_path: Path) -> Settings:
+def settings(
+    database_url: str, secret_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
     """Settings pointing at this test's database, with a secret key of its own."""
+    # The environment wins over arguments (as it must over a settings file), so the server's
+    # DATABASE_URL would otherwise replace this test's own database.
+    monkeypatch.delenv("DATABASE_URL", raising=False)
     return Settings(database_url=database_url, secret_key=secret_key, data_dir=tmp_path / "data")
 
 
