@@ -121,7 +121,13 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Redacted before the record leaves structlog: any other handler (an error reporter,
+        # a test runner's capture) then gets the redacted event too, never the secret.
+        processors=[
+            *shared,
+            _render_exception_then_redact,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
