@@ -77,6 +77,18 @@ def _render_exception_then_redact(
     )
 
 
+class _BoundLogger(structlog.stdlib.BoundLogger):
+    """Hands ``exception()`` to logging as ``error()``: the traceback is already redacted text.
+
+    logging's own ``exception()`` would attach the live exception to the record, and any other
+    handler would print its message unredacted.
+    """
+
+    def exception(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        kw.setdefault("exc_info", True)
+        return self._proxy_to_logger("error", event, *args, **kw)
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a line is logged, not when it was set up.
 
@@ -129,6 +141,6 @@ def configure_logging(
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=_BoundLogger,
         cache_logger_on_first_use=False,
     )
