@@ -25,6 +25,7 @@ Modes and certificates::
     SmtpTestServer(tls="none", accounts={...})      # AUTH required but never offered
     SmtpTestServer(tls="none", accounts={...}, offer_auth_without_tls=True)  # a leaky server
     SmtpTestServer(ca=ca, tls="implicit", certificate="expired")  # or "self_signed", "wrong_host"
+    SmtpTestServer(ca=ca, tls="implicit", size_limit=100_000)   # SIZE 100000; larger mail: 552
 
     client = aiosmtplib.SMTP(**server.client_options(), timeout=2)  # verifying client options
 
@@ -116,7 +117,15 @@ from typing import Any, AnyStr, Literal, NoReturn, cast, get_args
 
 import aiosmtplib
 import trustme
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
+from aiosmtpd.smtp import (
+    DATA_SIZE_DEFAULT,
+    SMTP,
+    AuthResult,
+    Envelope,
+    LoginPassword,
+    Session,
+    TLSSetupException,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -572,6 +581,7 @@ class _ScriptedSMTP(SMTP):
             auth_exclude_mechanism=owner.excluded_mechanisms,
             authenticator=self._check_credentials,
             timeout=owner.idle_timeout,
+            data_size_limit=owner.size_limit,
             loop=loop,
         )
         # aiosmtpd knows only STARTTLS as TLS, so with implicit TLS it would never offer AUTH.
@@ -774,6 +784,8 @@ class SmtpTestServer:
     - ``auth_mechanisms``: the mechanisms offered, of ``("LOGIN", "PLAIN")``.
     - ``offer_auth_without_tls``: offer AUTH on an unencrypted connection (a leaky server).
     - ``idle_timeout``: seconds of client silence before the server closes the connection.
+    - ``size_limit``: the largest message in bytes, offered as ``SIZE``; a larger one is
+      refused with ``552`` (at MAIL when the client declares its size, else after DATA).
     - ``host``: the address to listen on (default ``127.0.0.1``); the certificate names it too,
       and ``hostname`` is this address unless it is 127.0.0.1 (then ``localhost``).
     - ``port``: the port to listen on (default 0: any free one); e.g. 465, which needs root.
@@ -792,6 +804,7 @@ class SmtpTestServer:
         auth_mechanisms: tuple[str, ...] = MECHANISMS,
         offer_auth_without_tls: bool = False,
         idle_timeout: float = 300.0,
+        size_limit: int = DATA_SIZE_DEFAULT,
         host: str = HOST,
         port: int = 0,
     ) -> None:
@@ -809,6 +822,7 @@ class SmtpTestServer:
         self.excluded_mechanisms = [m for m in MECHANISMS if m not in auth_mechanisms]
         self.offer_auth_without_tls = offer_auth_without_tls
         self.idle_timeout = idle_timeout
+        self.size_limit = size_limit
         self.host = host
         # localhost resolves to 127.0.0.1 only; a server elsewhere is reached by its address.
         self.hostname = HOSTNAME if host == HOST else host

@@ -185,13 +185,24 @@ def _reply_kind(exc: aiosmtplib.SMTPResponseException, code: int, stage: Stage) 
         return FailureKind.PROFILE
     if code == 530:  # authentication required: the profile is set up without AUTH
         return FailureKind.PROFILE
+    if _too_large(exc, code):
+        return FailureKind.PERMANENT
     if isinstance(exc, aiosmtplib.SMTPSenderRefused) and code >= 500:
         # MAIL FROM is the profile's own address: every message of the profile would fail.
         return FailureKind.PROFILE
     return FailureKind.TRANSIENT if code < 500 else FailureKind.PERMANENT
 
 
+def _too_large(exc: aiosmtplib.SMTPResponseException, code: int) -> bool:
+    """MAIL refused for the SIZE the client declared (RFC 1870): this message, not the sender."""
+    return isinstance(exc, aiosmtplib.SMTPSenderRefused) and (
+        code == 552 or enhanced_code(exc.message) == "5.3.4"
+    )
+
+
 def _reply_hint(exc: aiosmtplib.SMTPResponseException, code: int) -> str | None:
+    if _too_large(exc, code):
+        return "the message is larger than the server accepts (its SIZE limit)"
     if isinstance(exc, aiosmtplib.SMTPSenderRefused) and code >= 500:
         return "the server does not accept the profile's outgoing address as sender"
     return None

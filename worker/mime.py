@@ -272,6 +272,8 @@ def _parsed(name: str, value: str) -> Any:
 def _address(raw: str, field: str) -> str:
     """``raw`` as a bare ASCII addr-spec, usable in both the envelope and a header."""
     address = raw.strip()
+    if not address:  # the parser's own complaint would be "string index out of range"
+        raise MessageBuildError(f"{field} address is empty")
     if len(address) > _MAX_ADDRESS:
         raise MessageBuildError(f"{field} address {address[:40]!r}... is over 254 characters")
     if _SIMPLE_ADDRESS.fullmatch(address):

@@ -161,6 +161,14 @@ outbox = Table(
     Column("claimed_by", Text),
     Column("claimed_at", DateTime(timezone=True)),
     Column("lease_expires_at", DateTime(timezone=True)),
+    # Filled by the database, so row-level security can show a producer its own rows only.
+    Column(
+        "enqueued_by",
+        Text,
+        nullable=False,
+        server_default=text("CURRENT_USER"),
+        comment="Database role that inserted the message (docs/security.md).",
+    ),
     UniqueConstraint("idempotency_key"),
     CheckConstraint(
         "cardinality(to_addrs) + cardinality(cc_addrs) + cardinality(bcc_addrs) > 0",

@@ -199,3 +199,19 @@ def test_credential_replies_are_marked() -> None:
         basic_off.about_credentials,
         throttled.about_credentials,
     )
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        aiosmtplib.SMTPSenderRefused(
+            552, "Error: message size exceeds fixed maximum message size", "a@b.pl"
+        ),
+        aiosmtplib.SMTPSenderRefused(552, "5.3.4 Message size exceeds fixed limit", "a@b.pl"),
+    ],
+)
+def test_a_message_over_the_servers_size_fails_alone(exc: aiosmtplib.SMTPSenderRefused) -> None:
+    """552 at MAIL answers the SIZE the message declared: fail it, do not pause the profile."""
+    failure = classify(exc, Stage.SEND)
+    hint = "the message is larger than the server accepts (its SIZE limit)"
+    assert (FailureKind.PERMANENT, hint) == (failure.kind, failure.hint)

@@ -221,6 +221,14 @@ def test_invalid_recipient_is_refused(address: str) -> None:
         render(SENDER, _content(cc=[address]))
 
 
+@pytest.mark.parametrize("address", ["", "   "])
+def test_empty_recipient_is_refused_in_words(address: str) -> None:
+    """An empty address says so, not what the parser tripped over on the way."""
+    with pytest.raises(MessageBuildError) as raised:
+        render(SENDER, _content(bcc=["anna@firma.pl", address]))
+    assert "Bcc address is empty" == str(raised.value)
+
+
 def test_non_ascii_address_is_refused() -> None:
     """A non-ASCII address would need SMTPUTF8; it is refused with that reason."""
     with pytest.raises(MessageBuildError, match="SMTPUTF8"):

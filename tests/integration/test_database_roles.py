@@ -1,0 +1,239 @@
+"""The roles of ``docs/security.md``, created from its SQL, allow what it says and no more.
+
+Roles are shared by every database of a server, and other test runs may use the same one, so
+each test renames the page's roles with a suffix of its own and drops them afterwards.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+
+from tests.integration.delivery_support import (
+    add_profile,
+    fast_settings,
+    row,
+    run_until_empty,
+)
+from tests.integration.outbox_samples import add_profiles_at, minimal_pdf
+from tests.integration.test_outbox_docs import Block, Expected, counts, doc_blocks
+from tests.smtp_server import SmtpTestServer
+from worker.settings import Settings
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
+PAGE_ROLES = ("mail_producer", "mail_worker", "shop_app", "mailworker_app")
+ROLES = (*PAGE_ROLES, "crm_app")  # crm_app: a second producer, made by the test
+_SQL_BLOCK = re.compile(r"^<!-- doc-test: [^>]*-->\n```sql\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+class Roles:
+    """The page's roles under this test's names, and connections that log in as them."""
+
+    def __init__(self, database_url: str) -> None:
+        suffix = uuid.uuid4().hex[:8]
+        self.names = {role: f"{role}_{suffix}" for role in ROLES}
+        self.dsn = make_url(database_url).set(drivername="postgresql")
+        self._connections: list[asyncpg.Connection] = []
+
+    def rename(self, sql: str) -> str:
+        return re.sub(r"\b(" + "|".join(ROLES) + r")\b", lambda m: self.names[m[1]], sql)
+
+    def url(self, role: str) -> str:
+        """An SQLAlchemy URL that logs in as ``role``."""
+        url = self.dsn.set(drivername="postgresql+asyncpg", username=self.names[role])
+        return url.render_as_string(hide_password=False)
+
+    async def connect(self, role: str | None = None) -> asyncpg.Connection:
+        url = self.dsn if role is None else self.dsn.set(username=self.names[role])
+        connection = await asyncpg.connect(url.render_as_string(hide_password=False))
+        self._connections.append(connection)
+        return connection
+
+    async def close(self) -> None:
+        for connection in self._connections:
+            await connection.close()
+
+
+def documented_sql() -> list[str]:
+    """The page's SQL blocks, in page order."""
+    return _SQL_BLOCK.findall(DOC.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+async def roles(database_url: str) -> AsyncIterator[Roles]:
+    """The page's SQL run as the owner, plus a second producer ``crm_app``; dropped after."""
+    await add_profiles_at(database_url)
+    roles = Roles(database_url)
+    try:
+        admin = await roles.connect()
+        try:
+            for block in documented_sql():
+                await admin.execute(roles.rename(block))
+        except asyncpg.InsufficientPrivilegeError:
+            pytest.skip("the test database user may not create roles")
+        await admin.execute(roles.rename("CREATE ROLE crm_app LOGIN IN ROLE mail_producer"))
+        yield roles
+    finally:
+        await roles.close()
+        await _drop(roles)
+
+
+async def _drop(roles: Roles) -> None:
+    """Drop whichever of the test's roles exist, members before their groups."""
+    connection = await roles.connect()
+    try:
+        for name in reversed(roles.names.values()):
+            if await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", name):
+                await connection.execute(f"DROP OWNED BY {name}")
+                await connection.execute(f"DROP ROLE {name}")
+    finally:
+        await connection.close()
+
+
+INSERT_WITH_FILE = """
+    WITH m AS (
+        INSERT INTO mail.outbox (to_addrs, subject, body_text)
+        VALUES (ARRAY['jan.kowalski@example.pl'], $1, 'Dzień dobry, w załączniku plik PDF.')
+        RETURNING id
+    )
+    INSERT INTO mail.attachment (outbox_id, filename, content_type, content)
+    SELECT m.id, 'dokument.pdf', 'application/pdf', $2 FROM m
+    RETURNING outbox_id
+"""
+
+
+async def _insert(connection: asyncpg.Connection, subject: str) -> int:
+    return int(await connection.fetchval(INSERT_WITH_FILE, subject, minimal_pdf()))
+
+
+async def _refused(call: Callable[[], object], error: type[Exception]) -> str:
+    with pytest.raises(error) as raised:
+        await call()  # type: ignore[misc]
+    return str(raised.value)
+
+
+async def test_a_producer_enqueues_and_reads_its_own_status(roles: Roles) -> None:
+    """The producer inserts a message with a PDF, reads its status; the default profile is set."""
+    shop = await roles.connect("shop_app")
+    message_id = await _insert(shop, "Wiadomość testowa 1")
+    status = await shop.fetchrow(
+        "SELECT status, status_reason, profile, enqueued_by FROM mail.outbox WHERE id = $1",
+        message_id,
+    )
+    assert status is not None
+    expected = ("pending", "queued", "biuro", roles.names["shop_app"])
+    assert expected == tuple(status)
+
+
+async def test_a_producer_cannot_read_profiles_or_passwords(roles: Roles) -> None:
+    """Profiles, and with them the password tokens, are refused to a producer."""
+    shop = await roles.connect("shop_app")
+    errors = [
+        await _refused(functools.partial(shop.fetch, sql), asyncpg.InsufficientPrivilegeError)
+        for sql in (
+            "SELECT name FROM mail.profile",
+            "SELECT password_encrypted FROM mail.profile",
+            "SELECT content FROM mail.attachment",
+            "SELECT error FROM mail.attempt",
+        )
+    ]
+    expected = [
+        "permission denied for table profile",
+        "permission denied for table profile",
+        "permission denied for table attachment",
+        "permission denied for table attempt",
+    ]
+    assert expected == errors
+
+
+async def test_producers_see_and_touch_only_their_own_messages(roles: Roles) -> None:
+    """crm_app neither sees, cancels nor attaches to shop_app's message, nor poses as shop_app."""
+    shop, crm = await roles.connect("shop_app"), await roles.connect("crm_app")
+    shop_message = await _insert(shop, "Zamówienie 1042")
+    crm_message = await _insert(crm, "Zgłoszenie 7")
+
+    seen_by_crm = [r["id"] for r in await crm.fetch("SELECT id FROM mail.outbox")]
+    cancelled = await crm.fetch(
+        "UPDATE mail.outbox SET status = 'cancelled', status_reason = 'cancelled: crm'"
+        " WHERE id = $1 RETURNING id",
+        shop_message,
+    )
+    attach = await _refused(
+        lambda: crm.execute(
+            "INSERT INTO mail.attachment (outbox_id, filename, content) VALUES ($1, 'x.txt', 'x')",
+            shop_message,
+        ),
+        asyncpg.InsufficientPrivilegeError,
+    )
+    pose = await _refused(
+        lambda: crm.execute(
+            "INSERT INTO mail.outbox (to_addrs, subject, enqueued_by)"
+            " VALUES (ARRAY['a@example.pl'], 'T', $1)",
+            roles.names["shop_app"],
+        ),
+        asyncpg.InsufficientPrivilegeError,
+    )
+    assert ([crm_message], []) == (seen_by_crm, cancelled)
+    assert 'new row violates row-level security policy for table "attachment"' == attach
+    assert 'new row violates row-level security policy for table "outbox"' == pose
+    shop_status = await shop.fetchval("SELECT status FROM mail.outbox WHERE id = $1", shop_message)
+    assert "pending" == shop_status
+
+
+async def test_a_producer_runs_the_outbox_page_as_written(roles: Roles) -> None:
+    """Every service example of docs/outbox.md works for a producer role under row security."""
+    shop = await roles.connect("shop_app")
+    problems = []
+    for block in doc_blocks("sql"):
+        expected = Expected.of(block)
+        if not expected.as_admin:  # the page's own GRANT block is replaced by this page
+            problems += await _run_as_producer(shop, block, expected)
+    assert [] == problems
+
+
+async def _run_as_producer(
+    connection: asyncpg.Connection, block: Block, expected: Expected
+) -> list[str]:
+    before = await counts(connection)
+    if expected.rows is None:
+        await connection.execute(block.code)
+        rows = None
+    else:
+        rows = len(await connection.fetch(block.code))
+    after = await counts(connection)
+    added = (after[0] - before[0], after[1] - before[1], rows)
+    if (expected.messages, expected.attachments, expected.rows) != added:
+        return [f"{block.where}: added {added}"]
+    return []
+
+
+async def test_a_worker_in_the_worker_role_delivers(
+    roles: Roles, settings: Settings, smtps_server: SmtpTestServer
+) -> None:
+    """``mailworker run`` connected as the worker role sends a producer's message."""
+    settings = fast_settings(settings)
+    await add_profile(settings, smtps_server, name="biuro-smtp", encryption="ssl")
+    shop = await roles.connect("shop_app")
+    message_id = int(
+        await shop.fetchval(
+            "INSERT INTO mail.outbox (profile, to_addrs, subject, body_text)"
+            " VALUES ('biuro-smtp', ARRAY['anna@example.com'], 'Faktura', 'W załączniku.')"
+            " RETURNING id"
+        )
+    )
+    as_worker = settings.model_copy(update={"database_url": SecretStr(roles.url("mailworker_app"))})
+
+    await run_until_empty(as_worker)
+
+    [received] = smtps_server.messages
+    assert ("anna@example.com",) == received.rcpt_tos
+    stored = await row(settings, message_id)
+    assert ("sent", roles.names["shop_app"]) == (stored["status"], stored["enqueued_by"])

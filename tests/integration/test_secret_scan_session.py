@@ -1,0 +1,73 @@
+"""The secret-scan plugin fails a whole pytest session in which a test secret was written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+LEAKY_TESTS = """
+from cryptography.fernet import Fernet
+
+
+def test_prints_a_stored_password():
+    Fernet(Fernet.generate_key()).encrypt(b"Planted-Haslo-42")
+    print("logging in with Planted-Haslo-42")
+
+
+def test_writes_its_key_to_a_log(tmp_path):
+    key = Fernet.generate_key()
+    Fernet(key)
+    (tmp_path / "worker-a-0.log").write_text("secret_key=" + key.decode())
+
+
+def test_clean():
+    Fernet(Fernet.generate_key()).encrypt(b"Ukryte-Haslo-43")
+    print("password set")
+"""
+
+CLEAN_TESTS = """
+from cryptography.fernet import Fernet
+
+
+def test_clean():
+    Fernet(Fernet.generate_key()).encrypt(b"Ukryte-Haslo-43")
+    print("password set")
+"""
+
+
+def _run(pytester: pytest.Pytester, source: str) -> pytest.RunResult:
+    pytester.makepyfile(test_sample=source)
+    pytester.chdir()
+    return pytester.runpytest_subprocess("-p", "tests.secret_scan", "-p", "no:cacheprovider")
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    return pytester
+
+
+def test_planted_secrets_fail_the_session_and_are_listed(inner: pytest.Pytester) -> None:
+    """All tests pass, yet the session fails, naming each test and masked secret that leaked."""
+    result = _run(inner, LEAKY_TESTS)
+    result.assert_outcomes(passed=3)
+    assert pytest.ExitCode.TESTS_FAILED == result.ret
+    output = result.stdout.str()
+    assert (
+        "test_sample.py::test_prints_a_stored_password, Captured stdout call: password Pl…(16"
+        in (output)
+    )
+    assert "test_sample.py::test_writes_its_key_to_a_log, log file worker-a-0.log: key " in output
+    assert "2 hits" in output
+    assert "Planted-Haslo-42" not in output
+    assert "test_clean" not in output.split("test secrets found in output")[1]
+
+
+def test_a_clean_session_passes(inner: pytest.Pytester) -> None:
+    """Without a leak the session's result is the tests' own, and the summary says so."""
+    result = _run(inner, CLEAN_TESTS)
+    assert pytest.ExitCode.OK == result.ret
+    assert "secret scan: no test secret in any output (1 passwords, 1 keys)" in result.stdout.str()

@@ -1,0 +1,232 @@
+"""A pytest plugin: the session fails if a test password or secret key appears in any output.
+
+**Which secrets.** They are collected as the tests use them, not listed by hand, so a new test
+is covered without its author remembering to register anything:
+
+- every key a ``cryptography`` ``Fernet`` is built from in this process: the ``secret_key``
+  fixture's keys, keys a test makes for a rotation, the worker's own cipher;
+- every plaintext this process encrypts with ``Fernet``: each profile password stored through
+  the service's code in-process (the CLI under ``CliRunner``, ``add_profile``, the Python API);
+- every account password of an ``SmtpTestServer``: what a test expects the service to send,
+  including passwords it hands to a CLI or worker *subprocess*, which this process never sees
+  being encrypted.
+
+Watching these three doors rather than a registry of constants means a password typed only
+into a subprocess still counts once the test's server knows it, and a password nobody
+serves (a wrong one) counts once it is stored. The wrappers only observe: what they wrap
+behaves as before. Secrets shorter than :data:`MIN_SECRET_LENGTH` are ignored (they would
+match ordinary text); a password is also looked for in base64, as ``AUTH LOGIN`` carries it.
+
+**Where it looks.** The captured stdout, stderr and log of every phase of every test (passed
+ones too) and the text of each failure; what ``CliRunner.invoke``, ``subprocess.run`` and
+``Popen.communicate`` return; every ``*.log`` file under the test's ``tmp_path`` (worker
+processes write their logs there). Everything is kept and scanned once at the end of the
+session, so a secret first seen in a later test is still found in an earlier one's output.
+
+A hit fails the session (exit status 1) and the summary lists where, and which secret,
+masked. Registered in ``tests/conftest.py``'s ``pytest_plugins``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import functools
+import re
+import subprocess
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from cryptography.fernet import Fernet
+
+from tests.smtp_server import SmtpTestServer
+
+__all__ = ["MIN_SECRET_LENGTH", "Leak", "Secrets", "find_leaks", "mask"]
+
+MIN_SECRET_LENGTH = 8
+# A Fernet key is 32 bytes in URL-safe base64: 43 characters and one '='.
+_KEY_SHAPED = re.compile(r"[A-Za-z0-9_-]{43}=")
+_MAX_LOG_BYTES = 20_000_000  # a log larger than this is read up to here
+
+
+@dataclasses.dataclass(frozen=True)
+class Leak:
+    """A secret found in some output."""
+
+    where: str
+    secret: str  # masked
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.secret}"
+
+
+@dataclasses.dataclass
+class Secrets:
+    """The passwords and keys seen so far."""
+
+    passwords: set[str] = dataclasses.field(default_factory=set)
+    keys: set[str] = dataclasses.field(default_factory=set)
+
+    def add_password(self, password: str | bytes) -> None:
+        text = password.decode("utf-8", "replace") if isinstance(password, bytes) else password
+        if len(text) >= MIN_SECRET_LENGTH:
+            self.passwords.add(text)
+
+    def add_key(self, key: str | bytes) -> None:
+        self.keys.add(key.decode("ascii", "replace") if isinstance(key, bytes) else key)
+
+
+def mask(secret: str) -> str:
+    """Enough to tell secrets apart in a report, too little to use: ``s3…(11 chars)``."""
+    return f"{secret[:2]}…({len(secret)} chars)"
+
+
+def find_leaks(outputs: Iterable[tuple[str, str]], secrets: Secrets) -> list[Leak]:
+    """Every (where, masked secret) of a password or key that occurs in ``outputs``."""
+    patterns = {p: (p, base64.b64encode(p.encode()).decode()) for p in secrets.passwords}
+    leaks: dict[Leak, None] = {}  # ordered and without repeats
+    for where, text in outputs:
+        for token in _KEY_SHAPED.findall(text):
+            if token in secrets.keys:
+                leaks[Leak(where, "key " + mask(token))] = None
+        for password, forms in patterns.items():
+            if any(form in text for form in forms):
+                leaks[Leak(where, "password " + mask(password))] = None
+    return list(leaks)
+
+
+class _Scanner:
+    """The plugin: collects secrets and outputs during the session, reports at its end."""
+
+    def __init__(self) -> None:
+        self.secrets = Secrets()
+        self.outputs: list[tuple[str, str]] = []
+        self.leaks: list[Leak] = []
+        self.current = "(outside a test)"
+        self._undo: list[Callable[[], None]] = []
+
+    # --- observing
+
+    def install(self) -> None:
+        scanner = self
+
+        def fernet_init(original: Any, fernet: Fernet, key: str | bytes, *a: Any, **k: Any) -> Any:
+            scanner.secrets.add_key(key)
+            return original(fernet, key, *a, **k)
+
+        def fernet_encrypt(original: Any, fernet: Fernet, data: bytes, *a: Any, **k: Any) -> Any:
+            scanner.secrets.add_password(data)
+            return original(fernet, data, *a, **k)  # (data, current_time)
+
+        def server_init(original: Any, server: SmtpTestServer, *a: Any, **k: Any) -> Any:
+            for password in (k.get("accounts") or {}).values():
+                scanner.secrets.add_password(password)
+            return original(server, *a, **k)
+
+        def invoke(original: Any, *a: Any, **k: Any) -> Any:
+            result = original(*a, **k)
+            scanner.record("CliRunner output", result.output)
+            scanner.record("CliRunner stderr", _stderr(result))
+            scanner.record("CliRunner exception", repr(result.exception))
+            return result
+
+        def run(original: Any, *a: Any, **k: Any) -> Any:
+            completed = original(*a, **k)
+            scanner.record("subprocess.run output", completed.stdout, completed.stderr)
+            return completed
+
+        def communicate(original: Any, *a: Any, **k: Any) -> Any:
+            out, err = original(*a, **k)
+            scanner.record("Popen.communicate output", out, err)
+            return out, err
+
+        self._wrap(Fernet, "__init__", fernet_init)
+        # encrypt_at_time: what Fernet.encrypt and MultiFernet.encrypt both end in
+        self._wrap(Fernet, "encrypt_at_time", fernet_encrypt)
+        self._wrap(SmtpTestServer, "__init__", server_init)
+        self._wrap(CliRunner, "invoke", invoke)
+        self._wrap(subprocess, "run", run)
+        self._wrap(subprocess.Popen, "communicate", communicate)
+
+    def _wrap(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def observed(*args: Any, **kwargs: Any) -> Any:
+            return wrapper(original, *args, **kwargs)
+
+        setattr(owner, name, observed)  # a plain function: on a class it is a method again
+        self._undo.append(functools.partial(setattr, owner, name, original))
+
+    def uninstall(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+
+    def record(self, what: str, *texts: object) -> None:
+        for output in texts:
+            text = output.decode("utf-8", "replace") if isinstance(output, bytes) else output
+            if isinstance(text, str) and text:
+                self.outputs.append((f"{self.current}, {what}", text))
+
+    def record_logs(self, directory: Path) -> None:
+        for path in sorted(directory.rglob("*.log")):
+            with path.open("rb") as file:
+                self.record(f"log file {path.name}", file.read(_MAX_LOG_BYTES))
+
+    # --- hooks
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
+        self.current = item.nodeid
+        try:
+            return (yield)
+        finally:
+            self.current = "(outside a test)"
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Iterator[None]:
+        tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+        try:
+            return (yield)
+        finally:
+            if isinstance(tmp_path, Path) and tmp_path.is_dir():
+                self.record_logs(tmp_path)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for title, content in report.sections:
+            self.outputs.append((f"{report.nodeid}, {title}", content))
+        if report.failed:
+            self.outputs.append((f"{report.nodeid}, failure ({report.when})", report.longreprtext))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.leaks = find_leaks(self.outputs, self.secrets)
+        if self.leaks and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        counts = f"{len(self.secrets.passwords)} passwords, {len(self.secrets.keys)} keys"
+        if not self.leaks:
+            terminalreporter.write_line(f"secret scan: no test secret in any output ({counts})")
+            return
+        terminalreporter.section("secret scan: test secrets found in output", red=True)
+        for leak in self.leaks:
+            terminalreporter.write_line(str(leak))
+        terminalreporter.write_line(f"{len(self.leaks)} hits; scanned for {counts}")
+
+
+def _stderr(result: Any) -> str:
+    try:
+        return str(result.stderr)
+    except ValueError:  # click < 8.2 without mix_stderr=False keeps no separate stderr
+        return ""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    scanner = _Scanner()
+    scanner.install()
+    config.pluginmanager.register(scanner, "secret-scan")
+    config.add_cleanup(scanner.uninstall)
