@@ -79,7 +79,8 @@ class Repository:
         When the idempotency key is already taken nothing is inserted and the existing
         message's id comes back with ``created=False``.
         """
-        new_id = (await self._connection.execute(queries.insert_message(values))).scalar()
+        statement = queries.insert_message(tuple(values))
+        new_id = (await self._connection.execute(statement, dict(values))).scalar()
         if new_id is None:
             key = values["idempotency_key"]
             existing = await self._connection.scalar(queries.message_id_by_idempotency_key(key))
