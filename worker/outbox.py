@@ -2,9 +2,9 @@
 
 Other services call :func:`enqueue` inside their own SQLAlchemy transaction, so the message
 exists exactly when their data does; :func:`enqueue_and_commit` is for code that has no
-transaction of its own. Both check every field first and raise
-:class:`~worker.errors.InvalidMessage` listing all problems at once. ``docs/outbox.md`` is the
-reference for service developers.
+transaction of its own, and :func:`enqueue_many` puts a batch in at once. All check every
+field first and raise :class:`~worker.errors.InvalidMessage` listing all problems at once.
+``docs/outbox.md`` is the reference for service developers.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "OutboxMessage",
     "enqueue",
     "enqueue_and_commit",
+    "enqueue_many",
     "enqueue_message",
     "recipient_count",
     "recipient_limit_problems",
@@ -189,11 +190,7 @@ async def enqueue(
         idempotency_key=idempotency_key,
         kind=kind,
     )
-    connection = (
-        await conn_or_session.connection()
-        if isinstance(conn_or_session, AsyncSession)
-        else conn_or_session
-    )
+    connection = await _connection_of(conn_or_session)
     return await enqueue_message(Repository(connection), message, max_bytes=max_bytes)
 
 
@@ -236,6 +233,49 @@ async def enqueue_and_commit(
             kind=kind,
             max_bytes=max_bytes,
         )
+
+
+async def enqueue_many(
+    conn_or_session: AsyncConnection | AsyncSession,
+    messages: Iterable[OutboxMessage],
+    *,
+    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> list[Enqueued]:
+    """Put many messages into the outbox inside the caller's transaction; never commits.
+
+    For batch jobs (a night's invoices, a newsletter): every message is checked before any is
+    inserted, each profile is looked up once, and the caller commits once for all of them.
+    Raises :class:`InvalidMessage` listing the problems of every message by its position
+    (``message 3: ...``), or :class:`ProfileNotFound`; then nothing was inserted.
+    """
+    batch = list(messages)
+    problems = [
+        f"message {position}: {problem}"
+        for position, message in enumerate(batch, start=1)
+        for problem in message.problems(max_bytes=max_bytes)
+    ]
+    repository = Repository(await _connection_of(conn_or_session))
+    profiles: dict[str | None, Profile] = {}
+    for position, message in enumerate(batch, start=1):
+        if message.profile not in profiles:
+            profiles[message.profile] = await _require_profile(repository, message.profile)
+        limits = recipient_limit_problems(message, profiles[message.profile])
+        problems += [f"message {position}: {problem}" for problem in limits]
+    if problems:
+        raise InvalidMessage(problems)
+    enqueued = []
+    for message in batch:
+        message_id, created = await repository.insert_message(
+            message.outbox_row(), message.attachment_rows()
+        )
+        enqueued.append(Enqueued(id=message_id, created=created))
+    return enqueued
+
+
+async def _connection_of(conn_or_session: AsyncConnection | AsyncSession) -> AsyncConnection:
+    if isinstance(conn_or_session, AsyncSession):
+        return await conn_or_session.connection()
+    return conn_or_session
 
 
 async def enqueue_message(

@@ -22,7 +22,14 @@ from tests.integration.outbox_samples import (
 )
 from worker.errors import InvalidMessage, ProfileNotFound
 from worker.migrate import upgrade_async
-from worker.outbox import Attachment, Enqueued, enqueue, enqueue_and_commit
+from worker.outbox import (
+    Attachment,
+    Enqueued,
+    OutboxMessage,
+    enqueue,
+    enqueue_and_commit,
+    enqueue_many,
+)
 
 COUNT_MESSAGES = text("SELECT count(*) FROM mail.outbox")
 
@@ -287,3 +294,68 @@ async def test_another_schema_through_schema_translate_map(empty_database_url: s
         await engine.dispose()
     expected = POLISH_SUBJECT
     assert expected == subject
+
+
+@pytest.mark.usefixtures("profiles")
+async def test_enqueue_many_stores_a_batch_in_the_callers_transaction(
+    engine: AsyncEngine, invoice: Path
+) -> None:
+    """Three messages, two profiles, one with a PDF and one a repeated key: stored in order."""
+    batch = [
+        OutboxMessage(to=("jan@example.pl",), subject="Faktura 1", profile=SHOP_PROFILE),
+        OutboxMessage(
+            to=("anna@example.pl",),
+            subject=POLISH_SUBJECT,
+            attachments=(Attachment.from_path(invoice),),
+            idempotency_key="faktura-2",
+        ),
+        OutboxMessage(to=("ewa@example.pl",), subject="Powtórka", idempotency_key="faktura-2"),
+    ]
+    async with engine.connect() as connection:
+        first, second, repeated = await enqueue_many(connection, batch)
+        await connection.commit()
+        rows = [await stored_message(connection, item.id) for item in (first, second)]
+        files = await attachments_of(connection, second.id)
+
+    assert (True, True, Enqueued(second.id, False)) == (first.created, second.created, repeated)
+    assert [(SHOP_PROFILE, "Faktura 1"), (DEFAULT_PROFILE, POLISH_SUBJECT)] == [
+        (row["profile"], row["subject"]) for row in rows
+    ]
+    assert ["faktura.pdf"] == [name for name, _, _ in files]
+    assert 2 == await _message_count(engine)
+
+
+@pytest.mark.usefixtures("profiles")
+async def test_enqueue_many_refuses_the_whole_batch_naming_each_bad_message(
+    engine: AsyncEngine,
+) -> None:
+    """One good and two bad messages: nothing is stored, each problem names its message."""
+    batch = [
+        OutboxMessage(to=("jan@example.pl",), subject="Dobra"),
+        OutboxMessage(to=(), subject="Bez adresata"),
+        OutboxMessage(to=("ewa@example.pl",), subject="Zły\nnagłówek"),
+    ]
+    async with engine.connect() as connection:
+        with pytest.raises(InvalidMessage) as raised:
+            await enqueue_many(connection, batch)
+        await connection.commit()
+
+    expected = [
+        "message 2: no recipients: give at least one address in to, cc or bcc",
+        "message 3: subject contains a line break or NUL character",
+    ]
+    assert (expected, 0) == (raised.value.problems, await _message_count(engine))
+
+
+@pytest.mark.usefixtures("profiles")
+async def test_enqueue_many_refuses_a_batch_with_an_unknown_profile(
+    connection: AsyncConnection,
+) -> None:
+    """A profile that does not exist stops the batch before any insert."""
+    batch = [
+        OutboxMessage(to=("jan@example.pl",), subject="A"),
+        OutboxMessage(to=("jan@example.pl",), subject="B", profile="nieznany"),
+    ]
+    with pytest.raises(ProfileNotFound):
+        await enqueue_many(connection, batch)
+    assert 0 == await connection.scalar(COUNT_MESSAGES)
