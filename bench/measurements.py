@@ -91,13 +91,16 @@ class Bench:
 
     async def history(self) -> None:
         """``worker_1`` again, with ``history_rows`` sent messages already in the outbox."""
+        began = time.monotonic()
         last_id = await fill_history(self.engine, self.options.history_rows)
+        filled = time.monotonic() - began
         statuses = await outbox_statuses(self.engine)
         self.results.check(
             statuses == {"sent": self.options.history_rows}, f"history: outbox statuses {statuses}"
         )
         await self.worker_throughput("worker_1_history", 1, self.options.messages, after_id=last_id)
-        self.results.figures["worker_1_history"]["history_rows"] = self.options.history_rows
+        figure = self.results.figures["worker_1_history"]
+        figure["history_rows"], figure["history_fill_seconds"] = self.options.history_rows, filled
         await empty_outbox(self.engine)
 
     async def limit(self, name: str, messages: int, attached: bytes | None = None) -> None:

@@ -82,7 +82,7 @@ def parse_options(argv: list[str] | None, description: str | None) -> Options:
     add("--connections", type=int, default=4, help="profile max_connections")
     add("--database", default="mailworker_bench", help="dropped and re-created")
     add("--json", type=Path, default=Path("bench-results.json"), dest="json_path")
-    add("--attachment-messages", type=int, default=500, help="messages with a 100 KB file")
+    add("--attachment-messages", type=int, default=250, help="messages with a 100 KB file")
     add("--history-rows", type=int, default=1_000_000, help="sent rows already in the outbox")
     add("--idle-seconds", type=float, default=30.0, help="how long the idle worker is watched")
     add("--memory-messages", type=int, default=200, help="messages with a large attachment")
