@@ -8,7 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The runtime dependencies, pinned: the Dockerfile installs exactly these, and .venv gets them
-# as constraints (the dev tools on top are not pinned). `make lock` re-pins them.
+# as constraints (the dev tools and the benchmark's peer on top are not pinned). `make lock`
+# re-pins them.
 LOCK := requirements.lock
 
 .PHONY: run test lint format lock clean bench
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --constraint $(LOCK) -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --constraint $(LOCK) -e '.[dev,bench]'
 	@touch $@
 
 # --dev-smtp: while there is no profile, a capture SMTP server runs in the worker and a profile
@@ -30,7 +31,7 @@ test: $(STAMP)  ## the whole test suite
 	$(BIN)/pytest
 
 # The benchmark of docs/performance.md: a table on stdout, every figure in bench-results.json.
-bench: $(STAMP)  ## throughput, latency and enqueue rate against the machine's limit
+bench: $(STAMP)  ## throughput, latency, enqueue, idle cost and memory against the limit and a peer
 	$(BIN)/python -m bench.run
 
 lint: $(STAMP)  ## ruff, formatting and strict typing

@@ -15,11 +15,30 @@ from sqlalchemy.engine import make_url
 pytestmark = pytest.mark.timeout(300)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RATES = ["worker_1", "worker_2", "limit", "enqueue_sql", "enqueue_api"]
+# Each rate figure and the messages of its smoke size (bench/results.py).
+RATES = {
+    "worker_1": 50,
+    "worker_2": 50,
+    "limit": 50,
+    "peer": 50,
+    "worker_1_attachment": 20,
+    "limit_attachment": 20,
+    "worker_1_history": 50,
+    "enqueue_sql": 50,
+    "enqueue_api": 50,
+}
+RATIOS = {
+    "worker_1/limit",
+    "worker_2/limit",
+    "worker_1/peer",
+    "worker_1_attachment/limit_attachment",
+    "worker_1_history/worker_1",
+}
 
 
 def test_smoke_run_counts_every_message(server_url: str, tmp_path: Path) -> None:
-    """``bench.run --smoke`` exits 0 and reports each figure with every message counted."""
+    """``bench.run --smoke`` exits 0 and reports each figure, the peer's, the idle cost's and the
+    memory's too, with every message counted."""
     results_path = tmp_path / "bench.json"
     database = f"mailworker_bench_{uuid.uuid4().hex[:12]}"
     env = {
@@ -50,14 +69,25 @@ def test_smoke_run_counts_every_message(server_url: str, tmp_path: Path) -> None
     assert 0 == completed.returncode, completed.stdout + completed.stderr
     results = json.loads(results_path.read_text(encoding="utf-8"))
     assert {"ok": True, "failures": []} == results["checks"]
-    for name in RATES:
+    for name, messages in RATES.items():
         figure = results["figures"][name]
-        assert 50 == figure["messages"], name
-        assert [50] == figure["counted"], name
+        assert messages == figure["messages"], name
+        assert [messages] == figure["counted"], name
         assert figure["min"] <= figure["median"] <= figure["max"], name
     latency = results["figures"]["latency"]
     assert 5 == latency["messages"]
     assert [5] == latency["counted"]
     assert 5 == len(latency["samples"])
-    assert {"worker_1/limit", "worker_2/limit"} == set(results["ratios"])
+    assert 1000 == results["figures"]["worker_1_history"]["history_rows"]
+    assert 100 * 1024 < results["figures"]["worker_1_attachment"]["message_bytes"]
+    memory = results["figures"]["memory"]
+    assert 5 == memory["messages"]
+    assert [5] == memory["counted"]
+    assert memory["idle_peak_rss_mb"] <= memory["peak_rss_mb"]
+    idle = results["figures"]["idle"]
+    assert 5.0 == idle["poll_interval"]
+    assert 6.0 <= idle["seconds"]
+    assert 0 <= idle["cpu_seconds"]
+    assert 0 <= idle["transactions"]
+    assert RATIOS == set(results["ratios"])
     assert results["machine"]["postgresql"]

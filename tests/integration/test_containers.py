@@ -607,7 +607,7 @@ def test_make_installs_against_the_lock_and_can_remake_it() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert "LOCK := requirements.lock" in makefile
     assert re.search(r"^\$\(STAMP\): pyproject\.toml \$\(LOCK\)$", makefile, re.MULTILINE)
-    assert re.search(r"pip install .*--constraint \$\(LOCK\) -e '\.\[dev\]'", makefile)
+    assert re.search(r"pip install .*--constraint \$\(LOCK\) -e '\.\[dev,bench\]'", makefile)
     assert re.search(r"^lock:", makefile, re.MULTILINE)
     assert "pip freeze --exclude mail-outbox-worker" in makefile
 
