@@ -306,23 +306,30 @@ class Worker:
         if too_many is not None:
             failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=too_many)
             return await self._after_failure(context, failure, tls_version=None)
-        try:
-            content = await self._content(message)
-            rendered = render(_sender(message.profile), content)
-        except MessageBuildError as exc:
-            return await self._after_failure(context, classify(exc, Stage.BUILD), tls_version=None)
-        return await self._send(context, rendered.sender, rendered.recipients, rendered.data)
+        return await self._send(context)
 
-    async def _send(
-        self, context: AttemptContext, sender: str, recipients: list[str], data: bytes
-    ) -> Outcome:
+    async def _send(self, context: AttemptContext) -> Outcome:
+        """Build the message once a connection is free, and send it.
+
+        Built only then: a claim holds many rows that wait for the profile's few
+        connections, and a built message with its attachments can be tens of megabytes.
+        """
+        message = context.claimed
         tls_version: str | None = None
         try:
-            pool = self._pool(context.claimed.profile)
+            pool = self._pool(message.profile)
             async with pool.session() as session:
                 tls_version = session.tls_version
-                self._in_flight[context.claimed.id].started = True
-                refused, reply = await session.client.sendmail(sender, recipients, data)
+                try:
+                    rendered = render(_sender(message.profile), await self._content(message))
+                except MessageBuildError as exc:
+                    failure = classify(exc, Stage.BUILD)
+                    return await self._after_failure(context, failure, tls_version=None)
+                self._in_flight[message.id].started = True
+                refused, reply = await session.client.sendmail(
+                    rendered.sender, rendered.recipients, rendered.data
+                )
+                recipients = rendered.recipients
         except ProfilePaused as exc:
             return self._deferred(context, exc.pause)
         except ConnectFailed as exc:
