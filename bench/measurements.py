@@ -28,9 +28,13 @@ from bench.processes import wait_count, workers
 from bench.results import Options, Results
 from bench.sink import SmtpSink
 from worker.mime import MessageContent, OutgoingAttachment, RenderedMessage, render
-from worker.outbox import enqueue_and_commit
+from worker.outbox import OutboxMessage, enqueue_and_commit, enqueue_many
 
-__all__ = ["Bench", "content"]
+__all__ = ["ENQUEUE_BATCH", "Bench", "content"]
+
+
+# Messages a transaction in the batch enqueue rate, like a night's invoice run.
+ENQUEUE_BATCH = 100
 
 
 @dataclass
@@ -166,14 +170,17 @@ class Bench:
             "counted": [counted],
         }
 
-    async def enqueue(self, name: str, one: Callable[[int], Awaitable[None]]) -> None:
+    async def enqueue(
+        self, name: str, write: Callable[[range], Awaitable[None]], *, batch: int = 1
+    ) -> None:
+        """Rows a second when ``write`` puts ``batch`` numbered messages in at a time."""
         n = self.options.messages
         rates, counts = [], []
         for _ in range(self.options.runs):
             await empty_outbox(self.engine)
             started = time.monotonic()
-            for number in range(n):
-                await one(number)
+            for first in range(0, n, batch):
+                await write(range(first, min(n, first + batch)))
             rates.append(n / (time.monotonic() - started))
             statuses = await outbox_statuses(self.engine)
             counts.append(sum(statuses.values()))
@@ -181,7 +188,8 @@ class Bench:
         await empty_outbox(self.engine)
         self.results.rate(name, rates, counts, n)
 
-    async def enqueue_sql(self, number: int) -> None:
+    async def enqueue_sql(self, numbers: range) -> None:
+        [number] = numbers
         async with self.engine.begin() as connection:
             await connection.execute(
                 text(
@@ -191,7 +199,8 @@ class Bench:
                 row(number),
             )
 
-    async def enqueue_api(self, number: int) -> None:
+    async def enqueue_api(self, numbers: range) -> None:
+        [number] = numbers
         values = row(number)
         await enqueue_and_commit(
             self.engine,
@@ -200,6 +209,19 @@ class Bench:
             body_text=values["body_text"],
             profile=PROFILE,
         )
+
+    async def enqueue_api_batch(self, numbers: range) -> None:
+        messages = [
+            OutboxMessage(
+                to=tuple(values["to_addrs"]),
+                subject=values["subject"],
+                body_text=values["body_text"],
+                profile=PROFILE,
+            )
+            for values in map(row, numbers)
+        ]
+        async with self.engine.begin() as connection:
+            await enqueue_many(connection, messages)
 
 
 def content(number: int, attached: bytes | None = None) -> MessageContent:

@@ -35,6 +35,7 @@ _RATES = {
     "worker_1_history": "worker, 1 proc., history",
     "enqueue_sql": "enqueue, plain SQL",
     "enqueue_api": "enqueue, Python API",
+    "enqueue_api_batch": "enqueue, Python API, batches",
 }
 # Each ratio: (numerator, denominator, target) — the worker's figure over its reference.
 _RATIOS = {

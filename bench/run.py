@@ -13,7 +13,8 @@ One run measures, each rate the median of ``--runs`` with min and max:
 - ``latency``: an idle worker, one row inserted with plain SQL, time to the sink's acceptance
   (p50, p99 over ``--latency-samples``);
 - ``enqueue_sql`` / ``enqueue_api``: rows a second through plain SQL and through
-  ``worker.outbox.enqueue_and_commit``, one transaction each;
+  ``worker.outbox.enqueue_and_commit``, one transaction each; ``enqueue_api_batch`` through
+  ``worker.outbox.enqueue_many``, ``ENQUEUE_BATCH`` messages a transaction;
 - ``idle``: CPU time and database transactions of an idle worker (one run);
 - ``memory``: peak RSS of a worker sending 200 messages of 10 MB attachments (one run).
 
@@ -35,7 +36,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.database import SENDER, add_profile, fresh_database, server_url
-from bench.measurements import Bench, content
+from bench.measurements import ENQUEUE_BATCH, Bench, content
 from bench.peer import Peer, peer_throughput, prepare_peer
 from bench.processes import WORKER_ENV
 from bench.report import machine, report
@@ -80,6 +81,7 @@ async def measure(
         _step("enqueue")
         await bench.enqueue("enqueue_sql", bench.enqueue_sql)
         await bench.enqueue("enqueue_api", bench.enqueue_api)
+        await bench.enqueue("enqueue_api_batch", bench.enqueue_api_batch, batch=ENQUEUE_BATCH)
         if options.runs_part("idle"):
             _step(f"idle cost, {options.idle_seconds:g} s")
             await idle_cost(bench)

@@ -26,6 +26,7 @@ RATES = {
     "worker_1_history": 50,
     "enqueue_sql": 50,
     "enqueue_api": 50,
+    "enqueue_api_batch": 50,
 }
 RATIOS = {
     "worker_1/limit",
