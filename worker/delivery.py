@@ -51,7 +51,7 @@ class Claimed:
     message_id: str
     created_at: datetime
     claimed_at: datetime
-    has_attachments: bool
+    attachment_bytes: int  # 0: no attachments
     profile_pause_count: int  # > 0: the profile was paused and this message is its probe
 
     @classmethod

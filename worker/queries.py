@@ -262,7 +262,12 @@ def claim_due() -> Update:
     )
     domain = func.split_part(profile.c.from_address, "@", 2)
     new_message_id = func.format("<%s@%s>", func.gen_random_uuid(), domain)
-    has_attachments = exists().where(attachment.c.outbox_id == outbox.c.id)
+    # octet_length reads a stored value's length without fetching the value itself.
+    attachment_bytes = (
+        select(func.coalesce(func.sum(func.octet_length(attachment.c.content)), 0))
+        .where(attachment.c.outbox_id == outbox.c.id)
+        .scalar_subquery()
+    )
     lease = func.make_interval(0, 0, 0, 0, 0, 0, bindparam("lease_seconds", type_=Float))
     return (
         update(outbox)
@@ -278,7 +283,7 @@ def claim_due() -> Update:
         )
         .returning(
             *[outbox.c[name] for name in CLAIMED_MESSAGE_COLUMNS],
-            has_attachments.label("has_attachments"),
+            attachment_bytes.label("attachment_bytes"),
             *[column.label(CLAIMED_PROFILE_PREFIX + column.name) for column in profile.c],
         )
     )

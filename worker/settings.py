@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     concurrency: int = Field(
         default=32, ge=1, le=1000, description="Messages one worker process has in flight at most."
     )
+    attachment_budget: int = Field(
+        default=25 * 1024 * 1024,
+        gt=0,
+        description=(
+            "Attachment bytes one worker loads and sends at once; more wait their turn, and a"
+            " larger message goes alone. Bounds memory: each byte is held about six times over"
+            " while its message is built and sent."
+        ),
+    )
     claim_depth: int = Field(
         default=4,
         ge=1,

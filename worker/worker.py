@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from worker.budget import ByteBudget
 from worker.caps import Room, fit_recipients
 from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classify
 from worker.crypto import PasswordCipher
@@ -69,9 +70,10 @@ class Worker:
     """One worker process's delivery loop.
 
     Settings used (see :class:`worker.settings.Settings`): ``concurrency``, ``claim_depth``,
-    ``poll_interval``, ``housekeeping_interval``, ``lease_seconds``, ``shutdown_grace``, the
-    retry and pause settings, ``idle_check_after``, ``worker_name``, ``http_address`` and
-    ``health_stale_after`` (the ``/healthz`` and ``/metrics`` endpoint, if an address is set).
+    ``attachment_budget``, ``poll_interval``, ``housekeeping_interval``, ``lease_seconds``,
+    ``shutdown_grace``, the retry and pause settings, ``idle_check_after``, ``worker_name``,
+    ``http_address`` and ``health_stale_after`` (the ``/healthz`` and ``/metrics`` endpoint,
+    if an address is set).
     ``until_empty``: return once nothing is due and nothing is in flight (batch jobs, tests).
     """
 
@@ -98,6 +100,7 @@ class Worker:
         self._in_flight: dict[int, _InFlight] = {}
         self._claim_floor = max(1, settings.concurrency // 4)
         self._pools: dict[str, ConnectionPool] = {}
+        self._attachment_budget = ByteBudget(settings.attachment_budget)
         self._closing_pools: set[asyncio.Task[None]] = set()
         self._paused: dict[str, PauseProfile] = {}
         self._cap_reached: dict[str, datetime] = {}  # so each cap hit is logged once
@@ -318,7 +321,10 @@ class Worker:
         tls_version: str | None = None
         try:
             pool = self._pool(message.profile)
-            async with pool.session() as session:
+            async with (
+                self._attachment_budget.hold(message.attachment_bytes),
+                pool.session() as session,
+            ):
                 tls_version = session.tls_version
                 try:
                     rendered = render(_sender(message.profile), await self._content(message))
@@ -352,7 +358,7 @@ class Worker:
 
     async def _content(self, message: Claimed) -> MessageContent:
         attachments: list[OutgoingAttachment] = []
-        if message.has_attachments:
+        if message.attachment_bytes:
             async with self._engine.connect() as connection:
                 rows = await Repository(connection).load_attachments(message.id)
             attachments = [

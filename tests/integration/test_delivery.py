@@ -408,3 +408,29 @@ async def test_bad_certificates_are_refused(
     stored = await row(settings, message_id)
     assert ("pending", 0) == (stored["status"], stored["attempts"])
     assert "TLS failed" in stored["status_reason"]
+
+
+async def test_attachments_over_the_budget_go_one_at_a_time_and_all_arrive(
+    settings: Settings, smtp_server_factory: SmtpServerFactory
+) -> None:
+    """Four messages of 2 KB attachments, a budget of 1 KB: each goes alone, all arrive intact."""
+    settings = fast_settings(settings, attachment_budget=1024)
+    server = smtp_server_factory(tls="none")
+    await add_profile(settings, server, encryption="none", login=None, password=None)
+    files = {}
+    for message_id in await enqueue(settings, count=4):
+        files[message_id] = bytes([message_id % 256]) * 2048
+        await sql(
+            settings,
+            "INSERT INTO mail.attachment (outbox_id, filename, content_type, content)"
+            " VALUES (:id, 'dane.bin', 'application/octet-stream', :content)",
+            id=message_id,
+            content=files[message_id],
+        )
+
+    await run_until_empty(settings)
+
+    received = sorted(
+        next(_parse(message.data).iter_attachments()).get_content() for message in server.messages
+    )
+    assert sorted(files.values()) == received
