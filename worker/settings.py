@@ -94,12 +94,12 @@ class Settings(BaseSettings):
         default=32, ge=1, le=1000, description="Messages one worker process has in flight at most."
     )
     attachment_budget: int = Field(
-        default=25 * 1024 * 1024,
+        default=16 * 1024 * 1024,
         gt=0,
         description=(
             "Attachment bytes one worker loads and sends at once; more wait their turn, and a"
-            " larger message goes alone. Bounds memory: each byte is held about six times over"
-            " while its message is built and sent."
+            " larger message goes alone. Bounds memory: while a message is built and sent, each"
+            " of its attachment bytes takes about 9 bytes of the worker's memory."
         ),
     )
     claim_depth: int = Field(
