@@ -191,6 +191,8 @@ class Chaos:
             if restarts and self.elapsed() >= restarts[0][0]:
                 _, restart = restarts.pop(0)
                 await restart()
+                # The next kill waits a full interval, so its rows are its own, not the restart's.
+                next_kill = self.elapsed() + self.options.kill_every
             elif self.elapsed() >= next_kill:
                 next_kill = self.elapsed() + self.options.kill_every
                 await self.kill_worker()
@@ -324,7 +326,7 @@ def _results(chaos: Chaos, verdict: Verdict) -> dict[str, Any]:
         "options": options,
         "figures": verdict.figures,
         "faults": [
-            {"kind": f.kind, "at": f.at, "in_flight": len(f.in_flight), "detail": f.detail}
+            {"kind": f.kind, "at": f.at, "in_flight": sorted(f.in_flight), "detail": f.detail}
             for f in chaos.faults
         ],
         "checks": {"ok": not verdict.failures, "failures": verdict.failures},

@@ -220,7 +220,7 @@ def _caps(
 
 def _reason_head(reason: str) -> str:
     """The kind of a failure reason, without the reply text that follows it."""
-    return reason.split(";", maxsplit=1)[0].split(":", maxsplit=1)[0].strip()
+    return reason.split(";", maxsplit=1)[0].strip()
 
 
 def _some(ids: Iterable[Any]) -> str:
