@@ -138,6 +138,7 @@ def _statuses(verdict: Verdict, rows: Sequence[OutboxRow], cap: CapRule) -> None
         failed_by_reason=dict(failed_by_reason),
         pending_over_cap=len(over_cap),
         left_sending=statuses["sending"],
+        most_attempts=max((row.attempts for row in rows), default=0),
     )
     verdict.check(
         not bad_failures, f"rows failed for a reason the run does not allow: {_some(bad_failures)}"
