@@ -482,7 +482,8 @@ class Worker:
         try:
             async with self._engine.begin() as connection:
                 counts = await Repository(connection).housekeeping(
-                    max_attempts=self._settings.max_attempts
+                    max_attempts=self._settings.max_attempts,
+                    lease_seconds=self._settings.lease_seconds,
                 )
         except DATABASE_ERRORS as exc:
             self._database_unavailable(exc)
