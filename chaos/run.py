@@ -15,7 +15,9 @@ What one run does (``--small`` is the CI size; every number is an option):
      the rows it held (``status = 'sending'`` and ``claimed_by`` its name) are read — the rows
      it may have sent without writing the result — and a replacement starts;
    - at 40 % of the duration PostgreSQL is stopped (fast shutdown) for ``--postgres-down``
-     seconds and started again; the workers must ride it out without a restart;
+     seconds (7, longer than the lease, so every lease runs out meanwhile) and started again;
+     the workers must ride it out without a restart, and no live worker's row may be sent
+     again by another;
    - at 70 % the SMTP server is frozen (SIGSTOP), the rows in flight are read — every
      message whose ``250`` could still be lost — and it is killed (SIGKILL) and started
      again on the same port;
@@ -114,7 +116,7 @@ def parse_options(argv: list[str] | None) -> Options:
     add("--workers", type=int, default=4, help="worker processes (default 4)")
     add("--duration", type=float, default=60, help="seconds over which to enqueue (default 60)")
     add("--kill-every", type=float, default=3, help="seconds between SIGKILLs (default 3)")
-    add("--postgres-down", type=float, default=2, help="seconds PostgreSQL is down (default 2)")
+    add("--postgres-down", type=float, default=7, help="seconds PostgreSQL is down (default 7)")
     add("--capped", type=int, default=300, help="messages of the capped profile (default 300)")
     add("--cap", type=int, default=200, help="its daily_cap (default 200)")
     add("--tempfail-rate", type=float, default=0.05, help="share answered 451 (default 0.05)")
@@ -182,11 +184,18 @@ class Chaos:
         self.faults.append(Fault("smtp_kill", self.elapsed(), in_flight))
 
     async def faults_while(self, feeding: asyncio.Task[None]) -> None:
-        """Kills every ``kill_every`` s; the two restarts at 40 % and 70 % of the duration."""
+        """Kills every ``kill_every`` s; the two restarts at 40 % and 70 % of the duration.
+
+        Goes on until the feed is done, the duration is over and a kill came after the last
+        restart (a long database outage could otherwise leave the restarts last).
+        """
         duration = self.options.duration
         restarts = [(0.4 * duration, self.restart_postgres), (0.7 * duration, self.restart_smtp)]
         next_kill = self.options.kill_every
-        while restarts or not feeding.done() or self.elapsed() < duration:
+        killed_after_restarts = False
+        while (
+            restarts or not feeding.done() or self.elapsed() < duration or not killed_after_restarts
+        ):
             await asyncio.sleep(0.05)
             if restarts and self.elapsed() >= restarts[0][0]:
                 _, restart = restarts.pop(0)
@@ -196,6 +205,7 @@ class Chaos:
             elif self.elapsed() >= next_kill:
                 next_kill = self.elapsed() + self.options.kill_every
                 await self.kill_worker()
+                killed_after_restarts = not restarts
 
     async def drain(self) -> bool:
         """Until nothing is sending and nothing pending is due (over-cap rows wait a day)."""
