@@ -42,6 +42,7 @@ import json
 import logging
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -192,7 +193,8 @@ class Chaos:
         duration = self.options.duration
         restarts = [(0.4 * duration, self.restart_postgres), (0.7 * duration, self.restart_smtp)]
         next_kill = self.options.kill_every
-        killed_after_restarts = False
+        # With kills rarer than the duration (to watch the restarts alone) none is awaited.
+        killed_after_restarts = self.options.kill_every >= duration
         while (
             restarts or not feeding.done() or self.elapsed() < duration or not killed_after_restarts
         ):
@@ -205,7 +207,7 @@ class Chaos:
             elif self.elapsed() >= next_kill:
                 next_kill = self.elapsed() + self.options.kill_every
                 await self.kill_worker()
-                killed_after_restarts = not restarts
+                killed_after_restarts = killed_after_restarts or not restarts
 
     async def drain(self) -> bool:
         """Until nothing is sending and nothing pending is due (over-cap rows wait a day)."""
@@ -418,11 +420,24 @@ def print_summary(results: dict[str, Any]) -> None:
         print(f"  - {failure}")
 
 
+async def _cancellable_run(options: Options, directory: Path) -> dict[str, Any]:
+    """``run``, cancelled by SIGTERM or SIGINT so that its clean-up still stops every process."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    return await run(options, directory)
+
+
 def main(argv: list[str] | None = None) -> None:
     options = parse_options(argv)
     directory = Path(tempfile.mkdtemp(prefix="mailworker-chaos-"))
     try:
-        results = asyncio.run(run(options, directory))
+        results = asyncio.run(_cancellable_run(options, directory))
+    except asyncio.CancelledError:
+        print("stopped by a signal", file=sys.stderr)
+        sys.exit(1)
     finally:
         if options.keep:
             print(f"kept {directory}", file=sys.stderr)
