@@ -22,7 +22,11 @@ What one run does (``--small`` is the CI size; every number is an option):
      message whose ``250`` could still be lost — and it is killed (SIGKILL) and started
      again on the same port;
    - all along, the server answers ``451 4.3.0`` to ``--tempfail-rate`` of the messages,
-     decided per attempt by a seeded random number, so a retry usually goes through.
+     decided per attempt by a seeded random number, so a retry usually goes through, and
+     it confirms each accepted message ``--smtp-delay`` seconds after recording it, the
+     window in which a kill leaves a delivered message unconfirmed.
+   A kill waits a full interval after a restart (its rows are then its own), and the faults
+   go on until one worker has been killed after the last restart.
 4. Waits (within ``--drain-timeout``) until nothing is sending and nothing pending is due,
    stops the workers with SIGTERM, and judges (:mod:`chaos.verdict`): every message ``sent``,
    or failed because its attempts ran out; none lost (every committed row is there, every
@@ -30,8 +34,10 @@ What one run does (``--small`` is the CI size; every number is an option):
    only of rows in flight at a kill, at most one extra copy per such kill; the capped profile
    sent exactly its cap and the rest wait ``pending``; no row left ``sending``.
 
-It prints a table, writes every figure to ``--json`` and exits 1 if any check fails. The
-temporary folder (databases, logs, the server's journal) is removed unless ``--keep``.
+It prints a table, writes every figure (and each fault with the rows in flight at it) to
+``--json`` and exits 1 if any check fails. The temporary folder (database, worker logs, the
+server's journal) is removed unless ``--keep``. SIGTERM or Ctrl-C stops every process the
+run started.
 """
 
 from __future__ import annotations
