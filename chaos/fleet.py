@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -62,6 +63,10 @@ class Fleet:
         process.wait(timeout=10)
         return name
 
+    def _started(self, name: str) -> bool:
+        log = (self._directory / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+        return '"worker_started"' in log or self.running[name].poll() is not None
+
     def replace(self, name: str) -> str:
         """Start a new worker in the slot of ``name``; returns the new name."""
         return self._start(int(name.split("-")[1]))
@@ -75,7 +80,15 @@ class Fleet:
                 self.replace(name)
 
     def stop_all(self, grace: float) -> dict[str, int]:
-        """SIGTERM every worker, wait up to ``grace`` s each, then SIGKILL; exit codes by name."""
+        """SIGTERM every worker, wait up to ``grace`` s each, then SIGKILL; exit codes by name.
+
+        A worker still starting up is given ``grace`` s to finish that first: before it has
+        set up its signal handlers SIGTERM just ends it (-15), which is not the shutdown
+        this run means to check.
+        """
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not all(map(self._started, self.running)):
+            time.sleep(0.1)
         for process in self.running.values():
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
