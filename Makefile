@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # re-pins them.
 LOCK := requirements.lock
 
-.PHONY: run test lint format lock clean bench
+.PHONY: run test lint format lock clean bench chaos
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed" >&2; exit 1; }
@@ -33,6 +33,12 @@ test: $(STAMP)  ## the whole test suite
 # The benchmark of docs/performance.md: a table on stdout, every figure in bench-results.json.
 bench: $(STAMP)  ## throughput, latency, enqueue, idle cost and memory against the limit and a peer
 	$(BIN)/python -m bench.run
+
+# The chaos run of docs/reliability.md: 10,000 messages through 4 workers while workers are
+# killed and PostgreSQL and the SMTP server restart; a table on stdout, figures in
+# chaos-results.json, exit code 1 if a check fails.
+chaos: $(STAMP)  ## send under SIGKILLs, restarts and 4xx replies, then check nothing was lost
+	$(BIN)/python -m chaos.run
 
 lint: $(STAMP)  ## ruff, formatting and strict typing
 	$(BIN)/ruff check .

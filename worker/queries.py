@@ -370,15 +370,21 @@ def resume_profile(name: str) -> Update:
     )
 
 
-def reclaim_lost_leases(*, max_attempts: int) -> Executable:
+def reclaim_lost_leases(*, max_attempts: int, lease_seconds: float = 0.0) -> Executable:
     """Rows whose worker died become due again, and their attempt is recorded as interrupted.
 
     A row interrupted ``max_attempts`` times is failed: a message that kills its worker must
-    not loop forever.
+    not loop forever. Nothing is reclaimed until the database has been up for
+    ``lease_seconds``: no worker could renew while it was down, so right after a restart an
+    expired lease says nothing about its worker, which may be alive and sending.
     """
     expired = (
         select(outbox.c.id, outbox.c.claimed_by, outbox.c.claimed_at)
-        .where(outbox.c.status == "sending", outbox.c.lease_expires_at < func.now())
+        .where(
+            outbox.c.status == "sending",
+            outbox.c.lease_expires_at < func.now(),
+            func.pg_postmaster_start_time() < func.now() - _seconds(lease_seconds),
+        )
         .with_for_update(skip_locked=True)
         .cte("expired")
     )

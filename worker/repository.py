@@ -155,11 +155,19 @@ class Repository:
     async def any_capped_profile(self) -> bool:
         return bool(await self._connection.scalar(queries.any_capped_profile()))
 
-    async def housekeeping(self, *, max_attempts: int) -> dict[str, int]:
-        """Return lost leases, fail expired and unroutable rows, explain waiting ones."""
+    async def housekeeping(
+        self, *, max_attempts: int, lease_seconds: float = 0.0
+    ) -> dict[str, int]:
+        """Return lost leases, fail expired and unroutable rows, explain waiting ones.
+
+        ``lease_seconds``: leases are reclaimed only once the database has been up that long.
+        """
+        reclaim = queries.reclaim_lost_leases(
+            max_attempts=max_attempts, lease_seconds=lease_seconds
+        )
         counts = {}
         for name, statement in (
-            ("reclaimed", queries.reclaim_lost_leases(max_attempts=max_attempts)),
+            ("reclaimed", reclaim),
             ("expired", queries.fail_expired()),
             ("unroutable", queries.fail_unroutable()),
             ("explained", queries.explain_waiting()),

@@ -511,7 +511,10 @@ class Worker:
         try:
             async with self._engine.begin() as connection:
                 repository = Repository(connection)
-                counts = await repository.housekeeping(max_attempts=self._settings.max_attempts)
+                counts = await repository.housekeeping(
+                    max_attempts=self._settings.max_attempts,
+                    lease_seconds=self._settings.lease_seconds,
+                )
                 self._capped_profiles = await repository.any_capped_profile()
         except DATABASE_ERRORS as exc:
             self._database_unavailable(exc)
