@@ -39,7 +39,8 @@ class Peer:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "bench.post_office_site.settings",
             "BENCH_PEER_DB_NAME": parsed.database or "",
-            "BENCH_PEER_DB_HOST": parsed.host or "127.0.0.1",
+            # The embedded server listens on a socket only, named by the URL's ?host=.
+            "BENCH_PEER_DB_HOST": parsed.host or str(parsed.query.get("host", "127.0.0.1")),
             "BENCH_PEER_DB_PORT": str(parsed.port or 5432),
             "BENCH_PEER_DB_USER": parsed.username or "",
             "BENCH_PEER_DB_PASSWORD": parsed.password or "",
