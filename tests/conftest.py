@@ -8,12 +8,14 @@ tests create their own beside it), otherwise the embedded PostgreSQL under ``.da
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -125,3 +127,14 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A connection in a transaction that the test may commit or leave to roll back."""
     async with engine.connect() as connection:
         yield connection
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """A command run in this process points logging at its runner's stderr; put ours back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()

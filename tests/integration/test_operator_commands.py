@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-import structlog
 from sqlalchemy import func
 
 from tests.integration.delivery_support import fast_settings, run_until_empty
@@ -37,18 +34,9 @@ from worker.db import asyncpg_dsn
 from worker.operations import iso_moment
 from worker.settings import Settings
 
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
 REQUEUED = "queued again by an operator"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """Each command points logging at its runner's stderr; put the test process's back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 def _status_of(database_url: str, message_id: int) -> tuple[str, str, int]:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from click.testing import CliRunner
 
 from worker.cli import main
@@ -17,15 +14,7 @@ from worker.settings import Settings
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGENERATE = f"mailworker config reference --output {REFERENCE_PATH}"
 
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def test_the_configuration_page_is_the_generated_one() -> None:

@@ -6,13 +6,10 @@ Plain ``def`` tests: each command runs its own ``asyncio.run``.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
-import structlog
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from sqlalchemy import text
@@ -36,16 +33,7 @@ from worker.crypto import load_cipher
 from worker.errors import SecretKeyError
 from worker.settings import Settings
 
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """Each command points logging at its runner's stderr; put the test process's back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 # --- purge -----------------------------------------------------------------------------------

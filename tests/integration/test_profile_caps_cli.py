@@ -7,36 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from click.testing import CliRunner, Result
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from worker.cli import main
 
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
 CAPS = ("daily_cap", "daily_recipient_cap", "per_minute_cap", "max_recipients_per_message")
 GMAIL_APP_PASSWORD = "pvli anpr lvvr nrrn"
 PAUSE_FIELDS = ("paused_until", "pause_reason", "pause_hint", "pause_count")
 REASON = "535 5.7.8 Authentication credentials invalid"
 HINT = "Check that access for mail programs is switched on in WP Poczta's settings."
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """Each command points logging at its runner's stderr; put the test process's back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 def _run(env: dict[str, str], *args: str) -> Result:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
-import structlog
 from click.testing import CliRunner, Result
 from cryptography import x509
 
@@ -27,7 +25,7 @@ from worker.cli import main
 from worker.cli.exits import ExitCode
 from worker.settings import Settings
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("restore_logging")]
 
 WRONG_PASSWORD = "zle-haslo-123"
 WP_AUTH_HINT = (
@@ -37,17 +35,6 @@ WP_AUTH_HINT = (
 )
 # aiosmtpd's default data_size_limit, announced as SIZE in its EHLO reply.
 AIOSMTPD_SIZE = 33554432
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """Each command points logging at its runner's stderr; put the test process's back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 def check(env: Mapping[str, str], *args: str) -> Result:

@@ -8,15 +8,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import logging
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from click.testing import CliRunner, Result
 from cryptography.fernet import Fernet
 from sqlalchemy import text
@@ -24,6 +22,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from worker.cli import main
 from worker.resources import config_dir
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 COMMON = [
     "--display-name",
@@ -80,17 +80,6 @@ GUIDE_EXAMPLES = [
     ),
 ]
 WP_PASSWORD = "Konwalia369!"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """Each command points logging at its runner's stderr; put the test process's back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 def _run(env: dict[str, str], *args: str, input: str | None = None, **extra_env: str) -> Result:

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from click.testing import CliRunner, Result
 
 from tests.integration.delivery_support import add_profile, attempts_of, row, sql
@@ -34,24 +32,13 @@ from worker.cli.exits import ExitCode
 from worker.cli.send_test import DEFAULT_SUBJECT
 from worker.settings import Settings
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("restore_logging")]
 
 RECIPIENT = "odbiorca@example.com"
 WRONG_PASSWORD = "zle-haslo-123"
 # From the wp preset's auth_failure_hint in config/providers.toml.
 WP_AUTH_HINT = "Check that access for mail programs is switched on in WP Poczta's settings"
 NO_DATABASE = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """Each command points logging at its runner's stderr; put the test process's back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 def start_worker(workers: WorkerProcesses, **env: str) -> WorkerProcess:

@@ -16,15 +16,13 @@ lost either — the row stays, with no attempt spent.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from click.testing import CliRunner, Result
 
 from tests.integration.delivery_support import attempts_of, row, sql
@@ -44,7 +42,7 @@ from worker.cli.exits import ExitCode
 from worker.presets import load_presets
 from worker.settings import Settings
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("restore_logging")]
 
 PRESETS = load_presets()
 DISPLAY_NAME = "Comarch DMS - powiadomienia"
@@ -58,17 +56,6 @@ PROFILE_TIMEOUT = "5"
 # A refusal is an answer at once; this only bounds a test whose worker never answers.
 SEND_TIMEOUT = "30"
 WITHDRAWN = "withdrawn (status cancelled): no worker will send it later"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """Each command points logging at its runner's stderr; put the test process's back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 def start_worker(workers: WorkerProcesses) -> None:

@@ -10,12 +10,9 @@ against each bad certificate. The servers record every AUTH: there must be none.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
-from collections.abc import Iterator
 
 import pytest
-import structlog
 from click.testing import CliRunner
 
 from tests.integration.delivery_support import (
@@ -90,18 +87,7 @@ async def test_starttls_mode_never_sends_a_password_in_the_clear(
     assert NO_STARTTLS in stored["status_reason"]
 
 
-@pytest.fixture
-def _restore_logging() -> Iterator[None]:
-    """Each command points logging at its runner's stderr; put the test process's back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
-
-
-@pytest.mark.usefixtures("_restore_logging")
+@pytest.mark.usefixtures("restore_logging")
 @pytest.mark.parametrize("kind", list(REFUSALS))
 def test_profiles_check_refuses_a_bad_certificate_in_words(
     settings: Settings, cli_env: dict[str, str], smtp_server_factory: SmtpServerFactory, kind: str
