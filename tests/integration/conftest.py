@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.process_support import Probe, WorkerProcesses
+from tests.integration.process_support import PrivatePostgres, Probe, WorkerProcesses
+from worker.migrate import upgrade
 
 
 @pytest.fixture
@@ -25,5 +28,31 @@ def workers(cli_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcesses
 async def probe(database_url: str) -> AsyncIterator[Probe]:
     """Reads the test database while workers run."""
     probe = Probe(database_url)
+    yield probe
+    await probe.dispose()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A migrated PostgreSQL of this test's own, to stop and restart; removed at teardown.
+
+    Not under tmp_path: run as root, the server runs as another system user, and every pytest
+    start makes /tmp/pytest-of-root private again (0700), which would lock that user out.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="mailworker-pg-"))
+    try:
+        server = PrivatePostgres(directory)
+        try:
+            upgrade(server.url, "mail")
+            yield server
+        finally:
+            server.close()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+async def private_probe(private_postgres: PrivatePostgres) -> AsyncIterator[Probe]:
+    probe = Probe(private_postgres.url)
     yield probe
     await probe.dispose()

@@ -9,10 +9,6 @@ before their owners could renew.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -21,34 +17,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.integration.delivery_support import add_profile
 from tests.integration.process_support import PrivatePostgres, Probe, enqueue_numbered
 from tests.smtp_server import SmtpTestServer
-from worker.migrate import upgrade
 from worker.repository import Repository
 from worker.settings import Settings
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    """A migrated PostgreSQL of this test's own, to restart (not under tmp_path: see
-    test_worker_processes.py, the server runs as another system user)."""
-    directory = Path(tempfile.mkdtemp(prefix="mailworker-pg-"))
-    try:
-        server = PrivatePostgres(directory)
-        try:
-            upgrade(server.url, "mail")
-            yield server
-        finally:
-            server.close()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-async def private_probe(private_postgres: PrivatePostgres) -> AsyncIterator[Probe]:
-    probe = Probe(private_postgres.url)
-    yield probe
-    await probe.dispose()
 
 
 async def _housekeeping(url: str, *, lease_seconds: float) -> dict[str, int]:

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -31,7 +28,6 @@ from tests.integration.process_support import (
     wait_until,
 )
 from tests.smtp_server import Event, SmtpTestServer
-from worker.migrate import upgrade
 from worker.repository import Repository
 from worker.settings import Settings
 
@@ -216,32 +212,6 @@ def _in_progress(slow: SlowData) -> Callable[[], Awaitable[tuple[str, ...] | Non
         return slow.in_progress
 
     return check
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    """A migrated PostgreSQL of this test's own, to stop and restart; removed at teardown.
-
-    Not under tmp_path: run as root, the server runs as another system user, and every pytest
-    start makes /tmp/pytest-of-root private again (0700), which would lock that user out.
-    """
-    directory = Path(tempfile.mkdtemp(prefix="mailworker-pg-"))
-    try:
-        server = PrivatePostgres(directory)
-        try:
-            upgrade(server.url, "mail")
-            yield server
-        finally:
-            server.close()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-async def private_probe(private_postgres: PrivatePostgres) -> AsyncIterator[Probe]:
-    probe = Probe(private_postgres.url)
-    yield probe
-    await probe.dispose()
 
 
 async def test_worker_carries_on_after_a_database_restart(
