@@ -73,6 +73,7 @@ __all__ = [
 
 _MAX_LINE = 998  # RFC 5322 2.1.1: a line MUST be at most 998 characters ...
 _SOFT_LINE = 78  # ... and SHOULD be at most 78.
+_BASE64_LINE = 76  # RFC 2045 6.8: base64 lines of at most 76 characters
 
 # Line breaks of any kind (str.splitlines() would split on \x1c-\x1e, \x85, \u2028 too, and
 # the email package refuses values it can split), NUL and the other control characters.
@@ -503,16 +504,34 @@ def _disposition(filename: str) -> _FoldedHeader:
     return _plain_header("Content-Disposition", value)
 
 
-def _attachment_part(attachment: OutgoingAttachment) -> MIMEPart:
+def _attachment_part(attachment: OutgoingAttachment, bodies: dict[bytes, bytes]) -> MIMEPart:
+    """The attachment's part; its base64 body waits in ``bodies`` under a placeholder line.
+
+    The email package writes a body line by line in Python (a 100 KB file is 1,800 calls);
+    the placeholder is swapped for the encoded bytes, made in one pass, once written.
+    """
     part = MIMEPart(policy=_POLICY)
     part["Content-Type"] = _attachment_type(attachment.content_type)
     part["Content-Transfer-Encoding"] = _TRANSFER_ENCODINGS["base64"]
     part["Content-Disposition"] = _disposition(attachment.filename)
-    part.set_payload(base64.encodebytes(attachment.content).decode("ascii"))
+    if attachment.content:
+        placeholder = f"attachment-{secrets.token_hex(16)}"
+        bodies[placeholder.encode("ascii")] = _base64_lines(attachment.content)
+        part.set_payload(placeholder)
+    else:
+        part.set_payload("")
     return part
 
 
-def _fill_body(message: EmailMessage, content: MessageContent) -> None:
+def _base64_lines(data: bytes) -> bytes:
+    """Base64 in lines of 76 characters joined by CRLF (RFC 2045), without a final CRLF."""
+    encoded = binascii.b2a_base64(data, newline=False)
+    return b"\r\n".join(
+        encoded[start : start + _BASE64_LINE] for start in range(0, len(encoded), _BASE64_LINE)
+    )
+
+
+def _fill_body(message: EmailMessage, content: MessageContent, bodies: dict[bytes, bytes]) -> None:
     """The body as the message's own content, or inside multipart/mixed with attachments."""
     if not content.attachments:
         _fill_main_body(message, content.body_text, content.body_html)
@@ -520,7 +539,7 @@ def _fill_body(message: EmailMessage, content: MessageContent) -> None:
     main = MIMEPart(policy=_POLICY)
     _fill_main_body(main, content.body_text, content.body_html)
     parts: list[Message | str] = [main]
-    parts.extend(_attachment_part(attachment) for attachment in content.attachments)
+    parts.extend(_attachment_part(attachment, bodies) for attachment in content.attachments)
     _fill_multipart(message, "mixed", parts)
 
 
@@ -553,5 +572,9 @@ def render(sender: Sender, content: MessageContent) -> RenderedMessage:
     message = EmailMessage(policy=_POLICY)
     for header in headers:
         message[header.name] = header
-    _fill_body(message, content)
-    return RenderedMessage(sender=envelope_sender, recipients=recipients, data=message.as_bytes())
+    bodies: dict[bytes, bytes] = {}
+    _fill_body(message, content, bodies)
+    data = message.as_bytes()
+    for placeholder, body in bodies.items():
+        data = data.replace(placeholder, body, 1)
+    return RenderedMessage(sender=envelope_sender, recipients=recipients, data=data)
