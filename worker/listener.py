@@ -29,6 +29,12 @@ class Listener:
         self._dsn = dsn
         self._channel = channel
         self._on_notify = on_notify
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        """LISTEN is in place: every new row wakes the worker."""
+        return self._connected
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen until ``stop`` is set, reconnecting whenever the connection is lost."""
@@ -48,6 +54,7 @@ class Listener:
         connection.add_termination_listener(lambda _connection: lost.set())
         try:
             await connection.add_listener(self._channel, lambda *_args: self._on_notify())
+            self._connected = True
             log.debug("listener_connected", channel=self._channel)
             self._on_notify()  # a row may have arrived while we were not listening
             waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
@@ -59,6 +66,7 @@ class Listener:
             if lost.is_set() and not stop.is_set():
                 raise ConnectionError("the listening connection was closed by the server")
         finally:
+            self._connected = False
             if not connection.is_closed():
                 await connection.close(timeout=2)
 

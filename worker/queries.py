@@ -68,6 +68,7 @@ __all__ = [
     "message_id_by_idempotency_key",
     "message_status",
     "metrics_profiles",
+    "next_scheduled",
     "nth_oldest_send",
     "pause_profile",
     "ping",
@@ -489,6 +490,24 @@ def work_due_within(seconds: float) -> Select[Any]:
             ),
         )
     )
+
+
+def next_scheduled() -> Select[Any]:
+    """The earliest future moment a waiting message becomes due or a pause ends (NULL: none).
+
+    An idle worker whose LISTEN is connected sleeps until then (new rows wake it anyway).
+    """
+    message_due = (
+        select(func.min(outbox.c.next_attempt_at))
+        .where(outbox.c.status == "pending", outbox.c.next_attempt_at > func.now())
+        .scalar_subquery()
+    )
+    pause_ends = (
+        select(func.min(profile.c.paused_until))
+        .where(profile.c.paused_until > func.now())
+        .scalar_subquery()
+    )
+    return select(func.least(message_due, pause_ends))
 
 
 # --- caps ------------------------------------------------------------------------------------

@@ -152,6 +152,10 @@ class Repository:
     async def work_due_within(self, seconds: float) -> bool:
         return bool(await self._connection.scalar(queries.work_due_within(seconds)))
 
+    async def next_scheduled(self) -> datetime | None:
+        moment: datetime | None = await self._connection.scalar(queries.next_scheduled())
+        return moment
+
     async def any_capped_profile(self) -> bool:
         return bool(await self._connection.scalar(queries.any_capped_profile()))
 

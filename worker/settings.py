@@ -111,12 +111,18 @@ class Settings(BaseSettings):
     poll_interval: float = Field(
         default=5.0,
         gt=0,
-        description="Seconds between polls for scheduled work; new rows wake the worker at once.",
+        description=(
+            "Seconds between polls while the LISTEN connection is down. While it is up, new"
+            " rows wake the worker at once and it polls for nothing."
+        ),
     )
     housekeeping_interval: float = Field(
         default=15.0,
         gt=0,
-        description="Seconds between checks for lost leases, expired and unroutable messages.",
+        description=(
+            "Seconds between checks for lost leases, expired and unroutable messages, and for"
+            " what other workers scheduled; the longest an idle worker sleeps."
+        ),
     )
     lease_seconds: float = Field(
         default=120.0,

@@ -107,10 +107,15 @@ class Worker:
         # Whether an enabled profile has a cap, as of the last housekeeping. Until a worker
         # knows of one, its claims leave capped profiles out, so a new cap is never passed.
         self._capped_profiles = False
+        # The earliest known moment something scheduled becomes due (a retry, a pause's end,
+        # a cap's room), from housekeeping and this worker's own results. While LISTEN is
+        # connected, an idle worker sleeps until then instead of polling.
+        self._next_due_at: datetime | None = None
         self._resumed: set[str] = set()  # profiles whose probe succeeded since their last pause
         self._results = ResultWriter(engine)
         self._presets = load_presets()
-        self._listener = Listener(listen_dsn, f"{settings.db_schema}_outbox", self._wake.set)
+        self._rows_arrived = False  # a NOTIFY came since the last claim
+        self._listener = Listener(listen_dsn, f"{settings.db_schema}_outbox", self._notified)
         self._database_down = False
         self._metrics = WorkerMetrics(in_flight=lambda: len(self._in_flight))
         self._endpoint: HttpEndpoint | None = None
@@ -128,6 +133,11 @@ class Worker:
     def http_port(self) -> int | None:
         """The port of the ``/healthz`` and ``/metrics`` endpoint, once it listens."""
         return None if self._endpoint is None else self._endpoint.port
+
+    @property
+    def listening(self) -> bool:
+        """LISTEN is connected: a new row wakes this worker at once."""
+        return self._listener.connected
 
     def stop(self) -> None:
         """Stop claiming; in-flight sends get the grace period. Safe from a signal handler."""
@@ -156,9 +166,14 @@ class Worker:
         while not self._stop.is_set():
             self._metrics.loop_turned()
             self._wake.clear()
+            if self._next_due_at is not None and self._next_due_at <= _now():
+                self._next_due_at = None  # this claim takes what became due
+            rows_arrived, self._rows_arrived = self._rows_arrived, False
             claimed = await self._claim()
             for message in claimed:
                 self._start(message)
+            if rows_arrived and not claimed:
+                await self._learn_next_due()  # new rows, none due yet: not_before
             if claimed and self._free_slots() > 0:
                 continue  # more may be due right now
             nothing_claimed = not claimed and not self._in_flight
@@ -239,6 +254,7 @@ class Worker:
             frees_at = _now() + timedelta(seconds=self._settings.poll_interval)
         reason = f"waiting: {room.full_cap} reached; room again at {_iso_z(frees_at)}"
         deferred = await repository.defer_for_cap(name, until=frees_at, reason=reason)
+        self._note_due(frees_at)
         if deferred and self._cap_reached.get(name) != frees_at:
             self._cap_reached[name] = frees_at
             log.info(
@@ -246,8 +262,35 @@ class Worker:
             )
 
     async def _wait_for_work(self) -> None:
+        """Until a NOTIFY, a free slot, a stop, or the time to look again.
+
+        Without LISTEN, that time is the poll interval. With it, new rows wake the worker, so
+        it sleeps until the next scheduled moment it knows of, and at most one housekeeping
+        interval: what other workers or operators scheduled, it learns there.
+        """
+        timeout = self._settings.poll_interval
+        if self._listener.connected:
+            timeout = max(timeout, self._settings.housekeeping_interval)
+            if self._next_due_at is not None:
+                until_due = (self._next_due_at - _now()).total_seconds()
+                timeout = min(timeout, max(0.0, until_due))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=self._settings.poll_interval)
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    def _notified(self) -> None:
+        self._rows_arrived = True
+        self._wake.set()
+
+    async def _learn_next_due(self) -> None:
+        try:
+            async with self._autocommit.connect() as connection:
+                self._note_due(await Repository(connection).next_scheduled())
+        except DATABASE_ERRORS as exc:
+            self._database_unavailable(exc)
+
+    def _note_due(self, moment: datetime | None) -> None:
+        if moment is not None and (self._next_due_at is None or moment < self._next_due_at):
+            self._next_due_at = moment
 
     def _free_slots(self) -> int:
         return self._settings.concurrency - len(self._in_flight)
@@ -290,6 +333,8 @@ class Worker:
     def _record(self, outcome: Outcome) -> None:
         self._results.put(outcome)
         self._metrics.observe(outcome)
+        if outcome.status == "pending":
+            self._note_due(outcome.next_attempt_at)
 
     async def _attempt(self, context: AttemptContext) -> Outcome:
         message = context.claimed
@@ -515,10 +560,15 @@ class Worker:
                     max_attempts=self._settings.max_attempts,
                     lease_seconds=self._settings.lease_seconds,
                 )
-                self._capped_profiles = await repository.any_capped_profile()
+                capped_profiles = await repository.any_capped_profile()
+                next_scheduled = await repository.next_scheduled()
         except DATABASE_ERRORS as exc:
             self._database_unavailable(exc)
             return
+        if counts["reclaimed"] or (capped_profiles and not self._capped_profiles):
+            self._wake.set()  # rows due now that no NOTIFY announced
+        self._capped_profiles = capped_profiles
+        self._note_due(next_scheduled)
         changed = {name: count for name, count in counts.items() if count}
         if changed:
             log.info("housekeeping", **changed)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
-
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.integration.delivery_support import (
     add_profile,
@@ -15,11 +12,9 @@ from tests.integration.delivery_support import (
     sql,
 )
 from tests.integration.process_support import wait_until
+from tests.integration.worker_support import running_worker
 from tests.smtp_fixtures import SmtpServerFactory
-from worker.crypto import load_cipher
-from worker.db import asyncpg_dsn
 from worker.settings import Settings
-from worker.worker import Worker
 
 
 async def test_daily_cap_sends_exactly_the_cap(
@@ -145,13 +140,6 @@ async def test_cap_set_while_a_worker_runs_is_never_passed(
     settings = fast_settings(settings, poll_interval=0.1, housekeeping_interval=0.3)
     server = smtp_server_factory(tls="none")
     await add_profile(settings, server, encryption="none", login=None, password=None)
-    assert settings.database_url is not None
-    url = settings.database_url.get_secret_value()
-    engine = create_async_engine(url)
-    worker = Worker(
-        engine=engine, listen_dsn=asyncpg_dsn(url), settings=settings, cipher=load_cipher(settings)
-    )
-    task = asyncio.create_task(worker.run())
 
     async def first_sent() -> bool:
         return len(server.messages) == 1
@@ -163,15 +151,11 @@ async def test_cap_set_while_a_worker_runs_is_never_passed(
         )
         return 4 == rows[0][0]
 
-    try:
+    async with running_worker(settings):
         await enqueue(settings, count=1)
         await wait_until(first_sent, within=10, what="the first send")
         await sql(settings, "UPDATE mail.profile SET daily_cap = 3")
         await enqueue(settings, count=6)
         await wait_until(four_waiting_at_cap, within=10, what="four messages waiting at the cap")
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, timeout=20)
-        await engine.dispose()
 
     assert 3 == len(server.messages)

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -31,41 +30,18 @@ from tests.integration.process_support import (
     enqueue_numbered,
     wait_until,
 )
+from tests.integration.worker_support import Samples, http_get, parse_metrics, running_worker
 from tests.smtp_server import Event, SmtpTestServer
 from worker import health
-from worker.crypto import load_cipher
-from worker.db import asyncpg_dsn
 from worker.errors import ConfigurationError
 from worker.health import HttpEndpoint, WorkerState
 from worker.metrics import WorkerMetrics
 from worker.settings import Settings
-from worker.worker import Worker
 
 pytestmark = pytest.mark.timeout(60)
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
 
 # --- clients -----------------------------------------------------------------------------------
-
-
-async def http_get(
-    port: int, path: str, *, method: str = "GET", accept: str | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    """``(status, headers, body)`` from urllib; an error status is returned, not raised."""
-
-    def fetch() -> tuple[int, dict[str, str], bytes]:
-        headers = {} if accept is None else {"Accept": accept}
-        url = f"http://127.0.0.1:{port}{path}"
-        request = urllib.request.Request(url, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback http URL
-                return response.status, dict(response.headers), response.read()
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return exc.code, dict(exc.headers), exc.read()
-
-    return await asyncio.to_thread(fetch)
 
 
 async def raw_exchange(port: int, request: bytes) -> bytes:
@@ -79,15 +55,6 @@ async def raw_exchange(port: int, request: bytes) -> bytes:
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
-
-
-def parse_metrics(body: bytes) -> Samples:
-    """Every sample of a scrape: ``(name, sorted labels) -> value``."""
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(body.decode())
-        for sample in family.samples
-    }
 
 
 def by_label(samples: Samples, name: str, *labels: str) -> dict[tuple[str, ...], float]:
@@ -111,35 +78,7 @@ def free_port() -> int:
         return int(probe_socket.getsockname()[1])
 
 
-# --- an in-process worker ----------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
-    """A worker running in this event loop until the block ends; its endpoint is listening."""
-    assert settings.database_url is not None
-    url = settings.database_url.get_secret_value()
-    engine = create_async_engine(url)
-    worker = Worker(
-        engine=engine, listen_dsn=asyncpg_dsn(url), settings=settings, cipher=load_cipher(settings)
-    )
-    task = asyncio.create_task(worker.run(), name="worker-under-test")
-
-    async def listening() -> int | None:
-        if task.done():
-            task.result()  # raises what stopped it
-            raise AssertionError("the worker stopped before its endpoint listened")
-        return worker.http_port
-
-    try:
-        await wait_until(listening, within=10, what="the endpoint listens")
-        yield worker
-    finally:
-        worker.stop()
-        try:
-            await asyncio.wait_for(task, timeout=20)
-        finally:
-            await engine.dispose()
+# --- scripts -----------------------------------------------------------------------------------
 
 
 def _to(recipient: str) -> Callable[[Event], bool]:
@@ -295,7 +234,7 @@ async def test_healthz_is_503_while_the_database_is_unreachable(
         http_address="127.0.0.1:0",
     )
 
-    async with running_worker(settings) as worker:
+    async with running_worker(settings, listening=False) as worker:
         assert worker.http_port is not None
         status, headers, body = await http_get(worker.http_port, "/healthz")
         metrics_status, _, metrics_body = await http_get(worker.http_port, "/metrics")
