@@ -52,7 +52,6 @@ SMTPS: Mapping[str, Any] = {"tls": "implicit", "accounts": {SMTP_LOGIN: SMTP_PAS
 STARTTLS: Mapping[str, Any] = {"tls": "starttls", "accounts": {SMTP_LOGIN: SMTP_PASSWORD}}
 RELAY: Mapping[str, Any] = {"tls": "none"}
 SSL: Mapping[str, Any] = {"encryption": "ssl"}
-NO_LOGIN: Mapping[str, Any] = {"encryption": "none", "login": None, "password": None}
 
 RECIPIENT = "odbiorca@example.com"
 UNROUTABLE = "2001:db8::1"  # RFC 3849 documentation prefix: no route leads there
@@ -238,6 +237,9 @@ CASES: tuple[Case, ...] = (
         received=1,
     ),
     # --- _reply_failure: the provider's limit -------------------------------------------------
+    # docs/delivery.md, "Send caps": a daily limit pauses until the oldest send of 24 h ages
+    # out (a day when there is none), a rate limit for rate_limit_pause (10 min). (Its table
+    # under "What each failure means" says "an hour" for both.)
     Case(
         rule="quota-5.4.5-daily-limit-pauses-for-the-day",
         faults=(
@@ -408,6 +410,7 @@ CASES: tuple[Case, ...] = (
         ),
     ),
     Case(
+        # Any refusal of AUTH pauses the profile (one login per pause), a 4xx one as well.
         rule="auth-temporary-refusal-pauses",
         faults=(Fault(stage="AUTH", reply="454 4.3.0 Temporary authentication failure"),),
         **_paused(
@@ -476,6 +479,8 @@ CASES: tuple[Case, ...] = (
         ),
     ),
     Case(
+        # docs/delivery.md names no greeting reply; a 5xx one fails the message like any 5xx,
+        # though it says nothing about the message: every queued message would fail alike.
         rule="greeting-554-fails",
         faults=(Fault(stage="CONNECT", reply="554 5.7.1 Service unavailable; client blocked"),),
         **_failed(
@@ -485,6 +490,7 @@ CASES: tuple[Case, ...] = (
         ),
     ),
     Case(
+        # EHLO goes out just before the login: the auth stage, where every reply pauses.
         rule="ehlo-5xx-pauses",
         faults=(Fault(stage="EHLO", reply="550 5.7.1 Access denied"),),
         **_paused(
