@@ -78,7 +78,9 @@ CREDENTIALS_HINT = "check the login and password of the profile"
 LIMIT_REACHED = "the provider's sending limit was reached"
 _DAILY_TEXT = re.compile(r"daily|per day|SubmissionQuota", re.IGNORECASE)
 _QUOTA_CODES = {"5.4.5", "4.4.5", "4.5.3", "5.5.3", "4.3.2", "4.2.1"}
-_CERTIFICATE_TEXT = re.compile(r"CERTIFICATE_VERIFY_FAILED|WRONG_VERSION_NUMBER|SSL", re.IGNORECASE)
+# OpenSSL's errors read "[SSL: CERTIFICATE_VERIFY_FAILED] ..."; a bare "ssl" would also match
+# host names such as ssl0.ovh.net in a refused connection's text.
+_CERTIFICATE_TEXT = re.compile(r"CERTIFICATE_VERIFY_FAILED|WRONG_VERSION_NUMBER|\[SSL\b")
 
 
 def enhanced_code(text: str) -> str | None:
@@ -105,8 +107,10 @@ def _tls_failure(exc: BaseException, stage: Stage) -> Failure | None:
             reason=str(exc),
             hint="use port 465 with encryption ssl, or a server that offers STARTTLS",
         )
-    certificate = isinstance(exc, ssl.SSLError) or (
-        isinstance(exc, aiosmtplib.SMTPConnectError) and _CERTIFICATE_TEXT.search(str(exc))
+    certificate = (
+        isinstance(exc, ssl.SSLError)
+        or isinstance(exc.__cause__, ssl.SSLError)
+        or (isinstance(exc, aiosmtplib.SMTPConnectError) and _CERTIFICATE_TEXT.search(str(exc)))
     )
     if not certificate:
         return None
@@ -126,7 +130,11 @@ def _tls_failure(exc: BaseException, stage: Stage) -> Failure | None:
 def _dns_failure(exc: BaseException, stage: Stage) -> Failure | None:
     cause = exc.__cause__ or exc.__context__
     unknown_host = isinstance(exc, socket.gaierror) or isinstance(cause, socket.gaierror)
-    unreachable = isinstance(exc, OSError) and exc.errno in {101, 113}  # ENETUNREACH, EHOSTUNREACH
+    # aiosmtplib wraps the OSError in an SMTPConnectError without its errno.
+    unreachable = any(
+        isinstance(error, OSError) and error.errno in {101, 113}  # ENETUNREACH, EHOSTUNREACH
+        for error in (exc, cause)
+    )
     if not (unknown_host or unreachable):
         return None
     what = "unknown host" if unknown_host else "host unreachable"
@@ -146,7 +154,7 @@ def _reply_failure(exc: BaseException, stage: Stage) -> Failure | None:
     code, text = exc.code, _one_line(exc.message)
     enhanced = enhanced_code(text)
     reason = f"{code} {text}"
-    if _is_quota(code, enhanced, text):
+    if _is_quota(code, enhanced, text, stage):
         daily = enhanced == "5.4.5" or bool(_DAILY_TEXT.search(text))
         return Failure(
             kind=FailureKind.QUOTA,
@@ -181,9 +189,15 @@ def _about_credentials(
 
 
 def _reply_kind(exc: aiosmtplib.SMTPResponseException, code: int, stage: Stage) -> FailureKind:
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError) or stage is Stage.AUTH:
-        return FailureKind.PROFILE
-    if code == 530:  # authentication required: the profile is set up without AUTH
+    if isinstance(exc, aiosmtplib.SMTPConnectResponseError | aiosmtplib.SMTPHeloError):
+        # The greeting or EHLO refused: the server will not serve this account (or this
+        # client) at all, whichever message comes; a 4xx there is passing trouble.
+        return FailureKind.TRANSIENT if code < 500 else FailureKind.PROFILE
+    if (
+        isinstance(exc, aiosmtplib.SMTPAuthenticationError)
+        or stage in {Stage.TLS, Stage.AUTH}  # STARTTLS or AUTH refused: the profile's set-up
+        or code == 530  # authentication required: the profile is set up without AUTH
+    ):
         return FailureKind.PROFILE
     if _too_large(exc, code):
         return FailureKind.PERMANENT
@@ -209,6 +223,10 @@ def _reply_hint(exc: aiosmtplib.SMTPResponseException, code: int) -> str | None:
 
 
 def _all_recipients_refused(exc: aiosmtplib.SMTPRecipientsRefused, stage: Stage) -> Failure:
+    for refused in exc.recipients:  # "too many recipients" and the like: the provider's limit
+        quota = _reply_failure(refused, stage)
+        if quota is not None and quota.kind is FailureKind.QUOTA:
+            return quota
     refusals = [f"{r.recipient}: {r.code} {_one_line(r.message)}" for r in exc.recipients]
     temporary = any(r.code < 500 for r in exc.recipients)
     return Failure(
@@ -253,10 +271,12 @@ def _connection_failure(exc: BaseException, stage: Stage) -> Failure | None:
     return None
 
 
-def _is_quota(code: int, enhanced: str | None, text: str) -> bool:
+def _is_quota(code: int, enhanced: str | None, text: str, stage: Stage) -> bool:
     if enhanced in _QUOTA_CODES:
         return True
-    if enhanced == "4.7.0" and code in {421, 454}:  # Google: rate limited / too many logins
+    # Google: rate limited / too many logins. Not at STARTTLS, where 454 4.7.0 is RFC 3207's
+    # "TLS not available".
+    if enhanced == "4.7.0" and code in {421, 454} and stage is not Stage.TLS:
         return True
     return code in {421, 450, 451, 452, 550, 554} and bool(_QUOTA_TEXT.search(text))
 

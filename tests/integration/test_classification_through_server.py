@@ -187,15 +187,6 @@ CASES: tuple[Case, ...] = (
             pause=Pause(seconds=PAUSE_BASE, reason=r"cannot reach the SMTP server \(host"),
             logins=0,
         ),
-        marks=(
-            pytest.mark.xfail(
-                strict=True,
-                reason="classify.py's own rule: ENETUNREACH/EHOSTUNREACH pause the profile like"
-                " an unknown host; but aiosmtplib raises SMTPConnectError (errno None) with the"
-                " OSError as __cause__, and _dns_failure reads exc.errno only, so the rule never"
-                " fires: the message is retried as a lost connection (connect stage)",
-            ),
-        ),
     ),
     # --- _reply_failure: recipients -----------------------------------------------------------
     Case(
@@ -312,14 +303,6 @@ CASES: tuple[Case, ...] = (
             reason=PAUSED + LIMIT + re.escape("452 4.5.3 Your message has too many recipients"),
             code=452,
             pause=Pause(seconds=RATE_LIMIT_PAUSE, reason=LIMIT + "452 4.5.3 "),
-        ),
-        marks=(
-            pytest.mark.xfail(
-                strict=True,
-                reason="docs/delivery.md: 452 4.5.3 (and 450 4.2.1) pause the profile and spend"
-                " no attempt; refused at RCPT for every recipient, classify() judges it by"
-                " _all_recipients_refused alone (4xx: transient), so the message is retried",
-            ),
         ),
     ),
     # --- _reply_failure: the account ----------------------------------------------------------
@@ -481,16 +464,19 @@ CASES: tuple[Case, ...] = (
     Case(
         # docs/delivery.md names no greeting reply; a 5xx one fails the message like any 5xx,
         # though it says nothing about the message: every queued message would fail alike.
-        rule="greeting-554-fails",
+        # A refusal at the greeting says nothing about the message: every message of the
+        # profile would meet it.
+        rule="greeting-554-pauses",
         faults=(Fault(stage="CONNECT", reply="554 5.7.1 Service unavailable; client blocked"),),
-        **_failed(
-            reason=FAILED + re.escape("554 5.7.1 Service unavailable; client blocked") + "$",
+        **_paused(
+            reason=PAUSED + re.escape("554 5.7.1 Service unavailable; client blocked") + "$",
             code=554,
+            pause=Pause(seconds=PAUSE_BASE, reason=r"554 5\.7\.1 "),
             logins=0,
         ),
     ),
     Case(
-        # EHLO goes out just before the login: the auth stage, where every reply pauses.
+        # EHLO refused with 5xx: the server will not serve this client, whatever the message.
         rule="ehlo-5xx-pauses",
         faults=(Fault(stage="EHLO", reply="550 5.7.1 Access denied"),),
         **_paused(
@@ -506,15 +492,6 @@ CASES: tuple[Case, ...] = (
         **_retried(
             reason=RETRY + re.escape("451 4.3.0 Temporary failure, try later") + "$", code=451
         ),
-        marks=(
-            pytest.mark.xfail(
-                strict=True,
-                reason="docs/delivery.md: 451 4.3.0 is passing trouble (retry); an EHLO reply"
-                " of a profile with implicit TLS comes at the AUTH stage (EHLO is sent before"
-                " login), and _reply_kind makes every reply at that stage PROFILE: the profile"
-                " is paused instead (with starttls the same reply, at the TLS stage, retries)",
-            ),
-        ),
     ),
     Case(
         rule="starttls-454-refused-pauses",
@@ -526,15 +503,6 @@ CASES: tuple[Case, ...] = (
             code=454,
             pause=Pause(seconds=PAUSE_BASE, reason=r"454 4\.7\.0 TLS"),
             logins=0,
-        ),
-        marks=(
-            pytest.mark.xfail(
-                strict=True,
-                reason="docs/delivery.md: a TLS failure pauses the profile (60 s, doubling);"
-                " STARTTLS refused with 454 4.7.0 (RFC 3207's 'TLS not available') matches the"
-                " Google rate-limit rule (4.7.0 with 454), so the profile is paused for the"
-                " rate limit (10 min) with 'the provider's sending limit was reached'",
-            ),
         ),
     ),
     # --- _setup_failure -----------------------------------------------------------------------
