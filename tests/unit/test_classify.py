@@ -37,6 +37,14 @@ def _refused(*pairs: tuple[str, int]) -> aiosmtplib.SMTPRecipientsRefused:
             Stage.CONNECT,
             T,
         ),
+        # "ssl" in the host name is not a TLS failure
+        (
+            aiosmtplib.SMTPConnectError(
+                "Error connecting to ssl0.ovh.net on port 465: [Errno 111] Connect call failed"
+            ),
+            Stage.CONNECT,
+            T,
+        ),
         (aiosmtplib.SMTPServerDisconnected("Connection lost"), Stage.SEND, T),
         (aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"), Stage.SEND, T),
         (aiosmtplib.SMTPConnectTimeoutError("Timed out connecting"), Stage.CONNECT, T),
