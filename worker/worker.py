@@ -172,8 +172,8 @@ class Worker:
             claimed = await self._claim()
             for message in claimed:
                 self._start(message)
-            if rows_arrived and not claimed:
-                await self._learn_next_due()  # new rows, none due yet: not_before
+            if rows_arrived and not claimed and not self._in_flight:
+                await self._learn_next_due()  # idle, new rows, none due yet: not_before
             if claimed and self._free_slots() > 0:
                 continue  # more may be due right now
             nothing_claimed = not claimed and not self._in_flight
