@@ -78,6 +78,7 @@ __all__ = [
     "queue_depth",
     "reclaim_lost_leases",
     "release_claimed",
+    "release_waiting_messages",
     "renew_leases",
     "replace_password_token",
     "requeue_failed",
@@ -142,6 +143,29 @@ def update_profile(name: str, values: Mapping[str, Any]) -> Executable:
         )
         .returning(profile.c.id)
     )
+
+
+def release_waiting_messages(name: str) -> Update:
+    """A profile was just edited: its messages waiting for a pause or a retry are due now.
+
+    ``not_before`` still holds. A message waiting for a cap's room is looked at again, and
+    waits again if the cap is still full.
+    """
+    return (
+        update(outbox)
+        .where(
+            outbox.c.profile == name,
+            outbox.c.status == "pending",
+            outbox.c.next_attempt_at > func.now(),
+        )
+        .values(
+            next_attempt_at=func.greatest(func.now(), outbox.c.not_before),
+            status_reason=_PROFILE_EDITED,
+        )
+    )
+
+
+_PROFILE_EDITED = "queued: the profile was edited"
 
 
 def delete_profile(name: str) -> Executable:

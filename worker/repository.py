@@ -50,9 +50,16 @@ class Repository:
         return int((await self._connection.execute(queries.insert_profile(values))).scalar_one())
 
     async def update_profile(self, name: str, values: Mapping[str, Any]) -> bool:
-        """Apply ``values`` to the named profile; ``False`` when there is no such profile."""
+        """Apply ``values`` to the named profile; ``False`` when there is no such profile.
+
+        The edit ends the profile's pause, and its messages waiting for the pause (or a retry)
+        are due at once: the person has just fixed what was wrong.
+        """
         result = await self._connection.execute(queries.update_profile(name, values))
-        return result.scalar_one_or_none() is not None
+        if result.scalar_one_or_none() is None:
+            return False
+        await self._connection.execute(queries.release_waiting_messages(name))
+        return True
 
     async def remove_profile(self, name: str) -> bool:
         result = await self._connection.execute(queries.delete_profile(name))

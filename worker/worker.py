@@ -347,7 +347,7 @@ class Worker:
                 decision=Fail("expired: not sent before expires_at"),
                 tls_version=None,
             )
-        paused = self._paused.get(message.profile.name)
+        paused = self._pause_of(message.profile)
         if paused is not None and paused.until > now:
             return self._deferred(context, paused)
         too_many = _too_many_recipients(message)
@@ -486,6 +486,19 @@ class Worker:
                 reason=pause.reason,
                 hint=pause.hint,
             )
+
+    def _pause_of(self, profile: Profile) -> PauseProfile | None:
+        """This worker's pause of ``profile``; none once its connection settings were edited.
+
+        An edit (a new password, say) ends the pause in the database at once; the worker's own
+        memory of it must end too, or it would defer the messages until the old pause's end.
+        """
+        pause = self._paused.get(profile.name)
+        pool = self._pools.get(profile.name)
+        if pause is not None and pool is not None and not pool.serves(profile):
+            del self._paused[profile.name]
+            return None
+        return pause
 
     def _refuse_if_paused(self, profile_name: str) -> None:
         pause = self._paused.get(profile_name)

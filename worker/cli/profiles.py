@@ -25,6 +25,7 @@ from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.exits import ExitCode, UsageProblem, command_errors
 from worker.crypto import PasswordCipher, load_cipher
 from worker.errors import InvalidProfile, MailWorkerError, ProfileNotFound, SecretKeyError
+from worker.listener import notify_channel
 from worker.logs import register_secret
 from worker.models import AUTH_METHODS, ENCRYPTION_MODES
 from worker.presets import Preset, load_presets, require_preset
@@ -391,6 +392,7 @@ async def _update(
         changed = fields.differences(before) + (["password"] if password else [])
         if changed:
             await repository.update_profile(name, {**fields.as_row(), **password})
+            await repository.wake_workers(notify_channel(cli.settings.db_schema))
     return fields, changed
 
 
@@ -721,6 +723,8 @@ async def _apply(cli: CliContext, planned: list[_Planned]) -> tuple[list[_Outcom
         if problems:
             raise InvalidProfile(problems)
         outcomes = [await _save(repository, item, stored[item.fields.name]) for item in planned]
+        if any(outcome.result == "updated" for outcome in outcomes):
+            await repository.wake_workers(notify_channel(cli.settings.db_schema))
         new_default = await _apply_default(repository, planned)
     return outcomes, new_default
 
