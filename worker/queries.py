@@ -293,7 +293,6 @@ def claim_due() -> Update:
         .where(attachment.c.outbox_id == outbox.c.id)
         .scalar_subquery()
     )
-    lease = func.make_interval(0, 0, 0, 0, 0, 0, bindparam("lease_seconds", type_=Float))
     return (
         update(outbox)
         .where(outbox.c.id.in_(picked), profile.c.name == outbox.c.profile)
@@ -303,7 +302,7 @@ def claim_due() -> Update:
             attempts=outbox.c.attempts + 1,
             claimed_by=bindparam("worker", type_=Text),
             claimed_at=func.now(),
-            lease_expires_at=func.now() + lease,
+            lease_expires_at=func.now() + _seconds(bindparam("lease_seconds", type_=Float)),
             message_id=func.coalesce(outbox.c.message_id, new_message_id),
         )
         .returning(
@@ -395,7 +394,7 @@ def resume_profile(name: str) -> Update:
     )
 
 
-def reclaim_lost_leases(*, max_attempts: int, lease_seconds: float = 0.0) -> Executable:
+def reclaim_lost_leases(*, max_attempts: int, lease_seconds: float) -> Executable:
     """Rows whose worker died become due again, and their attempt is recorded as interrupted.
 
     A row interrupted ``max_attempts`` times is failed: a message that kills its worker must
@@ -496,7 +495,8 @@ def explain_waiting() -> Update:
     )
 
 
-def _seconds(value: float) -> Any:
+def _seconds(value: Any) -> Any:
+    """``value`` seconds (a number or a bound parameter) as an interval."""
     return func.make_interval(0, 0, 0, 0, 0, 0, value)
 
 

@@ -166,9 +166,7 @@ class Repository:
     async def any_capped_profile(self) -> bool:
         return bool(await self._connection.scalar(queries.any_capped_profile()))
 
-    async def housekeeping(
-        self, *, max_attempts: int, lease_seconds: float = 0.0
-    ) -> dict[str, int]:
+    async def housekeeping(self, *, max_attempts: int, lease_seconds: float) -> dict[str, int]:
         """Return lost leases, fail expired and unroutable rows, explain waiting ones.
 
         ``lease_seconds``: leases are reclaimed only once the database has been up that long.

@@ -10,11 +10,8 @@ aiosmtpd server with TLS and AUTH; the server's journal says what happened on th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
-
-from sqlalchemy.ext.asyncio import create_async_engine
+from collections.abc import Callable
 
 from tests.integration.delivery_support import (
     add_profile,
@@ -24,40 +21,15 @@ from tests.integration.delivery_support import (
     run_until_empty,
     sql,
 )
+from tests.integration.worker_support import running_worker
 from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
 from tests.smtp_server import SmtpTestServer
 from worker.crypto import load_cipher
-from worker.db import asyncpg_dsn
 from worker.settings import Settings
-from worker.worker import Worker
 
 WAIT_SECONDS = 10.0  # the longest any step may take before the test fails
 IDLE_CHECK_AFTER = 0.1  # seconds; the worker's idle_check_after in the idle tests
 NEW_PASSWORD = "Nowe-Haslo-2026!"
-
-
-@contextlib.asynccontextmanager
-async def _running_worker(settings: Settings) -> AsyncIterator[None]:
-    """A worker serving the outbox in this process (not until empty) until the block ends.
-
-    Its connection pools live as long as the block, so a test can let time pass between
-    messages. On exit the worker is stopped, which writes every result and closes the pools.
-    """
-    assert settings.database_url is not None
-    url = settings.database_url.get_secret_value()
-    engine = create_async_engine(url)
-    worker = Worker(
-        engine=engine, listen_dsn=asyncpg_dsn(url), settings=settings, cipher=load_cipher(settings)
-    )
-    task = asyncio.create_task(worker.run(), name="worker-under-test")
-    try:
-        yield
-    finally:
-        worker.stop()
-        try:
-            await asyncio.wait_for(task, timeout=WAIT_SECONDS)
-        finally:
-            await engine.dispose()
 
 
 async def _arrived(server: SmtpTestServer, count: int) -> None:
@@ -135,7 +107,7 @@ async def test_connection_the_server_closed_while_idle_is_replaced(
     settings = fast_settings(settings, idle_check_after=IDLE_CHECK_AFTER)
     await add_profile(settings, server, encryption="ssl")
 
-    async with _running_worker(settings):
+    async with running_worker(settings):
         [first] = await enqueue(settings)
         await _arrived(server, 1)
         assert await _eventually(lambda: server.open_connection_count == 0), "not closed"
@@ -156,7 +128,7 @@ async def test_idle_connection_is_checked_with_noop_before_reuse(
     settings = fast_settings(settings, idle_check_after=IDLE_CHECK_AFTER)
     await add_profile(settings, smtps_server, encryption="ssl")
 
-    async with _running_worker(settings):
+    async with running_worker(settings):
         [first] = await enqueue(settings)
         await _arrived(smtps_server, 1)
         await asyncio.sleep(IDLE_CHECK_AFTER * 3)  # the passing of idle time is the subject
@@ -177,7 +149,7 @@ async def test_changed_password_gets_a_fresh_pool(
     settings = fast_settings(settings)
     await add_profile(settings, smtps_server, encryption="ssl")
 
-    async with _running_worker(settings):
+    async with running_worker(settings):
         [first] = await enqueue(settings)
         await _arrived(smtps_server, 1)
         smtps_server.change_password(SMTP_LOGIN, NEW_PASSWORD)

@@ -21,7 +21,7 @@ from tests.integration.delivery_support import (
 )
 from tests.integration.outbox_samples import minimal_pdf
 from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
-from tests.smtp_server import SmtpTestServer
+from tests.smtp_server import Event, SmtpTestServer
 from worker.settings import Settings
 
 
@@ -410,16 +410,39 @@ async def test_bad_certificates_are_refused(
     assert "TLS failed" in stored["status_reason"]
 
 
-async def test_attachments_over_the_budget_go_one_at_a_time_and_all_arrive(
-    settings: Settings, smtp_server_factory: SmtpServerFactory
+@pytest.mark.parametrize(("budget", "alone"), [(64 * 1024, True), (None, False)])
+async def test_the_attachment_budget_bounds_the_messages_sent_at_once(
+    settings: Settings, smtp_server_factory: SmtpServerFactory, budget: int | None, alone: bool
 ) -> None:
-    """Four messages of 2 KB attachments, a budget of 1 KB: each goes alone, all arrive intact."""
-    settings = fast_settings(settings, attachment_budget=1024)
+    """Eight messages of 64 KB attachments over 4 connections, all arriving intact.
+
+    With a budget of one attachment each goes alone (the server never sees two transactions
+    open at once); without one, the 4 connections carry them side by side.
+    """
+    overrides = {} if budget is None else {"attachment_budget": budget}
+    settings = fast_settings(settings, **overrides)
     server = smtp_server_factory(tls="none")
-    await add_profile(settings, server, encryption="none", login=None, password=None)
+    await add_profile(
+        settings, server, encryption="none", login=None, password=None, max_connections=4
+    )
+    open_transactions, peak = 0, 0
+
+    def mail(_event: Event) -> bool:  # watches, never fires
+        nonlocal open_transactions, peak
+        open_transactions += 1
+        peak = max(peak, open_transactions)
+        return False
+
+    def data_end(_event: Event) -> bool:
+        nonlocal open_transactions
+        open_transactions -= 1
+        return False
+
+    server.script.on("MAIL", reply="451 unused", match=mail)
+    server.script.on("DATA_END", reply="451 unused", match=data_end)
     files = {}
-    for message_id in await enqueue(settings, count=4):
-        files[message_id] = bytes([message_id % 256]) * 2048
+    for message_id in await enqueue(settings, count=8):
+        files[message_id] = bytes([message_id % 256]) * 64 * 1024
         await sql(
             settings,
             "INSERT INTO mail.attachment (outbox_id, filename, content_type, content)"
@@ -434,3 +457,4 @@ async def test_attachments_over_the_budget_go_one_at_a_time_and_all_arrive(
         next(_parse(message.data).iter_attachments()).get_content() for message in server.messages
     )
     assert sorted(files.values()) == received
+    assert alone == (peak == 1), f"at most {peak} transactions open at once"

@@ -7,6 +7,7 @@ and a running worker forgets its own memory of the pause.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -25,10 +26,14 @@ pytestmark = pytest.mark.usefixtures("restore_logging")
 async def test_fixing_the_password_sends_the_waiting_messages_at_once(
     settings: Settings, cli_env: dict[str, str], smtps_server: SmtpTestServer
 ) -> None:
-    """Wrong password: paused for 60 s. The edit with the right one: all 3 sent within seconds."""
+    """Wrong password: paused for 60 s. The edit with the right one: all 3 sent within seconds.
+
+    A fourth message scheduled an hour ahead (not_before) keeps waiting for its time.
+    """
     settings = fast_settings(settings, poll_interval=60, housekeeping_interval=60)
     await add_profile(settings, smtps_server, encryption="ssl", password="wrong-password")
     ids = await enqueue(settings, count=3)
+    [later] = await enqueue(settings, not_before=datetime.now(UTC) + timedelta(hours=1))
 
     async def paused() -> bool:
         [profile] = await sql(settings, "SELECT paused_until FROM mail.profile")
@@ -50,3 +55,6 @@ async def test_fixing_the_password_sends_the_waiting_messages_at_once(
         await wait_until(all_sent, within=10, what="the waiting messages at the server")
 
     assert {"sent"} == {(await row(settings, message_id))["status"] for message_id in ids}
+    scheduled = await row(settings, later)
+    assert "pending" == scheduled["status"]
+    assert scheduled["next_attempt_at"] >= scheduled["not_before"]

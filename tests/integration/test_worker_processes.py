@@ -348,7 +348,7 @@ async def test_interrupted_attempt_names_the_worker_that_died(
     engine = create_async_engine(database_url)
     try:
         async with engine.begin() as connection:
-            counts = await Repository(connection).housekeeping(max_attempts=8)
+            counts = await Repository(connection).housekeeping(max_attempts=8, lease_seconds=0)
     finally:
         await engine.dispose()
 
