@@ -12,6 +12,7 @@ import enum
 import re
 import socket
 import ssl
+import traceback
 
 import aiosmtplib
 
@@ -23,6 +24,7 @@ __all__ = [
     "ProfileUnusable",
     "Stage",
     "StartTlsUnavailable",
+    "UnencryptedLogin",
     "classify",
     "enhanced_code",
 ]
@@ -61,6 +63,10 @@ class StartTlsUnavailable(MailWorkerError):
     """The server offers no STARTTLS, and the profile must not send its password in clear."""
 
 
+class UnencryptedLogin(MailWorkerError):
+    """The connection is not encrypted, so the profile's password is not sent over it."""
+
+
 class ProfileUnusable(MailWorkerError):
     """The profile cannot be used as stored (e.g. its password cannot be decrypted)."""
 
@@ -91,7 +97,14 @@ def enhanced_code(text: str) -> str | None:
 
 def classify(exc: BaseException, stage: Stage) -> Failure:
     """Turn an exception raised while sending into a :class:`Failure` (no I/O)."""
-    rules = (_tls_failure, _dns_failure, _reply_failure, _setup_failure, _connection_failure)
+    rules = (
+        _tls_failure,
+        _dns_failure,
+        _reply_failure,
+        _setup_failure,
+        _refused_by_client,  # aiosmtplib's ValueError: this message, refused on every attempt
+        _connection_failure,
+    )
     for rule in rules:
         failure = rule(exc, stage)
         if failure is not None:
@@ -106,6 +119,13 @@ def _tls_failure(exc: BaseException, stage: Stage) -> Failure | None:
             stage=stage,
             reason=str(exc),
             hint="use port 465 with encryption ssl, or a server that offers STARTTLS",
+        )
+    if isinstance(exc, UnencryptedLogin):
+        return Failure(
+            kind=FailureKind.PROFILE,
+            stage=stage,
+            reason=str(exc),
+            hint="set the profile's encryption to ssl, starttls or auto",
         )
     certificate = (
         isinstance(exc, ssl.SSLError)
@@ -253,6 +273,31 @@ def _setup_failure(exc: BaseException, stage: Stage) -> Failure | None:
             hint="use encryption ssl or starttls; many servers offer AUTH only over TLS",
         )
     return None
+
+
+def _refused_by_client(exc: BaseException, stage: Stage) -> Failure | None:
+    """aiosmtplib refused the envelope itself (an address no SMTP command can carry).
+
+    It checks the addresses before they go on the wire and raises ValueError: the same message
+    is refused the same way on every attempt, so retrying it only wastes the attempts.
+    """
+    if stage is not Stage.SEND or not isinstance(exc, ValueError):
+        return None
+    if not _raised_in_smtp_client(exc):
+        return None  # our own bug: retried like any unknown error, not blamed on the message
+    return Failure(
+        kind=FailureKind.PERMANENT,
+        stage=stage,
+        reason=f"the message cannot be sent as it is: {_one_line(str(exc))}",
+    )
+
+
+def _raised_in_smtp_client(exc: BaseException) -> bool:
+    """Whether aiosmtplib's code is on the path that raised ``exc`` (its traceback)."""
+    return any(
+        str(frame.f_globals.get("__name__", "")).partition(".")[0] == "aiosmtplib"
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
 
 
 def _connection_failure(exc: BaseException, stage: Stage) -> Failure | None:

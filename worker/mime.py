@@ -19,7 +19,10 @@ Decisions:
   No value can therefore start a header of its own. Bodies keep their line breaks (written as
   CRLF) and lose NUL characters.
 - Addresses must be ASCII: a non-ASCII address needs SMTPUTF8, which this module does not
-  produce, so it raises ``MessageBuildError``.
+  produce, so it raises ``MessageBuildError``. So does an address that no SMTP command can
+  carry although the email package reads it: one with a control character (a TAB in a quoted
+  local part, say) or a domain literal with '"', '<' or '>' (aiosmtplib refuses both on the
+  command line, and the refusal would otherwise only come when the message is sent).
 - Without To addresses the message says ``To: undisclosed-recipients:;``; Bcc addresses are
   only in the envelope. A naive ``date`` is taken as UTC.
 - Text is 7bit when it is ASCII with lines of at most 998 octets, otherwise quoted-printable
@@ -81,6 +84,11 @@ _CONTROL_RUNS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+")
 # An addr-spec that needs no quoting anywhere: dot-atom "@" dot-atom.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _SIMPLE_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*")
+# C0 (TAB included), DEL and C1: no SMTP command may carry them, even in a quoted local part.
+_ADDRESS_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# RFC 5321 dcontent (printable ASCII but "[", "\", "]") without '"', "<" and ">", which
+# aiosmtplib refuses outside a quoted local part; an IP address literal needs none of them.
+_DOMAIN_LITERAL = re.compile(r"\[[!#-;=?-Z^-~]+\]")
 # RFC 5322 field-name: printable ASCII except ":"; longer names could not start a line.
 _HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")
 # RFC 6838 type/subtype names (lower-cased before matching).
@@ -262,11 +270,16 @@ def _folded(name: str, header: BaseHeader) -> _FoldedHeader:
     return _FoldedHeader(name, str(header), lines)
 
 
+# What the email package's header parser raises on input it cannot read. AttributeError: Python
+# 3.11's parser trips over its own defect object on an unterminated domain literal ("a@[").
+_PARSER_ERRORS = (ValueError, IndexError, HeaderParseError, AttributeError)
+
+
 def _parsed(name: str, value: str) -> Any:
     """The email package's header object for ``value`` (an address list, a content type)."""
     try:
         return _POLICY.header_factory(name, value)
-    except (ValueError, IndexError, HeaderParseError) as exc:
+    except _PARSER_ERRORS as exc:
         raise MessageBuildError(f"{name} {value!r} cannot be read: {exc}") from exc
 
 
@@ -279,15 +292,24 @@ def _address(raw: str, field: str) -> str:
         raise MessageBuildError(f"{field} address {address[:40]!r}... is over 254 characters")
     if _SIMPLE_ADDRESS.fullmatch(address):
         return address
+    # Before the ASCII test, which would blame a C1 character on the missing SMTPUTF8.
+    if _ADDRESS_CONTROL.search(address):
+        raise MessageBuildError(f"{field} address {address!r} contains a control character")
     if not address.isascii():
         raise MessageBuildError(
             f"{field} address {address!r} is not ASCII; it needs SMTPUTF8, which is not supported"
         )
     try:
         # The email package's parser; it quotes the local part where needed, drops comments.
-        return Address(addr_spec=address).addr_spec
-    except (ValueError, IndexError, HeaderParseError) as exc:
+        parsed = Address(addr_spec=address)
+    except _PARSER_ERRORS as exc:
         raise MessageBuildError(f"{field} address {address!r} is not valid: {exc}") from exc
+    if parsed.domain.startswith("[") and not _DOMAIN_LITERAL.fullmatch(parsed.domain):
+        raise MessageBuildError(
+            f"{field} address {address!r} is not valid: a domain literal may not contain"
+            " '\"', '<' or '>' (it holds an IP address, such as [192.0.2.1])"
+        )
+    return parsed.addr_spec
 
 
 def _mailbox(header_name: str, display_name: str, address: str) -> str:

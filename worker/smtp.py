@@ -8,6 +8,9 @@ Encryption, exactly:
   (never a password over an unencrypted connection), opportunistic when it does not.
 * ``none``: plain, for local relays without authentication.
 
+Whatever the setting says, a profile that logs in never sends AUTH over a connection that is
+not encrypted (a row changed with SQL to ``none`` and a password is refused before AUTH).
+
 Certificates and host names are verified unless the profile turns that off, which logs a
 warning on every connect.
 """
@@ -23,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 import aiosmtplib
 import structlog
 
-from worker.classify import Stage, StartTlsUnavailable
+from worker.classify import Stage, StartTlsUnavailable, UnencryptedLogin
 from worker.profiles import Profile
 
 __all__ = [
@@ -235,6 +238,13 @@ async def _login(client: aiosmtplib.SMTP, profile: Profile, password: str | None
     """
     if profile.auth_method == "none":
         return
+    # Checked on the connection itself, not on the settings that should have encrypted it:
+    # a password goes inside TLS or not at all.
+    if client.get_transport_info("ssl_object") is None:
+        raise UnencryptedLogin(
+            f"refusing to send the password of profile {profile.name} over an unencrypted"
+            f" connection to {profile.host}:{profile.port} (encryption {profile.encryption})"
+        )
     if client.is_ehlo_or_helo_needed:
         await client.ehlo()
     offered = client.server_auth_methods if client.supports_extension("auth") else []

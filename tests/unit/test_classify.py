@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 
 import aiosmtplib
 import pytest
+from aiosmtplib.protocol import SMTPProtocol
 
-from worker.classify import FailureKind, Stage, StartTlsUnavailable, classify, enhanced_code
+from worker.classify import (
+    FailureKind,
+    Stage,
+    StartTlsUnavailable,
+    UnencryptedLogin,
+    classify,
+    enhanced_code,
+)
 from worker.mime import MessageBuildError
 
 T, P, PR, Q = (
@@ -97,6 +107,7 @@ def _refused(*pairs: tuple[str, int]) -> aiosmtplib.SMTPRecipientsRefused:
             PR,
         ),
         (StartTlsUnavailable("the server offers no STARTTLS"), Stage.TLS, PR),
+        (UnencryptedLogin("refusing to send the password of profile x"), Stage.AUTH, PR),
         (
             ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] self-signed"),
             Stage.TLS,
@@ -223,3 +234,55 @@ def test_a_message_over_the_servers_size_fails_alone(exc: aiosmtplib.SMTPSenderR
     failure = classify(exc, Stage.SEND)
     hint = "the message is larger than the server accepts (its SIZE limit)"
     assert (FailureKind.PERMANENT, hint) == (failure.kind, failure.hint)
+
+
+async def _rcpt_with_a_tab() -> object:
+    # sendmail's RCPT for an address its own address check lets through (a quoted TAB).
+    return await SMTPProtocol().execute_command(b"RCPT", b'TO:<"jan\tkowalski"@example.pl>')
+
+
+async def _sendmail_to_an_angle_bracket_literal() -> object:
+    return await aiosmtplib.SMTP().sendmail("jankowalski@wp.pl", ["jan@[192.0.2.<]"], b"x")
+
+
+@pytest.mark.parametrize(
+    ("call", "text"),
+    [
+        (_rcpt_with_a_tab, "Command arg contains a prohibited control character"),
+        (
+            _sendmail_to_an_angle_bracket_literal,
+            "Address 'jan@[192.0.2.<]' contains characters not permitted in an SMTP mailbox",
+        ),
+    ],
+)
+async def test_an_envelope_the_smtp_client_refuses_fails_the_message_at_once(
+    call: Callable[[], Awaitable[object]], text: str
+) -> None:
+    """aiosmtplib's ValueError for an address it will not put on the wire is permanent, with
+    its text: every attempt would be refused the same way."""
+    with pytest.raises(ValueError, match=re.escape(text)) as raised:
+        await call()  # aiosmtplib's own check, made before any I/O
+    failure = classify(raised.value, Stage.SEND)
+    expected = (FailureKind.PERMANENT, f"the message cannot be sent as it is: {text}")
+    assert expected == (failure.kind, failure.reason)
+
+
+def test_a_value_error_of_our_own_while_sending_is_retried() -> None:
+    """A ValueError raised outside aiosmtplib (a bug of ours) is not blamed on the message."""
+    try:
+        raise ValueError("invalid literal for int() with base 10: 'x'")
+    except ValueError as exc:
+        failure = classify(exc, Stage.SEND)
+    assert FailureKind.TRANSIENT == failure.kind
+
+
+def test_a_login_without_tls_pauses_the_profile_with_a_hint() -> None:
+    """Refusing to send the password unencrypted pauses the profile, saying which settings work."""
+    reason = "refusing to send the password of profile wp over an unencrypted connection"
+    failure = classify(UnencryptedLogin(reason), Stage.AUTH)
+    expected = (
+        FailureKind.PROFILE,
+        reason,
+        "set the profile's encryption to ssl, starttls or auto",
+    )
+    assert expected == (failure.kind, failure.reason, failure.hint)

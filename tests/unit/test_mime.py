@@ -14,6 +14,8 @@ from email.message import EmailMessage, MIMEPart
 from typing import Any
 
 import pytest
+from aiosmtplib.email import quote_address
+from aiosmtplib.protocol import COMMAND_INJECTION_REGEX
 
 from worker.errors import MailWorkerError
 from worker.mime import (
@@ -239,6 +241,97 @@ def test_invalid_sender_address_is_refused() -> None:
     """A profile address that is not an e-mail address is a MessageBuildError."""
     with pytest.raises(MessageBuildError, match="sender address"):
         render(_sender(address="not an address"), _content())
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        '"jan\tkowalski"@example.pl',  # TAB: the email package accepts it in a quoted local part
+        '"jan\x01"@example.pl',
+        "jan\x1f@example.pl",
+        '"jan\x7f"@example.pl',  # DEL
+        '"jan\x85"@example.pl',  # C1: a control character, not a missing SMTPUTF8
+    ],
+)
+def test_address_with_a_control_character_is_refused_in_words(address: str) -> None:
+    """A control character (C0 with TAB, DEL, C1) in an address is refused, naming the field
+    and the address with its escapes: no SMTP command may carry it."""
+    with pytest.raises(MessageBuildError) as raised:
+        render(SENDER, _content(bcc=["anna@firma.pl", address]))
+    assert f"Bcc address {address!r} contains a control character" == str(raised.value)
+
+
+@pytest.mark.parametrize("address", ["jan@[192.0.2.<]", 'jan@["]', "jan@[>]"])
+def test_domain_literal_that_smtp_cannot_carry_is_refused(address: str) -> None:
+    """A domain literal with '"', '<' or '>' is refused when the message is built, not by
+    aiosmtplib when it is sent."""
+    with pytest.raises(MessageBuildError) as raised:
+        render(SENDER, _content(to=[address]))
+    expected = f"To address {address!r} is not valid: a domain literal may not contain"
+    assert expected == str(raised.value)[: len(expected)]
+
+
+@pytest.mark.parametrize("address", ["jan@[", "jan@[192.0.2.1"])
+def test_unterminated_domain_literal_is_refused(address: str) -> None:
+    """A broken domain literal is a MessageBuildError, not the email parser's AttributeError
+    (which the worker took for passing trouble and retried)."""
+    with pytest.raises(MessageBuildError, match="Cc address"):
+        render(SENDER, _content(cc=[address]))
+
+
+def test_unterminated_domain_literal_in_a_row_reply_to_is_refused() -> None:
+    """The same broken literal in the row's Reply-To is a MessageBuildError too."""
+    with pytest.raises(MessageBuildError, match="Reply-To"):
+        render(SENDER, _content(headers={"Reply-To": "Jan <jan@[>"}))
+
+
+@pytest.mark.parametrize(
+    "address", ['"jan kowalski"@example.pl', "jan@[192.0.2.1]", "jan@[IPv6:2001:db8::1]"]
+)
+def test_unusual_addresses_that_smtp_carries_are_kept(address: str) -> None:
+    """A quoted local part with a space and IP address literals stay in the envelope as given."""
+    assert [address] == render(SENDER, _content(to=[address])).recipients
+
+
+def _address_candidates() -> list[str]:
+    """Each character up to U+009F (C0, printable ASCII, DEL, C1) where addresses hide them,
+    and seeded random strings of specials and control characters."""
+    shapes = [
+        "jan{c}@example.pl",
+        '"jan{c}"@example.pl',
+        '"{c}"@example.pl',
+        '"ja\\{c}n"@example.pl',
+        "jan@exa{c}mple.pl",
+        "jan@[192.0.2.{c}]",
+        "jan@[{c}]",
+        "jan ({c}) @example.pl",
+    ]
+    candidates = [shape.format(c=chr(code)) for shape in shapes for code in range(0xA0)]
+    rnd = random.Random(5321)
+    alphabet = [*'a"\\.@[]<>(),;: ', "\t", "\x01", "\x7f", "x.pl"]
+    for _ in range(20_000):
+        local = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 8)))
+        candidates.append(local + rnd.choice(["@x.pl", ""]))
+    return candidates
+
+
+def test_every_address_render_accepts_can_go_into_an_smtp_command() -> None:
+    """Whatever address render puts into the envelope, aiosmtplib's own checks let it into
+    MAIL FROM and RCPT TO: no address is refused only when the message is sent."""
+    unsendable = []
+    for candidate in _address_candidates():
+        try:
+            [address] = render(SENDER, _content(to=[candidate])).recipients
+        except MessageBuildError:
+            continue
+        try:
+            command_arg = quote_address(address).encode("ascii")
+        except ValueError as exc:
+            unsendable.append((candidate, str(exc)))
+            continue
+        if COMMAND_INJECTION_REGEX.search(command_arg):
+            unsendable.append((candidate, "a control character on the command line"))
+    assert [] == unsendable
 
 
 # --- Subject, identity and extra headers ----------------------------------------------------
