@@ -7,6 +7,8 @@
 # docker-compose.yml runs it with PostgreSQL and Mailpit; docs/quickstart.md explains both.
 # No secret is ever part of the image: the database URL, the secret key and the profiles'
 # passwords come from the environment or from mounted files (Docker secrets) at run time.
+# Nor does the image make a key by itself: without MAILWORKER_SECRET_KEY(_FILE), `mailworker
+# run` refuses to start (MAILWORKER_ALLOW_DEVELOPMENT_KEY=false).
 
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
@@ -34,6 +36,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     MAILWORKER_DATA_DIR=/var/lib/mailworker \
+    MAILWORKER_ALLOW_DEVELOPMENT_KEY=false \
     MAILWORKER_LOG_FORMAT=json \
     MAILWORKER_HTTP_ADDRESS=0.0.0.0:9090
 # Only from the builder's wheels (--no-index): exactly the locked versions, no compiler here.

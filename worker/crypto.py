@@ -2,9 +2,10 @@
 
 Keys come from ``MAILWORKER_SECRET_KEY`` (comma-separated, newest first) or from the file that
 ``MAILWORKER_SECRET_KEY_FILE`` names. Without either, a development key file is made once under
-the data folder and used with a warning. The newest key encrypts and every key decrypts, so a
-new key goes in front of the old ones and :meth:`PasswordCipher.reencrypt` moves each stored
-password to it.
+the data folder and used with a warning, but only where a development key is allowed (by
+default: with the embedded database); elsewhere no key is an error. The newest key encrypts and
+every key decrypts, so a new key goes in front of the old ones and
+:meth:`PasswordCipher.reencrypt` moves each stored password to it.
 """
 
 from __future__ import annotations
@@ -98,7 +99,10 @@ def parse_keys(text: str, *, origin: str) -> list[bytes]:
 
 
 def configured_keys(settings: Settings) -> list[bytes]:
-    """The keys from the settings, or the development key file's when none are set."""
+    """The keys from the settings, or the development key file's when none are set.
+
+    Raises :class:`SecretKeyError` when none are set and a development key is not allowed.
+    """
     secret = settings.secret_key.get_secret_value().strip() if settings.secret_key else ""
     if secret and settings.secret_key_file is not None:
         raise SecretKeyError("set MAILWORKER_SECRET_KEY or MAILWORKER_SECRET_KEY_FILE, not both")
@@ -107,8 +111,25 @@ def configured_keys(settings: Settings) -> list[bytes]:
     if settings.secret_key_file is not None:
         path = settings.secret_key_file
         return parse_keys(_read_key_file(path), origin=f"secret key file {path}")
+    if not settings.development_key_allowed:
+        raise SecretKeyError(_no_key(settings))
     path = settings.data_dir / DEVELOPMENT_KEY_FILE
     return parse_keys(_development_key(path), origin=f"development key file {path}")
+
+
+def _no_key(settings: Settings) -> str:
+    """One line: what to set, how to make a key, and why no development key is made."""
+    why = (
+        "MAILWORKER_ALLOW_DEVELOPMENT_KEY=false"
+        if settings.allow_development_key is False
+        else "DATABASE_URL is set"
+    )
+    return (
+        "no secret key is configured: set MAILWORKER_SECRET_KEY or MAILWORKER_SECRET_KEY_FILE;"
+        f" {_GENERATE_HINT}. No development key is made since {why};"
+        " MAILWORKER_ALLOW_DEVELOPMENT_KEY=true allows one, kept under the data folder"
+        " (not for production)"
+    )
 
 
 def load_cipher(settings: Settings) -> PasswordCipher:

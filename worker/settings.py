@@ -11,6 +11,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from pydantic import (
     AliasChoices,
@@ -24,7 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from worker.errors import ConfigurationError
 
-__all__ = ["CONFIG_FILE_ENV", "Settings", "load_settings", "split_address"]
+__all__ = ["CONFIG_FILE_ENV", "Settings", "load_settings", "mask_url_password", "split_address"]
 
 CONFIG_FILE_ENV = "MAILWORKER_CONFIG_FILE"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -65,12 +66,23 @@ class Settings(BaseSettings):
         description=(
             "Fernet key(s) that encrypt stored passwords, comma-separated, newest first. "
             "Older keys still decrypt, so keys can be rotated. "
-            "Empty: a development key file is generated under the data folder."
+            "Empty, and no key file either: commands that need a key refuse to start, unless "
+            "a development key is allowed (MAILWORKER_ALLOW_DEVELOPMENT_KEY)."
         ),
     )
     secret_key_file: Path | None = Field(
         default=None,
         description="File holding the key(s) instead of MAILWORKER_SECRET_KEY (Docker secrets).",
+    )
+    allow_development_key: bool | None = Field(
+        default=None,
+        description=(
+            "Whether, with neither MAILWORKER_SECRET_KEY nor MAILWORKER_SECRET_KEY_FILE set, a "
+            "development key file is made and used under the data folder (with a warning). "
+            "Whoever can read that folder can decrypt every stored password: never in "
+            "production. Empty: only with the embedded database (DATABASE_URL empty); the "
+            "container image sets false."
+        ),
     )
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto",
@@ -88,7 +100,10 @@ class Settings(BaseSettings):
     # --- the delivery worker ---------------------------------------------------------------
     worker_name: str | None = Field(
         default=None,
-        description="Name of this worker in leases and logs. Empty: host name and process id.",
+        description=(
+            "Name of this worker in leases and logs; give each worker its own. Empty: host name,"
+            " process id and a random part made at each start."
+        ),
     )
     concurrency: int = Field(
         default=32, ge=1, le=1000, description="Messages one worker process has in flight at most."
@@ -204,6 +219,14 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a postgresql:// URL, not a {scheme}:// one")
         return value
 
+    @field_validator("allow_development_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose writes an unset ${VARIABLE} as an empty string: that means the default.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("http_address")
     @classmethod
     def _address_is_host_port(cls, value: str | None) -> str | None:
@@ -229,6 +252,13 @@ class Settings(BaseSettings):
         if self.health_stale_after is not None:
             return self.health_stale_after
         return max(60.0, 3 * self.poll_interval)
+
+    @property
+    def development_key_allowed(self) -> bool:
+        """``allow_development_key``, or its default: only with the embedded database."""
+        if self.allow_development_key is not None:
+            return self.allow_development_key
+        return self.database_url is None
 
     def effective(self) -> dict[str, Any]:
         """The settings as plain values, secrets masked: what ``config show`` prints."""
@@ -263,8 +293,33 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def mask_url_password(url: str) -> str:
-    """``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """``url`` with every password in it replaced by ``***``; all else stays readable.
+
+    ``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``, and the same for a
+    password with ``@`` or ``:`` in it, a percent-encoded one, several hosts, and the query's
+    ``password=`` and ``sslpassword=``: ``postgresql://h/db?user=u&password=***``.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    before_query, question, query = rest.partition("?")
+    # Up to the last "@" before the query, anything after the user's ":" may be password (it
+    # may hold "@", ":", even an unencoded "/"), so all of it is hidden.
+    user_info, at, hosts_and_path = before_query.rpartition("@")
+    if at:
+        user, colon, _password = user_info.partition(":")
+        before_query = f"{user}:***@{hosts_and_path}" if colon else before_query
+    if question:
+        query = "&".join(_mask_parameter(parameter) for parameter in query.split("&"))
+    return f"{scheme}{separator}{before_query}{question}{query}"
+
+
+def _mask_parameter(parameter: str) -> str:
+    """``password=secret`` → ``password=***``; ``sslpassword`` too; others as they are."""
+    name, equals, value = parameter.partition("=")
+    if equals and value and unquote(name).strip().lower().endswith("password"):
+        return f"{name}=***"
+    return parameter
 
 
 def load_settings(config_file: Path | None = None) -> Settings:

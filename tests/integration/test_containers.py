@@ -449,10 +449,16 @@ def test_image_installs_only_the_locked_runtime_wheels() -> None:
     assert not re.search(r"\[dev\]|pytest|\btests/", text)
 
 
+def _is_switch(name: str) -> bool:
+    """Whether ``name`` is a true/false setting, which holds no secret whatever its name."""
+    field = Settings.model_fields.get(setting_names().get(name, ""))
+    return field is not None and field.annotation in (bool, bool | None)
+
+
 def test_image_bakes_in_no_secret() -> None:
     """No ENV or ARG with a secret-like name (KEY, PASSWORD, SECRET, TOKEN) carries a value; a
-    *_FILE path to a secret is allowed. Every MAILWORKER_* the image sets is a real setting (or,
-    while it is being added, one the quick start documents)."""
+    *_FILE path to a secret and a true/false setting are allowed. Every MAILWORKER_* the image
+    sets is a real setting (or, while it is being added, one the quick start documents)."""
     assignments: dict[str, str] = {}
     for instruction in dockerfile():
         if instruction.keyword in {"ENV", "ARG"}:
@@ -460,7 +466,10 @@ def test_image_bakes_in_no_secret() -> None:
     secrets = {
         name: value
         for name, value in assignments.items()
-        if SECRET_NAME.search(name) and not name.endswith("_FILE") and value
+        if SECRET_NAME.search(name)
+        and not name.endswith("_FILE")
+        and not _is_switch(name)
+        and value
     }
     assert {} == secrets
     mailworker = {name for name in image_environment() if name.startswith("MAILWORKER_")}

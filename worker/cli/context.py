@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +21,7 @@ from worker.settings import Settings, load_settings
 __all__ = ["CliContext", "pass_cli", "run_async"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class CliContext:
@@ -61,7 +63,24 @@ class CliContext:
             await engine.dispose()
 
 
-pass_cli = click.make_pass_decorator(CliContext)
+_find_cli = click.make_pass_decorator(CliContext)
+
+
+def pass_cli(command: Callable[Concatenate[CliContext, P], T]) -> Callable[P, T]:
+    """Pass a command its :class:`CliContext`; the service's own errors end it in one line.
+
+    Also those raised outside :func:`run_async`, e.g. by loading the secret keys before the
+    command's event loop starts: a person gets the error's text, not a traceback.
+    """
+
+    @functools.wraps(command)
+    def guarded(cli: CliContext, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return command(cli, *args, **kwargs)
+        except MailWorkerError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return _find_cli(guarded)
 
 
 def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:

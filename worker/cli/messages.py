@@ -16,7 +16,7 @@ import click
 import structlog
 
 from worker.cli.context import CliContext, pass_cli, run_async
-from worker.cli.output import echo_json, moment_text, table
+from worker.cli.output import echo_json, moment_text, printable, table
 from worker.listener import notify_channel
 from worker.models import MESSAGE_KINDS, MESSAGE_STATUSES
 from worker.operations import MessageChange, MessageDetails, MessageFilter, parse_since
@@ -28,6 +28,8 @@ log = structlog.get_logger("worker.cli")
 LIST_HEADERS = ("ID", "STATUS", "PROFILE", "KIND", "CREATED", "ATTEMPTS", "TO", "SUBJECT", "REASON")
 # Fields `show` prints at the end, each as a block of its own.
 _BODIES = ("body_text", "body_html")
+# Fields that hold server replies, which may span lines; `show` keeps their line breaks.
+_MULTI_LINE = frozenset({"status_reason", "last_error", "smtp_response"})
 
 _RETRY_REFUSALS = {
     "pending": "not retried: it is pending already",
@@ -73,7 +75,7 @@ def _since(_ctx: click.Context, param: click.Parameter, value: str | None) -> da
 
 
 def _short(text: str | None, width: int) -> str:
-    one_line = " ".join((text or "").split())
+    one_line = printable(" ".join((text or "").split()))
     return one_line if len(one_line) <= width else one_line[: width - 1] + "…"
 
 
@@ -82,15 +84,16 @@ def _recipients_cell(row: Mapping[str, Any]) -> str:
     if not everyone:
         return "-"
     more = f" (+{len(everyone) - 1})" if len(everyone) > 1 else ""
-    return f"{everyone[0]}{more}"
+    return f"{printable(everyone[0])}{more}"
 
 
 def _list_row(row: Mapping[str, Any]) -> tuple[str, ...]:
+    # Producers write these columns (and servers the reasons): never printed raw.
     return (
         str(row["id"]),
-        row["status"],
-        row["profile"] or "-",
-        row["kind"],
+        printable(row["status"]),
+        printable(row["profile"] or "-"),
+        printable(row["kind"]),
         moment_text(row["created_at"]),
         str(row["attempts"]),
         _recipients_cell(row),
@@ -173,36 +176,44 @@ async def _details(cli: CliContext, message_id: int) -> MessageDetails:
     return details
 
 
-def _field_text(value: Any) -> str:
+def _field_text(key: str, value: Any) -> str:
+    """A field as text, control characters escaped; a multi-line one keeps its line breaks."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return moment_text(value)
     if isinstance(value, list | tuple):
-        return ", ".join(str(item) for item in value)
+        return printable(", ".join(str(item) for item in value))
     if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False) if value else ""
-    return str(value)
+        return printable(json.dumps(value, ensure_ascii=False)) if value else ""
+    return printable(str(value), lines=key in _MULTI_LINE)
+
+
+def _hanging(first: str, text: str) -> str:
+    """``first`` + ``text``, further lines of ``text`` indented to line up under its first."""
+    return first + text.replace("\n", "\n" + " " * len(first))
 
 
 def _attempt_lines(attempt: Mapping[str, Any]) -> list[str]:
     reply = " ".join(str(part) for part in (attempt["smtp_code"], attempt["smtp_text"]) if part)
     head = [
         f"#{attempt['attempt_no']}",
-        attempt["outcome"] or "unfinished",
+        printable(attempt["outcome"] or "unfinished"),
         f"{moment_text(attempt['started_at'])} .. {moment_text(attempt['finished_at'])}",
-        f"worker {attempt['worker_id'] or '-'}",
-        f"profile {attempt['profile'] or '-'}",
+        f"worker {printable(attempt['worker_id'] or '-')}",
+        f"profile {printable(attempt['profile'] or '-')}",
     ]
     if attempt["tls_version"]:
-        head.append(attempt["tls_version"])
+        head.append(printable(attempt["tls_version"]))
     lines = ["  " + "  ".join(head)]
+    # Server replies may span lines (multi-line SMTP replies): kept as lines, never raw.
     if reply:
-        lines.append(f"      reply: {reply}")
+        lines.append(_hanging("      reply: ", printable(reply, lines=True)))
     if attempt["error"] and attempt["error"] != attempt["smtp_text"]:
-        lines.append(f"      error: {attempt['error']}")
+        lines.append(_hanging("      error: ", printable(attempt["error"], lines=True)))
     for address, result in (attempt["recipients"] or {}).items():
-        lines.append(f"      {address}: {result.get('code', '')} {result.get('text', '')}".rstrip())
+        answer = printable(f"{result.get('code', '')} {result.get('text', '')}", lines=True)
+        lines.append(_hanging(f"      {printable(address)}: ", answer).rstrip())
     return lines
 
 
@@ -210,10 +221,11 @@ def _echo_details(details: MessageDetails) -> None:
     fields = {key: value for key, value in details.message.items() if key not in _BODIES}
     width = max(len(key) for key in fields)
     for key, value in fields.items():
-        click.echo(f"{key:<{width}}  {_field_text(value)}".rstrip())
+        click.echo(_hanging(f"{key:<{width}}  ", _field_text(key, value)).rstrip())
     click.echo(f"\nattachments ({len(details.attachments)}):")
     for item in details.attachments:
-        click.echo(f"  {item['filename']}  {item['content_type']}  {item['size']} bytes")
+        name, content_type = printable(item["filename"]), printable(item["content_type"])
+        click.echo(f"  {name}  {content_type}  {item['size']} bytes")
     click.echo(f"\nattempts ({len(details.attempts)}):")
     for attempt in details.attempts:
         for line in _attempt_lines(attempt):
@@ -222,7 +234,7 @@ def _echo_details(details: MessageDetails) -> None:
         body = details.message.get(key)
         if body:
             click.echo(f"\n{key}:")
-            for line in str(body).splitlines():
+            for line in printable(str(body), lines=True).splitlines():
                 click.echo(f"  {line}".rstrip())
 
 

@@ -13,7 +13,44 @@ import click
 
 from worker.operations import iso_moment
 
-__all__ = ["age_text", "echo_json", "moment_text", "on_terminal", "progress", "table"]
+__all__ = [
+    "age_text",
+    "echo_json",
+    "json_text",
+    "moment_text",
+    "on_terminal",
+    "printable",
+    "progress",
+    "table",
+]
+
+
+def _escape(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+# Characters a terminal obeys instead of showing: C0 controls (ESC starts the sequences that
+# retitle the window, move the cursor or write to the clipboard), DEL, C1 controls (0x9b is
+# a one-byte CSI) and the bidi overrides and isolates, which reorder what is seen.
+_CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPES = {code: _escape(code) for code in _CONTROLS}
+# Multi-line text keeps its line breaks, and tabs, which only move the cursor forward.
+_ESCAPES_KEEPING_LINES = {
+    code: escape for code, escape in _ESCAPES.items() if code not in {ord("\n"), ord("\t")}
+}
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    r"""``text`` safe to show on a terminal: each control character as a visible escape.
+
+    Python's ``"\x1b]0;x\x07"`` becomes ``"\\x1b]0;x\\x07"``: what was an escape sequence is
+    shown, not obeyed. Text from producers and servers (subjects, addresses, SMTP replies)
+    goes through this before a command prints it for a person. ``lines=True``, for text shown
+    as a block of lines, keeps its line breaks (``\n``, ``\r\n``) and tabs.
+    """
+    if lines:
+        return text.replace("\r\n", "\n").translate(_ESCAPES_KEEPING_LINES)
+    return text.translate(_ESCAPES)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -38,8 +75,22 @@ def _plain(value: Any) -> Any:
 
 
 def echo_json(value: Any) -> None:
-    """``value`` as indented JSON; times as ISO 8601 UTC, non-ASCII text as it is."""
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=_plain))
+    """``value`` as indented JSON; times as ISO 8601 UTC, non-ASCII text as it is.
+
+    JSON itself escapes only C0 controls; DEL, C1 controls and the bidi overrides are
+    escaped here too (``\\u009b``), so the output is as safe on a terminal as a table.
+    """
+    click.echo(json_text(value, indent=2))
+
+
+def json_text(value: Any, *, indent: int | None = None) -> str:
+    """``value`` as JSON, readable non-ASCII text, no character a terminal would obey."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False, default=_plain)
+    return text.translate(_JSON_ESCAPES)
+
+
+# json.dumps escapes the C0 controls itself; a \uXXXX escape is valid JSON for the rest.
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in _CONTROLS if code >= 0x7F}
 
 
 def moment_text(moment: datetime | None) -> str:

@@ -23,6 +23,7 @@ import structlog
 
 from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.exits import ExitCode, UsageProblem, command_errors
+from worker.cli.output import json_text, printable
 from worker.crypto import PasswordCipher, load_cipher
 from worker.errors import InvalidProfile, MailWorkerError, ProfileNotFound, SecretKeyError
 from worker.listener import notify_channel
@@ -459,7 +460,7 @@ def _text_lines(profile: Profile, view: Mapping[str, Any], now: datetime) -> Ite
     width = max(len(key) for key in shown)
     for key, value in shown.items():
         text = _yes_no(value) if isinstance(value, bool) else "" if value is None else value
-        yield f"{key:<{width}}  {text}"
+        yield f"{key:<{width}}  {printable(str(text))}"  # the pause reason is a server's reply
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -488,18 +489,18 @@ def list_profiles(cli: CliContext, as_json: bool) -> None:
     if as_json:
         now = datetime.now(UTC)
         views = [_public_view(p, now) for p in found]
-        click.echo(json.dumps(views, indent=2, ensure_ascii=False))
+        click.echo(json_text(views, indent=2))
     elif not found:
         click.echo("no profiles yet; add one with `mailworker profiles add`")
     else:
         headers = ("NAME", "DEFAULT", "ENABLED", "FROM", "SERVER", "ENCRYPTION", "AUTH")
         rows = [
             (
-                p.name,
+                printable(p.name),
                 "*" if p.is_default else "",
                 _yes_no(p.enabled),
-                p.from_address,
-                f"{p.host}:{p.port}",
+                printable(p.from_address),
+                printable(f"{p.host}:{p.port}"),
                 p.encryption,
                 p.auth_method,
             )
@@ -527,7 +528,7 @@ def show_profile(cli: CliContext, name: str, as_json: bool) -> None:
     now = datetime.now(UTC)
     view = _public_view(profile, now)
     if as_json:
-        click.echo(json.dumps(view, indent=2, ensure_ascii=False))
+        click.echo(json_text(view, indent=2))
         return
     for line in _text_lines(profile, view, now):
         click.echo(line)
@@ -784,9 +785,10 @@ def check_profile_command(cli: CliContext, name: str, as_json: bool) -> None:
     with command_errors():
         report = run_async(lambda: _check(cli, name))
     if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+        click.echo(json_text(report.as_dict(), indent=2))
     else:
-        click.echo("\n".join(report.lines()))
+        # The report quotes the server (its replies, its certificate's names).
+        click.echo(printable("\n".join(report.lines()), lines=True))
     click.get_current_context().exit(ExitCode.OK if report.works else ExitCode.NOT_OK)
 
 

@@ -12,6 +12,7 @@ from worker.cli.context import CliContext, pass_cli, run_async
 from worker.crypto import load_cipher
 from worker.db import asyncpg_dsn, create_engine
 from worker.devmail import DEV_PORT, dev_smtp
+from worker.process_limits import disable_core_dumps
 from worker.worker import Worker
 
 __all__ = ["run"]
@@ -44,6 +45,7 @@ __all__ = ["run"]
 def run(cli: CliContext, until_empty: bool, with_dev_smtp: bool, dev_smtp_port: int) -> None:
     """Send the outbox until SIGTERM or SIGINT; in-flight sends finish within the grace period."""
     settings = cli.settings
+    disable_core_dumps()  # once logging is set up; before any key or password is read
     url = cli.database_url()
     cipher = load_cipher(settings)
 

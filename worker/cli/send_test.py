@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from worker.classify import LIMIT_REACHED
 from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.exits import CommandFailed, ExitCode, UsageProblem, command_errors
+from worker.cli.output import json_text
 from worker.errors import InvalidMessage
 from worker.hints import preset_of
 from worker.message_status import Judgement, MessageStatus, Verdict, iso_utc, judge
@@ -372,7 +373,7 @@ def _hint(judgement: Judgement, profile: Profile) -> str | None:
 
 def _print(answer: _Answer, *, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(_as_dict(answer), indent=2, ensure_ascii=False))
+        click.echo(json_text(_as_dict(answer), indent=2))
     else:
         click.echo("\n".join(_lines(answer)))
 

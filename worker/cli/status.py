@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from worker.cli.context import CliContext, pass_cli, run_async
-from worker.cli.output import age_text, echo_json, moment_text, table
+from worker.cli.output import age_text, echo_json, moment_text, printable, table
 from worker.operations import ProfileStatus, iso_moment
 
 __all__ = ["status"]
@@ -38,7 +38,7 @@ def _cap_cells(item: ProfileStatus) -> tuple[str, str, str]:
 
 
 def _row(item: ProfileStatus) -> tuple[str, ...]:
-    name = f"{item.name} *" if item.is_default else item.name
+    name = printable(f"{item.name} *" if item.is_default else item.name)
     return (
         name,
         item.state,
@@ -94,4 +94,4 @@ def status(cli: CliContext, as_json: bool) -> None:
     if notes:
         click.echo()
         for note in notes:
-            click.echo(note)
+            click.echo(printable(note))  # pause reasons are the servers' own words
