@@ -31,7 +31,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-__all__ = ["DECLARED_SCHEMA", "attachment", "attempt", "metadata", "outbox", "profile"]
+__all__ = [
+    "DECLARED_SCHEMA",
+    "attachment",
+    "attempt",
+    "lease_clock",
+    "metadata",
+    "outbox",
+    "profile",
+    "profile_grant",
+]
 
 DECLARED_SCHEMA = "mail"
 
@@ -55,6 +64,22 @@ MESSAGE_KINDS = ("notification", "test")
 def _one_of(column: str, values: tuple[str, ...]) -> str:
     listed = ", ".join(f"'{value}'" for value in values)
     return f"{column} IN ({listed})"
+
+
+# Times a worker can hold (Python's datetime ends in 9999; 'infinity' has no datetime at all),
+# with room to spare: a producer's dates end before 2200, the times the worker writes, which
+# may add back-off or a pause to a producer's date, before 2300.
+PRODUCER_TIMES_END = 2200
+WORKER_TIMES_END = 2300
+
+
+def sane_time(column: str, *, end: int) -> CheckConstraint:
+    """``column`` is NULL or a finite time from 1970 up to (not including) the year ``end``."""
+    return CheckConstraint(
+        f"{column} IS NULL OR ({column} >= '1970-01-01 00:00+00'"
+        f" AND {column} < '{end}-01-01 00:00+00')",
+        name=f"{column}_in_range",
+    )
 
 
 profile = Table(
@@ -116,6 +141,11 @@ profile = Table(
     CheckConstraint("timeout_seconds BETWEEN 1 AND 3600", name="timeout_range"),
     # A profile that logs in has something to log in with; the password may come later.
     CheckConstraint("auth_method = 'none' OR login IS NOT NULL", name="login_when_auth"),
+    # Never a password over an unencrypted connection, even for a row changed with plain SQL.
+    CheckConstraint("encryption <> 'none' OR auth_method = 'none'", name="no_login_in_clear"),
+    sane_time("paused_until", end=WORKER_TIMES_END),
+    sane_time("created_at", end=WORKER_TIMES_END),
+    sane_time("updated_at", end=WORKER_TIMES_END),
     comment="SMTP profiles: a mail program's account page each.",
 )
 # At most one profile is the default one.
@@ -194,6 +224,20 @@ outbox = Table(
         """NOT jsonb_path_exists(headers, '$.* ? (@.type() != "string")')""",
         name="header_values_are_text",
     ),
+    # Caps count sent_at: only a sent message has one.
+    CheckConstraint("(sent_at IS NOT NULL) = (status = 'sent')", name="sent_at_when_sent"),
+    sane_time("not_before", end=PRODUCER_TIMES_END),
+    sane_time("expires_at", end=PRODUCER_TIMES_END),
+    *[
+        sane_time(column, end=WORKER_TIMES_END)
+        for column in (
+            "next_attempt_at",
+            "created_at",
+            "sent_at",
+            "claimed_at",
+            "lease_expires_at",
+        )
+    ],
     comment="Messages to send. Other services insert here, inside their own transactions.",
 )
 
@@ -265,5 +309,44 @@ attempt = Table(
         comment="Per-recipient result: address -> {code, text}.",
     ),
     Index(None, "outbox_id", "attempt_no"),
+    sane_time("started_at", end=WORKER_TIMES_END),
+    sane_time("finished_at", end=WORKER_TIMES_END),
     comment="One row per delivery attempt of an outbox message.",
+)
+
+# Which producer roles may send through which profile (docs/security.md). No row at all: every
+# producer may use every profile; once there is one, a producer may use only the profiles
+# granted to it or to a role it is a member of.
+profile_grant = Table(
+    "profile_grant",
+    metadata,
+    Column(
+        "profile",
+        Text,
+        ForeignKey(profile.c.name, ondelete="CASCADE", onupdate="CASCADE"),
+        primary_key=True,
+    ),
+    Column("grantee", Text, primary_key=True, comment="Database role (or group role) name."),
+    CheckConstraint("grantee <> ''", name="grantee_not_empty"),
+    comment="Producer roles allowed to send through a profile; none at all: every role may.",
+)
+
+# When the database server the workers use came up, as they saw it. Leases are reclaimed only
+# a lease after that: while the server was down or failing over, no worker could renew one.
+lease_clock = Table(
+    "lease_clock",
+    metadata,
+    Column("id", Boolean, primary_key=True, server_default=text("true")),
+    Column(
+        "server_started",
+        DateTime(timezone=True),
+        nullable=False,
+        comment=(
+            "pg_postmaster_start_time() of the server last seen; another one means a"
+            " restart or a failover."
+        ),
+    ),
+    Column("up_since", DateTime(timezone=True), nullable=False),
+    CheckConstraint("id", name="single_row"),
+    comment="One row: since when the workers have seen the current database server up.",
 )

@@ -13,7 +13,7 @@ import dataclasses
 import mimetypes
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from worker.addresses import address_problem
 from worker.errors import InvalidMessage, ProfileNotFound
 from worker.mime import SERVICE_HEADERS
-from worker.models import MESSAGE_KINDS
+from worker.models import MESSAGE_KINDS, PRODUCER_TIMES_END
 from worker.profiles import Profile
 from worker.repository import Repository
 from worker.settings import Settings
@@ -465,4 +465,14 @@ def _schedule_problems(message: OutboxMessage) -> list[str]:
     # Aware and naive datetimes cannot be compared; the naive one is reported above.
     if not naive and start is not None and end is not None and end <= start:
         problems.append("expires_at must be later than not_before")
+    problems.extend(
+        f"{name} must lie in the years 1970 to {PRODUCER_TIMES_END - 1}, not {moment.isoformat()}"
+        for name, moment in moments.items()
+        if moment is not None
+        and name not in naive
+        and not _EARLIEST <= moment < datetime(PRODUCER_TIMES_END, 1, 1, tzinfo=UTC)
+    )
     return problems
+
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)

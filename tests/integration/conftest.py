@@ -7,9 +7,12 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from tests.integration.outbox_samples import add_profiles_at
 from tests.integration.process_support import PrivatePostgres, Probe, WorkerProcesses
+from tests.integration.role_support import SETUP_BLOCKS, Roles, documented_sql, drop_roles
 from worker.migrate import upgrade
 
 
@@ -56,3 +59,24 @@ async def private_probe(private_postgres: PrivatePostgres) -> AsyncIterator[Prob
     probe = Probe(private_postgres.url)
     yield probe
     await probe.dispose()
+
+
+@pytest.fixture
+async def roles(database_url: str) -> AsyncIterator[Roles]:
+    """docs/security.md's set-up run as the owner, plus a second producer ``crm_app``; the
+    roles are dropped after the test."""
+    await add_profiles_at(database_url)
+    roles = Roles(database_url)
+    try:
+        admin = await roles.connect()
+        try:
+            blocks = documented_sql()
+            for name in SETUP_BLOCKS:
+                await admin.execute(roles.rename(blocks[name]))
+        except asyncpg.InsufficientPrivilegeError:
+            pytest.skip("the test database user may not create roles")
+        await admin.execute(roles.rename("CREATE ROLE crm_app LOGIN IN ROLE mail_producer"))
+        yield roles
+    finally:
+        await roles.close()
+        await drop_roles(roles)

@@ -274,7 +274,11 @@ def test_usage_mistakes_exit_2_and_queue_nothing(
     settings: Settings, cli_env: dict[str, str], smtp_server_factory: SmtpServerFactory
 ) -> None:
     """An unknown profile or a bad address is a usage mistake (exit 2); nothing is queued."""
-    asyncio.run(add_profile(settings, smtp_server_factory(tls="none"), encryption="none"))
+    asyncio.run(
+        add_profile(
+            settings, smtp_server_factory(tls="none"), encryption="none", login=None, password=None
+        )
+    )
 
     unknown = send_test(cli_env, "--profile", "nie-ma", "--to", RECIPIENT, "--no-wait")
     bad_address = send_test(cli_env, "--to", "not-an-address", "--timeout", "1")

@@ -333,3 +333,21 @@ def test_the_row_uses_the_outbox_column_names() -> None:
     assert expected == row["to_addrs"]
     expected_headers = {"X-Order-Id": "1042", "Reply-To": "Dział obsługi <obsluga@example.pl>"}
     assert expected_headers == row["headers"]
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(9999, 12, 31, tzinfo=UTC),
+        datetime(2200, 1, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, tzinfo=UTC),
+    ],
+)
+def test_schedule_outside_the_years_a_worker_holds_is_refused(moment: datetime) -> None:
+    """A not_before or expires_at the database would refuse is named before the insert."""
+    message = OutboxMessage(to=("anna@example.com",), not_before=moment, expires_at=moment)
+    expected = [
+        f"{name} must lie in the years 1970 to 2199, not {moment.isoformat()}"
+        for name in ("not_before", "expires_at")
+    ]
+    assert expected == [p for p in message.problems() if "years" in p]
