@@ -76,7 +76,9 @@ Stages: ``CONNECT`` (the greeting), ``EHLO`` (and HELO), ``STARTTLS``, ``AUTH``,
 callable taking an ``Event``), and may fire a limited number of ``times``.
 
 What a rule does: a ``reply`` is sent instead of running the command (so a refused RCPT adds
-no recipient and a refused ``DATA_END`` records nothing); a ``421`` reply, and any reply to
+no recipient and a refused ``DATA_END`` records nothing, while a ``2xx`` one records the
+message); a reply may hold bytes that are not UTF-8, written as Latin-1 characters
+(``"250 Przyj\\xea\\x00to"``); a ``421`` reply, and any reply to
 ``CONNECT``, then closes the connection. ``drop`` closes the transport at once, without a TLS
 close_notify, as a crash or a cut line would; ``stall`` waits ``seconds`` first. Reply text
 may separate lines with ``\\n`` or ``\\r\\n``; the continuation dashes are put right for you.
@@ -482,18 +484,27 @@ _REPLY_LINE = re.compile(r"(?P<code>[2-5][0-9][0-9])(?:[ -](?P<text>.*))?")
 
 
 def normalise_reply(reply: str) -> str:
-    """Check an SMTP reply and join its lines with CRLF and the right continuation dashes."""
+    """Check an SMTP reply and join its lines with CRLF and the right continuation dashes.
+
+    A reply is ASCII, or bytes written as Latin-1 characters (``"\\xb3"``, ``"\\x00"``) to
+    play a legacy server whose replies are not UTF-8: it goes on the wire byte for byte.
+    """
     lines = reply.replace("\r\n", "\n").strip("\n").split("\n")
     matches = [_REPLY_LINE.fullmatch(line) for line in lines]
     codes = {match["code"] for match in matches if match}
-    if not reply.isascii() or not all(matches) or len(codes) != 1:
-        raise ValueError(f"not an SMTP reply (one 3-digit code on every line, ASCII): {reply!r}")
+    if not all(ord(char) < 256 for char in reply) or not all(matches) or len(codes) != 1:
+        raise ValueError(f"not an SMTP reply (one 3-digit code on every line, bytes): {reply!r}")
     code = codes.pop()
     last = len(lines) - 1
     return "\r\n".join(
         f"{code}{' ' if index == last else '-'}{match['text'] or ''}"
         for index, match in enumerate(cast(list[re.Match[str]], matches))
     )
+
+
+def _wire(reply: str | None) -> bytes:
+    """A normalised reply as the bytes that go on the wire."""
+    return (reply or "").encode("latin-1")
 
 
 # --- Accounts ---------------------------------------------------------------------------------
@@ -683,17 +694,17 @@ class _ScriptedSMTP(SMTP):
         elif rule.closes_connection:
             await self._end_with(rule)
         else:
-            await self.push(cast(str, rule.reply))
+            await self.push(_wire(rule.reply))
 
     async def finish_message(self, envelope: Envelope) -> str:
         """The DATA_END stage: record the message unless the script says otherwise."""
         rule = self._owner.script.decide(self._event("DATA_END"))
-        if rule is None or rule.accepts:
-            self._record(envelope)
+        if rule is None or rule.accepts or (rule.reply or "").startswith("2"):
+            self._record(envelope)  # a scripted 2xx accepts the message in its own words
         if rule is None:
             return ACCEPTED_REPLY
         if not rule.closes_connection:
-            return cast(str, rule.reply)
+            return cast(str, _wire(rule.reply))  # aiosmtpd pushes bytes as they are
         return await self._end_with(rule)  # which never returns: the connection ends
 
     # AUTH
@@ -723,7 +734,7 @@ class _ScriptedSMTP(SMTP):
     async def _end_with(self, rule: Rule) -> NoReturn:
         """Carry out a rule that ends the connection: reply and close, drop, or stall."""
         if rule.action == "reply":
-            await self.push(cast(str, rule.reply))
+            await self.push(_wire(rule.reply))
             if self.transport is not None:
                 self.transport.close()  # a graceful close, so the reply gets through
         else:

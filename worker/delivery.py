@@ -9,6 +9,7 @@ outcome; they do no I/O.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -25,6 +26,7 @@ __all__ = [
     "failed_outcome",
     "released_outcome",
     "sent_outcome",
+    "storable",
 ]
 
 Status = Literal["pending", "sent", "failed"]
@@ -52,6 +54,7 @@ class Claimed:
     created_at: datetime
     claimed_at: datetime
     attachment_bytes: int  # 0: no attachments
+    message_bytes: int  # bodies and attachments; over the limit, the bodies were not loaded
     profile_pause_count: int  # > 0: the profile was paused and this message is its probe
 
     @classmethod
@@ -98,10 +101,28 @@ class Outcome:
     pause: PauseProfile | None = None
     resume_profile: bool = False
 
+    def in_plain_text(self) -> Outcome:
+        """This outcome with every text in printable ASCII (escapes for the rest), for a
+        database that refused it as it was."""
+        return dataclasses.replace(
+            self,
+            status_reason=_plain(self.status_reason),
+            last_error=_plain(self.last_error),
+            smtp_response=_plain(self.smtp_response),
+            smtp_text=_plain(self.smtp_text),
+            error=_plain(self.error),
+            recipients={
+                _plain(address): {key: _plain(value) for key, value in result.items()}
+                for address, result in self.recipients.items()
+            },
+        )
+
     def row_update(self) -> dict[str, Any]:
         """Bind parameters of :func:`worker.queries.finish_message`."""
         return {
             "b_id": self.message_id,
+            "b_attempt_no": self.attempt_no,
+            "b_worker": self.worker,
             "b_force": self.force,
             "b_status": self.status,
             "b_status_reason": self.status_reason,
@@ -159,6 +180,8 @@ def sent_outcome(
     tls_version: str | None,
 ) -> Outcome:
     """The server accepted the message for at least one recipient."""
+    reply = storable(reply)
+    refused = {address: (code, storable(text)) for address, (code, text) in refused.items()}
     results: dict[str, dict[str, Any]] = {
         address: {"code": 250, "text": "accepted"} for address in recipients
     }
@@ -243,6 +266,35 @@ def released_outcome(context: AttemptContext, *, finished_at: datetime, why: str
         uncount_attempt=True,
         error=why,
     )
+
+
+def storable(text: str) -> str:
+    """``text`` as PostgreSQL can store it: no NUL, no surrogate.
+
+    aiosmtplib decodes a reply as UTF-8 and keeps the bytes that are not (a legacy server's
+    Latin-2 text) as surrogates; each comes back as the escape of its byte (``\\xb3``), NUL
+    as ``\\x00``.
+    """
+    return _SURROGATE.sub(_escape_surrogate, text).replace("\x00", "\\x00")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, as surrogateescape keeps it
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
+
+
+_NOT_PRINTABLE_ASCII = re.compile(r"[^ -~]")
+
+
+def _plain(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    return _NOT_PRINTABLE_ASCII.sub(lambda match: match[0].encode("unicode_escape").decode(), value)
 
 
 def _utc(moment: datetime) -> str:

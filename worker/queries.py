@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Float,
     Insert,
@@ -37,7 +38,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.expression import Executable
 
-from worker.models import attachment, attempt, outbox, profile
+from worker.models import attachment, attempt, lease_clock, outbox, profile
 
 __all__ = [
     "CLAIMED_MESSAGE_COLUMNS",
@@ -61,6 +62,7 @@ __all__ = [
     "finish_message",
     "insert_attachments",
     "insert_attempts",
+    "insert_attempts_once",
     "insert_message",
     "insert_profile",
     "lock_capped_profiles",
@@ -86,13 +88,17 @@ __all__ = [
     "resume_profile",
     "search_messages",
     "select_attachments",
+    "select_claimed",
     "select_default_profile",
     "select_message",
     "select_profile_by_name",
     "select_profiles",
+    "set_aside",
     "set_default_profile",
+    "unheld_claims",
     "update_profile",
     "wake_workers",
+    "watch_server",
     "work_due_within",
 ]
 
@@ -287,12 +293,6 @@ def claim_due() -> Update:
     )
     domain = func.split_part(profile.c.from_address, "@", 2)
     new_message_id = func.format("<%s@%s>", func.gen_random_uuid(), domain)
-    # octet_length reads a stored value's length without fetching the value itself.
-    attachment_bytes = (
-        select(func.coalesce(func.sum(func.octet_length(attachment.c.content)), 0))
-        .where(attachment.c.outbox_id == outbox.c.id)
-        .scalar_subquery()
-    )
     return (
         update(outbox)
         .where(outbox.c.id.in_(picked), profile.c.name == outbox.c.profile)
@@ -305,12 +305,38 @@ def claim_due() -> Update:
             lease_expires_at=func.now() + _seconds(bindparam("lease_seconds", type_=Float)),
             message_id=func.coalesce(outbox.c.message_id, new_message_id),
         )
-        .returning(
-            *[outbox.c[name] for name in CLAIMED_MESSAGE_COLUMNS],
-            attachment_bytes.label("attachment_bytes"),
-            *[column.label(CLAIMED_PROFILE_PREFIX + column.name) for column in profile.c],
-        )
+        .returning(*_claimed_columns())
     )
+
+
+def _claimed_columns() -> list[Any]:
+    """What a claim returns of each row: the message, its size, its profile's settings.
+
+    A message larger than ``:max_message_bytes`` (body and attachments, as enqueue measures
+    it) comes back without its bodies: the worker fails it for its size, and never loads it.
+    ``octet_length`` reads a stored value's length without fetching the value itself.
+    """
+    attachment_bytes = (
+        select(func.coalesce(func.sum(func.octet_length(attachment.c.content)), 0))
+        .where(attachment.c.outbox_id == outbox.c.id)
+        .scalar_subquery()
+    )
+    message_bytes = (
+        func.octet_length(outbox.c.body_text)
+        + func.coalesce(func.octet_length(outbox.c.body_html), 0)
+        + attachment_bytes
+    )
+    too_large = message_bytes > bindparam("max_message_bytes", type_=BigInteger)
+    bodies = {
+        "body_text": case((too_large, ""), else_=outbox.c.body_text),
+        "body_html": case((too_large, None), else_=outbox.c.body_html),
+    }
+    return [
+        *[bodies.get(name, outbox.c[name]).label(name) for name in CLAIMED_MESSAGE_COLUMNS],
+        attachment_bytes.label("attachment_bytes"),
+        message_bytes.label("message_bytes"),
+        *[column.label(CLAIMED_PROFILE_PREFIX + column.name) for column in profile.c],
+    ]
 
 
 CLAIMED_MESSAGE_COLUMNS = (
@@ -318,6 +344,67 @@ CLAIMED_MESSAGE_COLUMNS = (
     "headers", "priority", "expires_at", "kind", "attempts", "message_id", "created_at",
     "claimed_at",
 )  # fmt: skip
+
+
+@functools.cache
+def select_claimed() -> Select[Any]:
+    """One row this worker claimed, as :func:`claim_due` returns it (``:id``, ``:worker``,
+    ``:max_message_bytes``): a row of a claim that failed is read again alone."""
+    return (
+        select(*_claimed_columns())
+        .select_from(outbox.join(profile, profile.c.name == outbox.c.profile))
+        .where(
+            outbox.c.id == bindparam("id", type_=BigInteger),
+            outbox.c.status == "sending",
+            outbox.c.claimed_by == bindparam("worker", type_=Text),
+        )
+    )
+
+
+def unheld_claims(*, worker: str, held: list[int]) -> Select[Any]:
+    """Rows claimed by ``worker`` that it does not hold: those of a claim it could not read."""
+    return (
+        select(outbox.c.id)
+        .where(
+            outbox.c.status == "sending",
+            outbox.c.claimed_by == worker,
+            outbox.c.id.not_in(held),
+        )
+        .order_by(outbox.c.id)
+    )
+
+
+def set_aside(*, outbox_id: int, worker: str, reason: str) -> Executable:
+    """Fail a claimed row that the worker cannot handle, with the reason and an attempt record.
+
+    Written in SQL alone: the row may hold a value that the worker cannot read.
+    """
+    aside = (
+        update(outbox)
+        .where(
+            outbox.c.id == outbox_id,
+            outbox.c.status == "sending",
+            outbox.c.claimed_by == worker,
+        )
+        .values(
+            status="failed",
+            status_reason=f"failed: {reason}",
+            last_error=reason,
+            claimed_by=None,
+            lease_expires_at=None,
+        )
+        .returning(outbox.c.id, outbox.c.attempts, outbox.c.profile, outbox.c.claimed_at)
+        .cte("aside")
+    )
+    return insert(attempt).from_select(
+        ["outbox_id", "attempt_no", "profile", "worker_id", "started_at", "finished_at",
+         "outcome", "error"],
+        select(
+            aside.c.id, aside.c.attempts, aside.c.profile, literal(worker),
+            func.coalesce(aside.c.claimed_at, func.now()), func.now(), literal("failed"),
+            literal(reason),
+        ),
+    )  # fmt: skip
 
 
 def select_attachments(outbox_id: int) -> Select[Any]:
@@ -329,11 +416,19 @@ def select_attachments(outbox_id: int) -> Select[Any]:
     )
 
 
-def renew_leases(*, worker: str, lease_seconds: float) -> Update:
-    """Extend the leases of every row this worker is still sending."""
+def renew_leases(*, worker: str, lease_seconds: float, held: list[int]) -> Update:
+    """Extend the leases of the rows ``held`` that this worker is still sending.
+
+    Only those: a worker that was restarted under the same name must not keep alive the rows
+    its previous run left behind.
+    """
     return (
         update(outbox)
-        .where(outbox.c.status == "sending", outbox.c.claimed_by == worker)
+        .where(
+            outbox.c.id.in_(held),
+            outbox.c.status == "sending",
+            outbox.c.claimed_by == worker,
+        )
         .values(lease_expires_at=func.now() + _seconds(lease_seconds))
     )
 
@@ -342,14 +437,21 @@ def renew_leases(*, worker: str, lease_seconds: float) -> Update:
 def finish_message() -> Update:
     """Record the final or next state of a claimed message (executed with many rows).
 
-    Guarded by ``status = 'sending'`` unless ``:force`` — a result that only reschedules must
-    not bring back a row an operator cancelled meanwhile; a delivery is recorded regardless.
+    Fenced by the claim the result belongs to: the row must still be the same attempt
+    (``attempts = :b_attempt_no``) held by the same worker. A result whose lease was lost
+    never moves a row that another worker claimed since. A final result (``:b_force``: a
+    delivery, a permanent failure) is also recorded on a row whose lease ran out but that
+    nobody claimed again, so a message that was delivered is not sent a second time.
     """
     return (
         update(outbox)
         .where(
             outbox.c.id == bindparam("b_id"),
-            or_(outbox.c.status == "sending", bindparam("b_force")),
+            outbox.c.attempts == bindparam("b_attempt_no"),
+            or_(
+                and_(outbox.c.status == "sending", outbox.c.claimed_by == bindparam("b_worker")),
+                and_(bindparam("b_force"), outbox.c.status != "sending"),
+            ),
         )
         .values(
             status=bindparam("b_status"),
@@ -369,6 +471,31 @@ def finish_message() -> Update:
 def insert_attempts() -> Insert:
     """Attempt records (executed with many rows)."""
     return insert(attempt)
+
+
+_ATTEMPT_COLUMNS = (
+    "outbox_id", "attempt_no", "profile", "worker_id", "started_at", "finished_at", "outcome",
+    "smtp_code", "smtp_text", "tls_version", "error", "recipients",
+)  # fmt: skip
+
+
+@functools.cache
+def insert_attempts_once() -> Executable:
+    """Attempt records not stored yet, of messages that still exist (executed with many rows).
+
+    For results replayed from a journal, which may have been written before the worker died.
+    """
+    value = {name: bindparam(name, type_=attempt.c[name].type) for name in _ATTEMPT_COLUMNS}
+    stored = exists().where(
+        attempt.c.outbox_id == value["outbox_id"],
+        attempt.c.attempt_no == value["attempt_no"],
+        attempt.c.worker_id == value["worker_id"],
+        attempt.c.started_at == value["started_at"],
+    )
+    message = exists().where(outbox.c.id == value["outbox_id"])
+    return insert(attempt).from_select(
+        list(_ATTEMPT_COLUMNS), select(*value.values()).where(~stored, message)
+    )
 
 
 def pause_profile(name: str, *, until: datetime, reason: str, hint: str | None) -> Update:
@@ -394,20 +521,41 @@ def resume_profile(name: str) -> Update:
     )
 
 
+def watch_server() -> Executable:
+    """Note the database server in ``lease_clock``; a new one restarts its ``up_since``.
+
+    Another ``pg_postmaster_start_time()`` than the one noted means the server restarted or
+    a replica took over (its own start time differs, though it has been running for long).
+    Writes nothing while the server stays the same.
+    """
+    started = func.pg_postmaster_start_time()
+    return (
+        pg_insert(lease_clock)
+        .values(id=True, server_started=started, up_since=func.now())
+        .on_conflict_do_update(
+            index_elements=[lease_clock.c.id],
+            set_={"server_started": started, "up_since": func.now()},
+            where=lease_clock.c.server_started.is_distinct_from(started),
+        )
+    )
+
+
 def reclaim_lost_leases(*, max_attempts: int, lease_seconds: float) -> Executable:
     """Rows whose worker died become due again, and their attempt is recorded as interrupted.
 
     A row interrupted ``max_attempts`` times is failed: a message that kills its worker must
-    not loop forever. Nothing is reclaimed until the database has been up for
-    ``lease_seconds``: no worker could renew while it was down, so right after a restart an
-    expired lease says nothing about its worker, which may be alive and sending.
+    not loop forever. Nothing is reclaimed until the server has been up for
+    ``lease_seconds`` (``lease_clock``, kept by :func:`watch_server`): no worker could renew
+    while it was down or failing over, so right after that an expired lease says nothing
+    about its worker, which may be alive and sending.
     """
+    up_long_enough = exists().where(lease_clock.c.up_since < func.now() - _seconds(lease_seconds))
     expired = (
         select(outbox.c.id, outbox.c.claimed_by, outbox.c.claimed_at)
         .where(
             outbox.c.status == "sending",
             outbox.c.lease_expires_at < func.now(),
-            func.pg_postmaster_start_time() < func.now() - _seconds(lease_seconds),
+            up_long_enough,
         )
         .with_for_update(skip_locked=True)
         .cte("expired")

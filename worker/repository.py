@@ -108,9 +108,16 @@ class Repository:
         lease_seconds: float,
         free_slots: int,
         per_connection: int,
+        max_message_bytes: int,
         cap_room: Mapping[str, int] | None = None,
         include_capped: bool = True,
     ) -> list[Claimed]:
+        """Claim due rows for ``free_slots`` (see :func:`worker.queries.claim_due`).
+
+        A row whose values cannot be read raises here, after the claim took effect; the
+        caller then reads the rows of the claim one by one (:meth:`unheld_claims`,
+        :meth:`load_claimed`) and sets the bad ones aside.
+        """
         parameters = {
             "include_capped": include_capped,
             "worker": worker,
@@ -118,6 +125,7 @@ class Repository:
             "free_slots": free_slots,
             "per_connection": per_connection,
             "cap_room": dict(cap_room or {}),
+            "max_message_bytes": max_message_bytes,
         }
         result = await self._connection.execute(queries.claim_due(), parameters)
         return sorted(
@@ -125,25 +133,53 @@ class Repository:
             key=lambda claimed: (-claimed.priority, claimed.id),
         )
 
+    async def unheld_claims(self, *, worker: str, held: Sequence[int]) -> list[int]:
+        """Ids of rows claimed by ``worker`` that it does not hold (a claim it could not read)."""
+        statement = queries.unheld_claims(worker=worker, held=list(held))
+        return [int(row_id) for row_id in await self._connection.scalars(statement)]
+
+    async def load_claimed(
+        self, outbox_id: int, *, worker: str, max_message_bytes: int
+    ) -> Claimed | None:
+        """One row claimed by ``worker``, as a claim returns it; None: no longer its claim."""
+        parameters = {"id": outbox_id, "worker": worker, "max_message_bytes": max_message_bytes}
+        result = await self._connection.execute(queries.select_claimed(), parameters)
+        row = result.mappings().one_or_none()
+        return None if row is None else Claimed.from_row(row)
+
+    async def set_aside(self, outbox_id: int, *, worker: str, reason: str) -> None:
+        """Fail a claimed row the worker cannot handle, saying why, without reading it."""
+        await self._connection.execute(
+            queries.set_aside(outbox_id=outbox_id, worker=worker, reason=reason)
+        )
+
     async def load_attachments(self, outbox_id: int) -> list[tuple[str, str, bytes]]:
         result = await self._connection.execute(queries.select_attachments(outbox_id))
         return [(row.filename, row.content_type, row.content) for row in result]
 
-    async def renew_leases(self, *, worker: str, lease_seconds: float) -> int:
+    async def renew_leases(self, *, worker: str, lease_seconds: float, held: Sequence[int]) -> int:
+        """Extend the leases of the rows ``held`` by this worker; how many were extended."""
+        if not held:
+            return 0
         result = await self._connection.execute(
-            queries.renew_leases(worker=worker, lease_seconds=lease_seconds)
+            queries.renew_leases(worker=worker, lease_seconds=lease_seconds, held=list(held))
         )
         return result.rowcount
 
-    async def record_outcomes(self, outcomes: Sequence[Outcome]) -> None:
-        """Write a batch of attempt results: row states, attempt records, profile pauses."""
+    async def record_outcomes(self, outcomes: Sequence[Outcome], *, replayed: bool = False) -> None:
+        """Write a batch of attempt results: row states, attempt records, profile pauses.
+
+        ``replayed``: the results come from a journal and may have been written before; an
+        attempt record already stored is not stored twice.
+        """
         if not outcomes:
             return
         await self._connection.execute(
             queries.finish_message(), [outcome.row_update() for outcome in outcomes]
         )
         await self._connection.execute(
-            queries.insert_attempts(), [outcome.attempt_row() for outcome in outcomes]
+            queries.insert_attempts_once() if replayed else queries.insert_attempts(),
+            [outcome.attempt_row() for outcome in outcomes],
         )
         for outcome in outcomes:
             if outcome.pause is not None:
@@ -169,8 +205,10 @@ class Repository:
     async def housekeeping(self, *, max_attempts: int, lease_seconds: float) -> dict[str, int]:
         """Return lost leases, fail expired and unroutable rows, explain waiting ones.
 
-        ``lease_seconds``: leases are reclaimed only once the database has been up that long.
+        ``lease_seconds``: leases are reclaimed only once the database server has been up that
+        long; the server is noted first, so a restart or failover is seen before any reclaim.
         """
+        await self._connection.execute(queries.watch_server())
         reclaim = queries.reclaim_lost_leases(
             max_attempts=max_attempts, lease_seconds=lease_seconds
         )

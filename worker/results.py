@@ -2,7 +2,12 @@
 
 A message the server accepted must never be sent again because its result was lost, so a
 result is only dropped after it is written. While the database is unreachable the writer
-keeps its batch and tries again with backoff.
+keeps its batch and tries again with backoff, as it does after a deadlock or any error it
+cannot blame on the values. A refusal of the values themselves (a data exception or a
+constraint, while the database answers) is not an outage: the batch is then written one
+result at a time, and a result refused even alone is written once more with its texts in
+plain ASCII, so one odd reply never holds back the others. What is still unwritten at exit
+goes to the journal (:mod:`worker.journal`).
 """
 
 from __future__ import annotations
@@ -41,6 +46,14 @@ class ResultWriter:
     def backlog(self) -> int:
         return len(self._queue)
 
+    def held_ids(self) -> set[int]:
+        """Messages whose results wait to be written: their rows are still this worker's."""
+        return {outcome.message_id for outcome in self._queue}
+
+    def unwritten(self) -> list[Outcome]:
+        """Every result not written yet, oldest first."""
+        return list(self._queue)
+
     def put(self, outcome: Outcome) -> None:
         self._queue.append(outcome)
         self._idle.clear()
@@ -55,7 +68,7 @@ class ResultWriter:
                 await self._wake.wait()
                 continue
             batch = [self._queue[i] for i in range(min(self._max_batch, len(self._queue)))]
-            await self._write_until_done(batch)
+            await self.write(batch)
             for _ in batch:
                 self._queue.popleft()
         self._idle.set()
@@ -73,26 +86,89 @@ class ResultWriter:
         self._closing = True
         self._wake.set()
 
-    async def _write_until_done(self, batch: list[Outcome]) -> None:
+    async def write(
+        self,
+        outcomes: list[Outcome],
+        *,
+        replayed: bool = False,
+        give_up: asyncio.Event | None = None,
+    ) -> bool:
+        """Write ``outcomes``, waiting out outages; False if ``give_up`` was set first.
+
+        ``replayed``: results from the journal, which may have been written before.
+        """
+        groups = [outcomes]  # what is left to write, in order
         delay = 0.1
-        failed_before = False
-        while True:
+        outage = False
+        while groups:
+            group = groups[0]
             try:
                 async with self._engine.begin() as connection:
-                    await Repository(connection).record_outcomes(batch)
-            except DATABASE_ERRORS as exc:
-                if not failed_before:
-                    log.warning(
-                        "result_write_failed",
-                        error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                        waiting=len(self._queue),
-                    )
-                failed_before = True
-                self._retry.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._retry.wait(), timeout=delay)
+                    await Repository(connection).record_outcomes(group, replayed=replayed)
+            except Exception as exc:  # noqa: BLE001 - told apart below: refusal or outage
+                if _refused(exc) and await self._database_answers():
+                    groups[:1] = self._smaller(group, exc)
+                    continue
+                if not outage:
+                    log.warning("result_write_failed", error=_first_line(exc), waiting=len(group))
+                outage = True
+                if give_up is not None and give_up.is_set():
+                    return False
+                await self._back_off(delay)
                 delay = min(self._retry_cap, delay * 2)
                 continue
-            if failed_before:
-                log.info("result_write_recovered", written=len(batch))
-            return
+            groups.pop(0)
+            if outage:
+                log.info("result_write_recovered", written=len(group))
+                outage = False
+        return True
+
+    def _smaller(self, group: list[Outcome], exc: BaseException) -> list[list[Outcome]]:
+        """What to try after the database refused ``group``: each result alone, then in ASCII."""
+        if len(group) > 1:
+            return [[outcome] for outcome in group]
+        [outcome] = group
+        plain = outcome.in_plain_text()
+        if plain != outcome:
+            log.warning("result_refused", message_id=outcome.message_id, error=_first_line(exc))
+            return [[plain]]
+        log.error(
+            "result_not_stored",
+            message_id=outcome.message_id,
+            attempt=outcome.attempt_no,
+            status=outcome.status,
+            sent_at=None if outcome.sent_at is None else outcome.sent_at.isoformat(),
+            error=_first_line(exc),
+        )
+        return []
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with self._engine.connect() as connection:
+                await Repository(connection).ping()
+        except DATABASE_ERRORS:
+            return False
+        return True
+
+    async def _back_off(self, delay: float) -> None:
+        self._retry.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._retry.wait(), timeout=delay)
+
+
+# SQLSTATE classes of a refusal of the data itself (22: data exception, such as a NUL in a
+# text; 23: a constraint); trying the same values again cannot succeed. Any other error (a
+# lost connection, a deadlock, a missing grant) is waited out and tried again.
+_REFUSALS = ("22", "23")
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the database refused the values written, rather than failing to take them."""
+    if not isinstance(exc, DATABASE_ERRORS):
+        return True  # not the database at all: the values cannot be sent as they are
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_REFUSALS)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -14,7 +14,9 @@ import contextlib
 import dataclasses
 import os
 import random
+import secrets
 import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -32,13 +34,22 @@ from worker.delivery import (
     failed_outcome,
     released_outcome,
     sent_outcome,
+    storable,
 )
 from worker.errors import SecretKeyError
 from worker.health import HttpEndpoint, WorkerState
 from worker.hints import provider_hint
+from worker.journal import JOURNAL_DIR, ResultJournal
 from worker.listener import Listener
 from worker.metrics import WorkerMetrics
-from worker.mime import MessageBuildError, MessageContent, OutgoingAttachment, Sender, render
+from worker.mime import (
+    MessageBuildError,
+    MessageContent,
+    OutgoingAttachment,
+    RenderedMessage,
+    Sender,
+    render,
+)
 from worker.presets import load_presets
 from worker.profiles import Profile
 from worker.repository import Repository
@@ -50,6 +61,15 @@ from worker.smtp import ConnectFailed, ConnectionPool
 __all__ = ["Worker"]
 
 log = structlog.get_logger("worker")
+
+# A stored password that no configured key opens: the key changed, or the token is damaged.
+_UNUSABLE_HINT = (
+    "configure the key the password was saved with (MAILWORKER_SECRET_KEY, older keys after"
+    " the newest, comma-separated), or save the password again: mailworker profiles edit"
+)
+# Messages smaller than this are built in the event loop (a fraction of a millisecond); larger
+# ones in a thread, as building tens of megabytes would stall every other send.
+_RENDER_IN_LOOP_BELOW = 256 * 1024
 
 
 class ProfilePaused(Exception):
@@ -86,7 +106,15 @@ class Worker:
         cipher: PasswordCipher,
         until_empty: bool = False,
     ) -> None:
-        self.name = settings.worker_name or f"{socket.gethostname()}:{os.getpid()}"
+        # A random part per start: a container restarted with the same host name and PID 1
+        # must not take its previous run's rows for its own.
+        self.name = settings.worker_name or (
+            f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        )
+        # Results the database did not take before the exit: kept in the journal (the next
+        # start writes them), or lost because the journal could not be written either.
+        self.results_journaled = 0
+        self.results_lost = 0
         self._engine = engine
         # Single statements that are their own transaction: no BEGIN and COMMIT round trips.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -113,6 +141,7 @@ class Worker:
         self._next_due_at: datetime | None = None
         self._resumed: set[str] = set()  # profiles whose probe succeeded since their last pause
         self._results = ResultWriter(engine)
+        self._journal = ResultJournal(settings.data_dir / JOURNAL_DIR)
         self._presets = load_presets()
         self._rows_arrived = False  # a NOTIFY came since the last claim
         self._listener = Listener(listen_dsn, f"{settings.db_schema}_outbox", self._notified)
@@ -154,6 +183,7 @@ class Worker:
             asyncio.create_task(self._maintain(), name="maintenance"),
         ]
         try:
+            await self._replay_journal()
             await self._housekeeping()
             await self._fetch_loop()
         finally:
@@ -163,35 +193,51 @@ class Worker:
     # --- the loop ------------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
+        failures = 0
         while not self._stop.is_set():
-            self._metrics.loop_turned()
-            self._wake.clear()
-            if self._next_due_at is not None and self._next_due_at <= _now():
-                self._next_due_at = None  # this claim takes what became due
-            rows_arrived, self._rows_arrived = self._rows_arrived, False
-            claimed = await self._claim()
-            for message in claimed:
-                self._start(message)
-            if rows_arrived and not claimed and not self._in_flight:
-                await self._learn_next_due()  # idle, new rows, none due yet: not_before
-            if claimed and self._free_slots() > 0:
-                continue  # more may be due right now
-            nothing_claimed = not claimed and not self._in_flight
-            if self._until_empty and nothing_claimed and await self._nothing_left():
-                return
-            await self._wait_for_work()
+            try:
+                if await self._turn():
+                    return
+                failures = 0
+            except Exception:  # the last guard: nothing, foreseen or not, ends the loop
+                failures += 1
+                log.exception("loop_turn_failed", failures=failures)
+                await self._sleep_unless_stopped(min(60.0, 0.5 * 2**failures))
+
+    async def _turn(self) -> bool:
+        """Claim what is due and start it, then wait for work; True: until-empty is done."""
+        self._metrics.loop_turned()
+        self._wake.clear()
+        if self._next_due_at is not None and self._next_due_at <= _now():
+            self._next_due_at = None  # this claim takes what became due
+        rows_arrived, self._rows_arrived = self._rows_arrived, False
+        claimed = await self._claim()
+        for message in claimed:
+            self._start(message)
+        if rows_arrived and not claimed and not self._in_flight:
+            await self._learn_next_due()  # idle, new rows, none due yet: not_before
+        if claimed and self._free_slots() > 0:
+            return False  # more may be due right now
+        nothing_claimed = not claimed and not self._in_flight
+        if self._until_empty and nothing_claimed and await self._nothing_left():
+            return True
+        await self._wait_for_work()
+        return False
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
 
     async def _nothing_left(self) -> bool:
         """In until-empty mode: nothing is due now or within one poll interval."""
         await self._results.flushed()
         await self._housekeeping()
-        try:
+        work_due = True
+        with self._surviving("due_work_check"):
             async with self._engine.connect() as connection:
                 repository = Repository(connection)
-                return not await repository.work_due_within(self._settings.poll_interval)
-        except DATABASE_ERRORS as exc:
-            self._database_unavailable(exc)
-            return False
+                work_due = await repository.work_due_within(self._settings.poll_interval)
+        return not work_due
 
     async def _claim(self) -> list[Claimed]:
         free = self._free_slots()
@@ -206,12 +252,8 @@ class Worker:
             else:
                 # No cap to lock and count first: one statement claims for every profile.
                 async with self._autocommit.connect() as connection:
-                    claimed = await Repository(connection).claim_due(
-                        worker=self.name,
-                        lease_seconds=self._settings.lease_seconds,
-                        free_slots=free,
-                        per_connection=self._settings.claim_depth,
-                        include_capped=False,
+                    claimed = await self._claim_rows(
+                        Repository(connection), free_slots=free, include_capped=False
                     )
         except DATABASE_ERRORS as exc:
             self._database_unavailable(exc)
@@ -229,11 +271,9 @@ class Worker:
         workers claiming at the same moment count each other's claims.
         """
         rooms = await repository.cap_rooms()
-        claimed = await repository.claim_due(
-            worker=self.name,
-            lease_seconds=self._settings.lease_seconds,
+        claimed = await self._claim_rows(
+            repository,
             free_slots=free,
-            per_connection=self._settings.claim_depth,
             cap_room={name: room.messages for name, room in rooms.items()},
         )
         claimed, excess = fit_recipients(claimed, rooms)
@@ -246,6 +286,63 @@ class Worker:
             if room.full_cap is not None:
                 await self._defer_until_room(repository, name, room)
         return claimed
+
+    async def _claim_rows(
+        self,
+        repository: Repository,
+        *,
+        free_slots: int,
+        cap_room: dict[str, int] | None = None,
+        include_capped: bool = True,
+    ) -> list[Claimed]:
+        """Claim due rows; if one of them cannot be read, read them one by one instead."""
+        try:
+            return await repository.claim_due(
+                worker=self.name,
+                lease_seconds=self._settings.lease_seconds,
+                free_slots=free_slots,
+                per_connection=self._settings.claim_depth,
+                max_message_bytes=self._settings.max_message_bytes,
+                cap_room=cap_room,
+                include_capped=include_capped,
+            )
+        except DATABASE_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a row this worker cannot read, e.g. a bad value
+            log.error("claim_unreadable", error=f"{type(exc).__name__}: {exc}")
+            return await self._read_claim_row_by_row(repository)
+
+    async def _read_claim_row_by_row(self, repository: Repository) -> list[Claimed]:
+        """The rows of a claim that could not be read as a whole; those that cannot be read
+        alone are set aside (failed, with the reason), so they never stop the others.
+
+        The claim has taken effect (or, inside a transaction, is still in it): its rows are
+        the ones this worker claimed but does not hold.
+        """
+        claimed = []
+        held = self._held_ids()
+        for outbox_id in await repository.unheld_claims(worker=self.name, held=held):
+            try:
+                message = await repository.load_claimed(
+                    outbox_id, worker=self.name, max_message_bytes=self._settings.max_message_bytes
+                )
+            except DATABASE_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - this row alone is the problem
+                reason = (
+                    f"the worker cannot read this message ({type(exc).__name__}: {exc});"
+                    " it was set aside and will not be sent"
+                )
+                await repository.set_aside(outbox_id, worker=self.name, reason=storable(reason))
+                log.error("message_set_aside", message_id=outbox_id, reason=reason)
+                continue
+            if message is not None:
+                claimed.append(message)
+        return sorted(claimed, key=lambda message: (-message.priority, message.id))
+
+    def _held_ids(self) -> list[int]:
+        """Rows this worker holds: being sent, or sent with the result not written yet."""
+        return sorted(self._in_flight.keys() | self._results.held_ids())
 
     async def _defer_until_room(self, repository: Repository, name: str, room: Room) -> None:
         """A full profile's due messages wait, saying which cap and until when."""
@@ -282,11 +379,9 @@ class Worker:
         self._wake.set()
 
     async def _learn_next_due(self) -> None:
-        try:
+        with self._surviving("next_due_check"):
             async with self._autocommit.connect() as connection:
                 self._note_due(await Repository(connection).next_scheduled())
-        except DATABASE_ERRORS as exc:
-            self._database_unavailable(exc)
 
     def _note_due(self, moment: datetime | None) -> None:
         if moment is not None and (self._next_due_at is None or moment < self._next_due_at):
@@ -319,10 +414,9 @@ class Worker:
         except asyncio.CancelledError:
             self._record(self._interrupted(context))
             raise
-        except Exception as exc:  # a bug must not lose the message or stop the worker
+        except Exception as exc:  # unforeseen: set this message aside, go on
             log.exception("attempt_crashed")
-            failure = classify(exc, Stage.SEND)
-            outcome = await self._after_failure(context, failure, tls_version=None)
+            outcome = _set_aside(context, exc)
         self._record(outcome)
         _log_outcome(outcome)
         if outcome.resume_profile and outcome.profile not in self._resumed:
@@ -347,6 +441,14 @@ class Worker:
                 decision=Fail("expired: not sent before expires_at"),
                 tls_version=None,
             )
+        if message.message_bytes > self._settings.max_message_bytes:
+            reason = (
+                f"the message is {message.message_bytes} bytes with its attachments, more than"
+                f" the limit of {self._settings.max_message_bytes} bytes"
+                " (MAILWORKER_MAX_MESSAGE_BYTES)"
+            )
+            failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=reason)
+            return await self._after_failure(context, failure, tls_version=None)
         paused = self._pause_of(message.profile)
         if paused is not None and paused.until > now:
             return self._deferred(context, paused)
@@ -372,7 +474,7 @@ class Worker:
             ):
                 tls_version = session.tls_version
                 try:
-                    rendered = render(_sender(message.profile), await self._content(message))
+                    rendered = await self._render(message)
                 except MessageBuildError as exc:
                     failure = classify(exc, Stage.BUILD)
                     return await self._after_failure(context, failure, tls_version=None)
@@ -388,6 +490,8 @@ class Worker:
             return await self._after_failure(context, failure, tls_version=tls_version)
         except ProfileUnusable as exc:
             failure = classify(exc, Stage.CONNECT)
+            if failure.hint is None:
+                failure = dataclasses.replace(failure, hint=_UNUSABLE_HINT)
             return await self._after_failure(context, failure, tls_version=None)
         except Exception as exc:  # noqa: BLE001 - every send error is classified, none escapes
             failure = classify(exc, Stage.SEND)
@@ -400,6 +504,13 @@ class Worker:
             recipients=recipients,
             tls_version=tls_version,
         )
+
+    async def _render(self, message: Claimed) -> RenderedMessage:
+        """The message's bytes; a large one is built in a thread, so no send waits for it."""
+        content = await self._content(message)
+        if message.message_bytes < _RENDER_IN_LOOP_BELOW:
+            return render(_sender(message.profile), content)
+        return await asyncio.to_thread(render, _sender(message.profile), content)
 
     async def _content(self, message: Claimed) -> MessageContent:
         attachments: list[OutgoingAttachment] = []
@@ -427,6 +538,8 @@ class Worker:
     ) -> Outcome:
         message = context.claimed
         now = _now()
+        # The server's words are stored: no byte PostgreSQL refuses may reach it.
+        failure = dataclasses.replace(failure, reason=storable(failure.reason))
         failure = provider_hint(failure, message.profile, self._presets)
         frees_at = (
             await self._daily_window_frees_at(message.profile) if failure.daily_limit else None
@@ -448,12 +561,11 @@ class Worker:
         )
 
     async def _daily_window_frees_at(self, profile: Profile) -> datetime | None:
-        try:
+        frees_at = None
+        with self._surviving("daily_window_check"):
             async with self._engine.connect() as connection:
-                return await Repository(connection).daily_window_frees_at(profile.name)
-        except DATABASE_ERRORS as exc:
-            self._database_unavailable(exc)
-            return None
+                frees_at = await Repository(connection).daily_window_frees_at(profile.name)
+        return frees_at
 
     def _deferred(self, context: AttemptContext, pause: PauseProfile) -> Outcome:
         failure = Failure(
@@ -553,20 +665,22 @@ class Worker:
                 await self._housekeeping()
 
     async def _renew_leases(self) -> bool:
-        """Extend the leases of this worker's rows; False if the database could not be reached."""
-        try:
+        """Extend the leases of the rows this worker holds; False if that failed."""
+        renewed = False
+        with self._surviving("lease_renewal"):
             async with self._engine.begin() as connection:
                 await Repository(connection).renew_leases(
-                    worker=self.name, lease_seconds=self._settings.lease_seconds
+                    worker=self.name,
+                    lease_seconds=self._settings.lease_seconds,
+                    held=self._held_ids(),
                 )
-        except DATABASE_ERRORS as exc:
-            self._database_unavailable(exc)
-            return False
-        self._database_available()
-        return True
+            renewed = True
+        if renewed:
+            self._database_available()
+        return renewed
 
     async def _housekeeping(self) -> None:
-        try:
+        with self._surviving("housekeeping"):
             async with self._engine.begin() as connection:
                 repository = Repository(connection)
                 counts = await repository.housekeeping(
@@ -575,9 +689,11 @@ class Worker:
                 )
                 capped_profiles = await repository.any_capped_profile()
                 next_scheduled = await repository.next_scheduled()
-        except DATABASE_ERRORS as exc:
-            self._database_unavailable(exc)
-            return
+            self._after_housekeeping(counts, capped_profiles, next_scheduled)
+
+    def _after_housekeeping(
+        self, counts: dict[str, int], capped_profiles: bool, next_scheduled: datetime | None
+    ) -> None:
         if counts["reclaimed"] or (capped_profiles and not self._capped_profiles):
             self._wake.set()  # rows due now that no NOTIFY announced
         self._capped_profiles = capped_profiles
@@ -589,6 +705,21 @@ class Worker:
         for name in [name for name, pause in self._paused.items() if pause.until <= now]:
             del self._paused[name]
 
+    @contextlib.contextmanager
+    def _surviving(self, step: str) -> Iterator[None]:
+        """One step of the loop or of housekeeping; whatever it raises never stops the worker.
+
+        An unreachable database is noted (and said once); anything else, such as a value the
+        worker cannot read, is logged with its traceback, and the step is simply tried again
+        at its next turn.
+        """
+        try:
+            yield
+        except DATABASE_ERRORS as exc:
+            self._database_unavailable(exc)
+        except Exception:  # see above
+            log.exception(f"{step}_failed")
+
     def _database_unavailable(self, exc: BaseException) -> None:
         if not self._database_down:
             log.warning("database_unavailable", error=str(exc).splitlines()[0] if str(exc) else "")
@@ -599,6 +730,48 @@ class Worker:
             log.info("database_available")
             self._results.retry_now()  # results kept during the outage are written first
         self._database_down = False
+
+    # --- the journal ---------------------------------------------------------------------
+
+    async def _replay_journal(self) -> None:
+        """Write the results a worker left in the journal at exit, before claiming anything.
+
+        Until they are written, their messages look like rows of a dead worker; written, a
+        delivered one is ``sent`` and is never sent again. Stopping meanwhile leaves the rest
+        for the next start.
+        """
+        for entry in self._journal.take():
+            try:
+                written = await self._results.write(
+                    entry.outcomes, replayed=True, give_up=self._stop
+                )
+                if written:
+                    entry.remove()
+                    log.info("journal_replayed", results=len(entry.outcomes), file=str(entry.path))
+            finally:
+                entry.release()
+
+    def _journal_unwritten(self) -> None:
+        """At exit, with the database out of reach: keep the unwritten results on disk."""
+        unwritten = self._results.unwritten()
+        try:
+            path = self._journal.save(unwritten, worker=self.name)
+        except OSError as exc:
+            self.results_lost = len(unwritten)
+            log.error(
+                "results_lost",
+                count=len(unwritten),
+                error=str(exc),
+                sent=[o.message_id for o in unwritten if o.status == "sent"],
+            )
+            return
+        self.results_journaled = len(unwritten)
+        log.error(
+            "results_journaled",
+            count=len(unwritten),
+            file=str(path),
+            hint="the next worker started on this data folder writes them to the database",
+        )
 
     # --- shutdown ------------------------------------------------------------------------
 
@@ -620,7 +793,7 @@ class Worker:
         try:
             await asyncio.wait_for(writer, timeout=max(5.0, self._settings.shutdown_grace))
         except TimeoutError:
-            log.error("results_not_written", count=self._results.backlog)
+            self._journal_unwritten()
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
@@ -646,6 +819,22 @@ def _too_many_recipients(message: Claimed) -> str | None:
             f"{profile.daily_recipient_cap} recipients of profile {profile.name}"
         )
     return None
+
+
+def _set_aside(context: AttemptContext, exc: Exception) -> Outcome:
+    """The outcome of a message whose handling raised what nobody foresaw: failed, with why.
+
+    Retrying would most likely raise again; a failed row with the reason is what a person
+    can look at (and requeue once the cause is fixed).
+    """
+    reason = storable(
+        f"the worker could not handle this message ({type(exc).__name__}: {exc});"
+        " it was set aside, not retried"
+    )
+    failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=reason)
+    return failed_outcome(
+        context, finished_at=_now(), failure=failure, decision=Fail(reason), tls_version=None
+    )
 
 
 def _sender(profile: Profile) -> Sender:

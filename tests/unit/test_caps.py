@@ -76,7 +76,7 @@ def _claimed(message_id: int, recipients: int) -> Claimed:
         id=message_id, profile=profile, to_addrs=[f"r{i}@x.pl" for i in range(recipients)],
         cc_addrs=[], bcc_addrs=[], subject="", body_text="", body_html=None, headers={},
         priority=0, expires_at=None, kind="notification", attempts=1, message_id="<x@y>",
-        created_at=now, claimed_at=now, attachment_bytes=0, profile_pause_count=0,
+        created_at=now, claimed_at=now, attachment_bytes=0, message_bytes=0, profile_pause_count=0,
     )  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""Exit codes of the commands that answer a question (``send-test``, ``profiles check``).
+"""Exit codes of the commands that answer a question (``send-test``, ``profiles check``), and
+of ``run``.
 
 Scripts and monitoring branch on them, so each answer has its own code and a failure of the
 command itself (no database, unreadable settings) is never mistaken for "not delivered".
@@ -23,6 +24,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # a mistake on the command line, e.g. an unknown profile (click's own code)
     STILL_WAITING = 3  # send-test: no answer before --timeout ran out
     ERROR = 4  # the command could not do its work: database, settings, secret keys
+    RESULTS_JOURNALED = 5  # run: stopped with results in the journal; the next start writes them
     INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it
 
 

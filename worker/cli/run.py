@@ -9,6 +9,7 @@ import signal
 import click
 
 from worker.cli.context import CliContext, pass_cli, run_async
+from worker.cli.exits import ExitCode
 from worker.crypto import load_cipher
 from worker.db import asyncpg_dsn, create_engine
 from worker.devmail import DEV_PORT, dev_smtp
@@ -43,13 +44,18 @@ __all__ = ["run"]
 )
 @pass_cli
 def run(cli: CliContext, until_empty: bool, with_dev_smtp: bool, dev_smtp_port: int) -> None:
-    """Send the outbox until SIGTERM or SIGINT; in-flight sends finish within the grace period."""
+    """Send the outbox until SIGTERM or SIGINT; in-flight sends finish within the grace period.
+
+    Exits 0 once stopped; 5 if the database could not take every result before the exit:
+    they are in the journal under the data folder, and the next start writes them; 4 if the
+    journal could not be written either.
+    """
     settings = cli.settings
     disable_core_dumps()  # once logging is set up; before any key or password is read
     url = cli.database_url()
     cipher = load_cipher(settings)
 
-    async def serve() -> None:
+    async def serve() -> int:
         engine = create_engine(settings, url)
         worker = Worker(
             engine=engine,
@@ -76,5 +82,12 @@ def run(cli: CliContext, until_empty: bool, with_dev_smtp: bool, dev_smtp_port: 
                 await worker.run()
         finally:
             await engine.dispose()
+        if worker.results_lost:
+            return ExitCode.ERROR
+        return ExitCode.RESULTS_JOURNALED if worker.results_journaled else ExitCode.OK
 
-    run_async(serve)
+    # Stopped while the database was out of reach: results wait in the journal (5), or could
+    # not even be journaled (4, logged as results_lost with the ids of the sent messages).
+    code = run_async(serve)
+    if code != ExitCode.OK:
+        raise SystemExit(code)
