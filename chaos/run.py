@@ -21,6 +21,9 @@ What one run does (``--small`` is the CI size; every number is an option):
    - at 70 % the SMTP server is frozen (SIGSTOP), the rows in flight are read — every
      message whose ``250`` could still be lost — and it is killed (SIGKILL) and started
      again on the same port;
+   - all along, a hostile producer (:mod:`chaos.hostile`) inserts, every ``--hostile-every``
+     seconds, rows a worker cannot hold, forged delivery state and rows that must fail, as
+     producer roles made as docs/security.md tells;
    - all along, the server answers ``451 4.3.0`` to ``--tempfail-rate`` of the messages,
      decided per attempt by a seeded random number, so a retry usually goes through, and
      it confirms each accepted message ``--smtp-delay`` seconds after recording it, the
@@ -32,7 +35,8 @@ What one run does (``--small`` is the CI size; every number is an option):
    or failed because its attempts ran out; none lost (every committed row is there, every
    ``sent`` row reached the server, every message the server accepted is a row); duplicates
    only of rows in flight at a kill, at most one extra copy per such kill; the capped profile
-   sent exactly its cap and the rest wait ``pending``; no row left ``sending``.
+   sent exactly its cap and the rest wait ``pending``; no row left ``sending``; every hostile
+   attack refused or reset, and its bad rows (only those) failed, each with its reason.
 
 It prints a table, writes every figure (and each fault with the rows in flight at it) to
 ``--json`` and exits 1 if any check fails. The temporary folder (database, worker logs, the
@@ -64,8 +68,9 @@ from sqlalchemy.pool import NullPool
 
 from chaos.feed import Feed, plan
 from chaos.fleet import Fleet
+from chaos.hostile import EXPECTED_FAILURES, KEY_PREFIX, HostileProducer, setup_roles
 from chaos.sink import SinkProcess, read_journal
-from chaos.verdict import CapRule, Fault, OutboxRow, Verdict, judge
+from chaos.verdict import CapRule, Fault, HostileReport, OutboxRow, Verdict, judge
 from tests.integration.process_support import PrivatePostgres
 from worker.db import DATABASE_ERRORS
 from worker.migrate import upgrade_async
@@ -79,6 +84,7 @@ MAIN_PROFILE, CAPPED_PROFILE = "chaos", "capped"
 SENDERS = {MAIN_PROFILE: "chaos@example.com", CAPPED_PROFILE: "capped@example.com"}
 LEASE_SECONDS = 5.0
 MAX_ATTEMPTS = 40
+MAX_MESSAGE_BYTES = 1_000_000  # the hostile producer attaches a little more
 # Fast polls and housekeeping; back-off from 0.2 s doubling to 2 s, so an SMTP outage of a
 # second or two costs a message a few attempts, not dozens.
 WORKER_ENV = {
@@ -92,6 +98,7 @@ WORKER_ENV = {
     "MAILWORKER_SHUTDOWN_GRACE": "5",
     "MAILWORKER_LOG_FORMAT": "json",
     "MAILWORKER_LOG_LEVEL": "info",
+    "MAILWORKER_MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES),
 }
 
 
@@ -106,6 +113,7 @@ class Options:
     cap: int
     tempfail_rate: float
     smtp_delay: float
+    hostile_every: float
     seed: int
     drain_timeout: float
     json_path: Path
@@ -128,6 +136,7 @@ def parse_options(argv: list[str] | None) -> Options:
     add("--cap", type=int, default=200, help="its daily_cap (default 200)")
     add("--tempfail-rate", type=float, default=0.05, help="share answered 451 (default 0.05)")
     add("--smtp-delay", type=float, default=0.03, help="seconds from record to 250 (0.03)")
+    add("--hostile-every", type=float, default=2, help="seconds between hostile rounds (2)")
     add("--seed", type=int, default=20261126, help="seeds the kills and the 451 answers")
     add("--drain-timeout", type=float, default=180, help="seconds to finish after the chaos")
     add("--json", type=Path, default=Path("chaos-results.json"), dest="json_path")
@@ -154,6 +163,7 @@ class Chaos:
     sink: SinkProcess
     fleet: Fleet
     feed: Feed
+    hostile: HostileProducer
     started: float = field(default_factory=time.monotonic)
     faults: list[Fault] = field(default_factory=list)
 
@@ -270,9 +280,18 @@ async def _run_with(
         directory=directory,
         rng=random.Random(options.seed),  # noqa: S311 - repeatable
     )
-    chaos = Chaos(options, directory, postgres, engine, sink, fleet, Feed(engine))
+    feed = Feed(engine)
+    hostile = HostileProducer(
+        url=postgres.url,
+        main_profile=MAIN_PROFILE,
+        capped_profile=CAPPED_PROFILE,
+        max_message_bytes=MAX_MESSAGE_BYTES,
+        some_good_id=lambda: max(feed.committed.values(), default=None),
+    )
+    chaos = Chaos(options, directory, postgres, engine, sink, fleet, feed, hostile)
     try:
         await _add_profiles(engine, sink.port, options.cap)
+        await setup_roles(postgres.url)
         return await _chaos_and_verdict(chaos)
     finally:
         await asyncio.to_thread(fleet.stop_all, 15.0)  # after a failure; else none is left
@@ -296,8 +315,14 @@ async def _chaos_and_verdict(chaos: Chaos) -> dict[str, Any]:
         chaos.feed.insert_over(messages[initial:], seconds=options.duration, batch_size=25),
         name="feed",
     )
+    fed = asyncio.Event()
+    feeding.add_done_callback(lambda _task: fed.set())
+    attacking = asyncio.create_task(
+        chaos.hostile.run(every=options.hostile_every, stop=fed), name="hostile"
+    )
     await chaos.faults_while(feeding)
     await feeding
+    await attacking
     chaos_end = chaos.elapsed()
     drained = await chaos.drain()
     drained_at = chaos.elapsed()
@@ -322,14 +347,30 @@ async def _chaos_and_verdict(chaos: Chaos) -> dict[str, Any]:
 async def _verdict(chaos: Chaos) -> Verdict:
     query = (
         "SELECT id, profile, status, coalesce(status_reason, '') AS status_reason, attempts,"
-        " message_id, to_addrs FROM mail.outbox"
+        " message_id, to_addrs, idempotency_key FROM mail.outbox"
     )
     rows = [
         OutboxRow(
-            r.id, r.profile, r.status, r.status_reason, r.attempts, r.message_id, tuple(r.to_addrs)
+            r.id,
+            r.profile,
+            r.status,
+            r.status_reason,
+            r.attempts,
+            r.message_id,
+            tuple(r.to_addrs),
+            r.idempotency_key,
         )
         for r in await _retrying(lambda: _fetch(chaos.engine, query))
     ]
+    hostile = chaos.hostile
+    report = HostileReport(
+        key_prefix=KEY_PREFIX,
+        expected_failures=EXPECTED_FAILURES,
+        acknowledged=hostile.acknowledged,
+        refused=hostile.refused,
+        surprises=hostile.surprises,
+        rounds=hostile.rounds,
+    )
     return judge(
         committed=chaos.feed.committed.values(),
         rows=rows,
@@ -337,6 +378,7 @@ async def _verdict(chaos: Chaos) -> Verdict:
         faults=chaos.faults,
         senders=SENDERS,
         cap=CapRule(CAPPED_PROFILE, SENDERS[CAPPED_PROFILE], chaos.options.cap),
+        hostile=report,
     )
 
 
@@ -409,6 +451,10 @@ SUMMARY = [
     ("duplicates_bound", "duplicates allowed (bound)"),
     ("duplicates_beyond_bound", "rows duplicated beyond their bound"),
     ("most_attempts", f"most attempts of one message (of {MAX_ATTEMPTS})"),
+    ("hostile_rounds", "hostile producer: rounds"),
+    ("hostile_refused", "hostile producer: attacks refused"),
+    ("hostile_rows", "hostile producer: rows it got in"),
+    ("hostile_failed_in_words", "hostile producer: bad rows failed in words"),
     ("lost", "lost"),
     ("left_sending", "rows left sending"),
     ("worker_crashes", "workers that exited on their own"),

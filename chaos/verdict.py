@@ -17,7 +17,7 @@ from typing import Any
 
 from chaos.sink import JournalEntry
 
-__all__ = ["CapRule", "Fault", "OutboxRow", "Verdict", "judge"]
+__all__ = ["CapRule", "Fault", "HostileReport", "OutboxRow", "Verdict", "judge"]
 
 # The prefix of status_reason of a message that waits because its profile's cap is full.
 CAP_WAIT = "waiting: daily cap"
@@ -35,6 +35,29 @@ class OutboxRow:
     attempts: int
     message_id: str | None
     to_addrs: tuple[str, ...]
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class HostileReport:
+    """What the hostile producer (chaos.hostile) tried, and what it saw."""
+
+    key_prefix: str  # the idempotency keys of the rows it inserted begin so
+    expected_failures: Mapping[str, str]  # kind -> a part of the reason it must fail with
+    acknowledged: Mapping[str, str]  # key -> kind, of the inserts the database answered
+    refused: Mapping[str, int]  # attack kind -> times refused as it must be
+    surprises: Sequence[str]  # an attack that got through, or was refused for another reason
+    rounds: int
+
+    def kind_of(self, row: OutboxRow) -> str | None:
+        """The attack kind of one of its rows (``hostile-<kind>-<round>``); None: not its row."""
+        key = row.idempotency_key or ""
+        if not key.startswith(self.key_prefix):
+            return None
+        return key.removeprefix(self.key_prefix).rsplit("-", 1)[0]
+
+    def must_fail(self, row: OutboxRow) -> bool:
+        return self.kind_of(row) in self.expected_failures
 
 
 @dataclass(frozen=True)
@@ -76,14 +99,24 @@ def judge(
     faults: Sequence[Fault],
     senders: Mapping[str, str],
     cap: CapRule,
+    hostile: HostileReport | None = None,
 ) -> Verdict:
-    """Every check of the run; ``senders`` maps each profile to its From address."""
+    """Every check of the run; ``senders`` maps each profile to its From address.
+
+    The hostile producer's rows count as committed; those it made to fail must fail with
+    their reason, and its forged rows, reset by the database, are judged as every other row.
+    """
     verdict = Verdict()
     by_id = {row.id: row for row in rows}
     accepted = [entry for entry in journal if entry.event == "accepted"]
     copies = collections.Counter(entry.message_id for entry in accepted)
-    _account(verdict, set(committed), by_id, copies)
-    _statuses(verdict, rows, cap)
+    committed = set(committed)
+    if hostile is not None:
+        committed |= {row.id for row in rows if hostile.kind_of(row) is not None}
+        _hostile(verdict, rows, hostile)
+    _account(verdict, committed, by_id, copies)
+    must_fail = frozenset(r.id for r in rows if hostile is not None and hostile.must_fail(r))
+    _statuses(verdict, rows, cap, must_fail)
     _match_server_to_rows(verdict, accepted, rows, senders)
     _duplicates(verdict, rows, copies, faults)
     _caps(verdict, rows, accepted, cap)
@@ -115,8 +148,11 @@ def _account(
     verdict.check(not sent_unseen, f"rows marked sent the server never got: {_some(sent_unseen)}")
 
 
-def _statuses(verdict: Verdict, rows: Sequence[OutboxRow], cap: CapRule) -> None:
-    """Sent; failed only because attempts ran out; pending only over the cap; none sending."""
+def _statuses(
+    verdict: Verdict, rows: Sequence[OutboxRow], cap: CapRule, must_fail: frozenset[int]
+) -> None:
+    """Sent; failed only because attempts ran out (or made to fail: ``must_fail``, checked
+    by ``_hostile``); pending only over the cap; none sending."""
     statuses = collections.Counter(row.status for row in rows)
     failed_by_reason = collections.Counter(
         _reason_head(row.status_reason) for row in rows if row.status == "failed"
@@ -124,7 +160,9 @@ def _statuses(verdict: Verdict, rows: Sequence[OutboxRow], cap: CapRule) -> None
     bad_failures = [
         row.id
         for row in rows
-        if row.status == "failed" and not row.status_reason.startswith(ALLOWED_FAILURES)
+        if row.status == "failed"
+        and row.id not in must_fail
+        and not row.status_reason.startswith(ALLOWED_FAILURES)
     ]
     waiting = [row for row in rows if row.status == "pending"]
     over_cap = [
@@ -145,6 +183,39 @@ def _statuses(verdict: Verdict, rows: Sequence[OutboxRow], cap: CapRule) -> None
     )
     verdict.check(not stray_pending, f"rows still pending, not over a cap: {_some(stray_pending)}")
     verdict.check(not others, f"rows left sending (or cancelled): {_some(others)}")
+
+
+def _hostile(verdict: Verdict, rows: Sequence[OutboxRow], hostile: HostileReport) -> None:
+    """Each attack was refused, each forged row was reset, each bad row failed in words."""
+    found = {row.idempotency_key: row for row in rows if hostile.kind_of(row) is not None}
+    missing = sorted(set(hostile.acknowledged) - set(found))
+    wrong_failures = [
+        f"{row.idempotency_key}: {row.status} {row.status_reason[:80]!r}"
+        for row in found.values()
+        if hostile.must_fail(row)
+        and (
+            row.status != "failed"
+            or hostile.expected_failures[hostile.kind_of(row) or ""] not in row.status_reason
+        )
+    ]
+    kept_forged_id = [
+        row.idempotency_key
+        for row in found.values()
+        if row.message_id is not None and row.message_id.startswith("<forged-")
+    ]
+    verdict.figures.update(
+        hostile_rounds=hostile.rounds,
+        hostile_refused=dict(hostile.refused),
+        hostile_rows=len(found),
+        hostile_failed_in_words=sum(1 for row in found.values() if hostile.must_fail(row))
+        - len(wrong_failures),
+    )
+    verdict.check(not hostile.surprises, f"attacks not refused: {_some(hostile.surprises)}")
+    verdict.check(not missing, f"hostile rows the database answered but lost: {_some(missing)}")
+    verdict.check(
+        not wrong_failures, f"bad rows that did not fail in words: {_some(wrong_failures)}"
+    )
+    verdict.check(not kept_forged_id, f"forged Message-IDs kept: {_some(kept_forged_id)}")
 
 
 def _match_server_to_rows(

@@ -33,7 +33,7 @@ def test_small_chaos_run_loses_nothing(tmp_path: Path) -> None:
     results = json.loads(results_path.read_text(encoding="utf-8"))
     figures = results["figures"]
     assert {"ok": True, "failures": []} == results["checks"]
-    assert 600 == figures["messages"]
+    assert 600 + figures["hostile_rows"] == figures["messages"]
     assert 0 == figures["lost"]
     assert 0 == figures["unmatched_accepted"]
     assert figures["duplicates_observed"] <= figures["duplicates_bound"]
@@ -48,3 +48,12 @@ def test_small_chaos_run_loses_nothing(tmp_path: Path) -> None:
     assert figures["cap"] == figures["capped_sent"] == figures["capped_distinct_at_server"]
     assert figures["capped_messages"] - figures["cap"] == figures["pending_over_cap"]
     assert figures["messages"] == figures["sent"] + figures["failed"] + figures["pending_over_cap"]
+    # The hostile producer: every round's attacks refused, its bad rows failed in words (two
+    # a round), its forged rows sent or waiting like any other.
+    assert figures["hostile_rounds"] >= 3
+    refused = figures["hostile_refused"]
+    assert set(refused) == {
+        "far_future", "infinite", "expires_far", "insert_as_sent", "chosen_message_id",
+        "flip_to_pending", "cancel_another",
+    }  # fmt: skip
+    assert figures["hostile_failed_in_words"] >= 2  # the verdict checked each one's reason

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from chaos.sink import JournalEntry
-from chaos.verdict import CapRule, Fault, OutboxRow, judge
+from chaos.verdict import CapRule, Fault, HostileReport, OutboxRow, judge
 
 SENDERS = {"chaos": "chaos@example.com", "capped": "capped@example.com"}
 CAP = CapRule("capped", "capped@example.com", 1)
@@ -146,3 +149,98 @@ def test_the_cap_exceeded_and_rows_left_sending_or_failed_fail() -> None:
         "capped profile: 2 sent, the cap allows 1",
         "capped profile: the server got 2 messages, over the cap of 1",
     ] == verdict.failures
+
+
+def _hostile_rows() -> list[OutboxRow]:
+    """A forged row reset and sent, and an oversize row failed with its reason."""
+    forged = dataclasses.replace(row(20), idempotency_key="hostile-forged_sent-0")
+    oversize = OutboxRow(
+        id=21,
+        profile="chaos",
+        status="failed",
+        status_reason="failed: the message is 1001024 bytes ... (MAILWORKER_MAX_MESSAGE_BYTES)",
+        attempts=1,
+        message_id="<m21@example.com>",
+        to_addrs=("oversize-0@example.com",),
+        idempotency_key="hostile-oversize-0",
+    )
+    return [forged, oversize]
+
+
+def _report(**changes: Any) -> HostileReport:
+    report = HostileReport(
+        key_prefix="hostile-",
+        expected_failures={"oversize": "MAILWORKER_MAX_MESSAGE_BYTES"},
+        acknowledged={"hostile-forged_sent-0": "forged_sent", "hostile-oversize-0": "oversize"},
+        refused={"far_future": 1},
+        surprises=[],
+        rounds=1,
+    )
+    return dataclasses.replace(report, **changes)
+
+
+def _judge_hostile(rows: list[OutboxRow], report: HostileReport) -> list[str]:
+    capped_rows, capped_journal = capped_pair()
+    return judge(
+        committed=[1, 10, 11],
+        rows=[row(1), *capped_rows, *rows],
+        journal=[accepted(1), accepted(20), *capped_journal],
+        faults=[],
+        senders=SENDERS,
+        cap=CAP,
+        hostile=report,
+    ).failures
+
+
+def test_the_hostile_producers_rows_count_and_its_bad_rows_may_fail() -> None:
+    """Its rows count as committed; its oversize row failed with its reason passes."""
+    assert [] == _judge_hostile(_hostile_rows(), _report())
+
+
+def test_a_hostile_bad_row_that_was_sent_fails_the_run() -> None:
+    """A row that had to fail but was sent is caught, naming its key."""
+    forged, oversize = _hostile_rows()
+    sent = dataclasses.replace(oversize, status="sent", status_reason="sent")
+    failures = _judge_hostile([forged, sent], _report())
+    assert ["bad rows that did not fail in words: hostile-oversize-0: sent 'sent'"] == [
+        f for f in failures if f.startswith("bad rows")
+    ]
+
+
+def test_an_attack_that_got_through_fails_the_run() -> None:
+    """A surprise of the producer (an attack accepted) is a failure of the run."""
+    failures = _judge_hostile(_hostile_rows(), _report(surprises=["insert_as_sent: accepted"]))
+    assert ["attacks not refused: insert_as_sent: accepted"] == failures
+
+
+def test_a_hostile_row_the_database_answered_but_lost_fails_the_run() -> None:
+    """An acknowledged hostile insert with no row is lost."""
+    forged, _ = _hostile_rows()
+    failures = _judge_hostile([forged], _report())
+    assert ["hostile rows the database answered but lost: hostile-oversize-0"] == failures
+
+
+def test_a_forged_message_id_kept_fails_the_run() -> None:
+    """A forged row still carrying the producer's Message-ID: the reset did not happen."""
+    forged, oversize = _hostile_rows()
+    kept = dataclasses.replace(forged, message_id="<forged-0@example.com>")
+    failures = _judge_hostile([kept, oversize], _report())
+    assert "forged Message-IDs kept: hostile-forged_sent-0" in failures
+
+
+def test_an_innocent_row_failing_like_a_bad_one_still_fails_the_run() -> None:
+    """Only the hostile producer's bad rows may fail for their reasons; a feed row may not."""
+    capped_rows, capped_journal = capped_pair()
+    innocent = row(
+        2, "failed", reason="failed: the message is 5 bytes ... (MAILWORKER_MAX_MESSAGE_BYTES)"
+    )
+    verdict = judge(
+        committed=[1, 2, 10, 11],
+        rows=[row(1), innocent, *capped_rows, *_hostile_rows()],
+        journal=[accepted(1), accepted(20), *capped_journal],
+        faults=[],
+        senders=SENDERS,
+        cap=CAP,
+        hostile=_report(),
+    )
+    assert ["rows failed for a reason the run does not allow: 2"] == verdict.failures
