@@ -11,9 +11,8 @@ import asyncio
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from worker.db import resolve_database_url
+from worker.db import engine_for_url, resolve_database_url
 from worker.migrate import comparison_options
 from worker.models import metadata
 from worker.settings import load_settings
@@ -35,7 +34,7 @@ async def _run_online() -> None:
         settings = load_settings()
         url = url or resolve_database_url(settings)
         schema = schema or settings.db_schema
-    engine = create_async_engine(url)
+    engine = engine_for_url(url)  # libpq parameters mapped as for every other connection
     try:
         async with engine.begin() as connection:
             await connection.run_sync(_run, schema)

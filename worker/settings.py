@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from worker.database_url import check_database_url
 from worker.errors import ConfigurationError
 
 __all__ = ["CONFIG_FILE_ENV", "Settings", "load_settings", "mask_url_password", "split_address"]
@@ -45,11 +46,25 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
     )
 
+    # Declared before database_url, whose validator reads the file it names.
+    database_url_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "MAILWORKER_DATABASE_URL_FILE", "DATABASE_URL_FILE", "database_url_file"
+        ),
+        description=(
+            "File holding the database URL instead of DATABASE_URL (Docker and Kubernetes "
+            "secrets); whitespace around it is ignored."
+        ),
+    )
     database_url: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "MAILWORKER_DATABASE_URL", "database_url"),
         description=(
-            "PostgreSQL URL, e.g. postgresql://user:pass@host:5432/db. "
+            "PostgreSQL URL, e.g. postgresql://user:pass@host:5432/db?sslmode=verify-full; "
+            "postgres:// and postgresql+asyncpg:// mean the same. libpq parameters such as "
+            "sslmode, sslrootcert, connect_timeout and application_name are honoured; one "
+            "that cannot be is refused (docs/operations.md#the-database-url). "
             "Empty: an embedded PostgreSQL is started under the data folder."
         ),
     )
@@ -164,6 +179,14 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="First pause in seconds of a profile whose account fails."
     )
     pause_cap: float = Field(default=3600.0, gt=0, description="Longest profile pause in seconds.")
+    progress_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds between a busy worker's progress lines (sent, failed, retried, deferred,"
+            " rate, pending); none while nothing moves."
+        ),
+    )
     idle_check_after: float = Field(
         default=30.0,
         ge=0,
@@ -211,13 +234,20 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _url_is_postgres(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
+    def _url_is_usable(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        url = value.get_secret_value() if value is not None else ""
+        url_file = info.data.get("database_url_file")
+        if url_file is not None:
+            if url:
+                raise ValueError("set DATABASE_URL or DATABASE_URL_FILE, not both")
+            url = _read_url_file(url_file)
+        if not url:
             return None
-        scheme = value.get_secret_value().split("://", 1)[0]
-        if scheme not in {"postgres", "postgresql", "postgresql+asyncpg"}:
-            raise ValueError(f"must be a postgresql:// URL, not a {scheme}:// one")
-        return value
+        try:
+            check_database_url(url)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        return SecretStr(url)
 
     @field_validator("allow_development_key", mode="before")
     @classmethod
@@ -273,6 +303,18 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             shown["database_url"] = mask_url_password(self.database_url.get_secret_value())
         return shown
+
+
+def _read_url_file(path: Path) -> str:
+    """The URL in ``DATABASE_URL_FILE``, without the newline a secret file usually ends in."""
+    try:
+        url = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"cannot read DATABASE_URL_FILE {path}: {reason}") from None
+    if not url:
+        raise ValueError(f"DATABASE_URL_FILE {path} is empty")
+    return url
 
 
 def split_address(address: str) -> tuple[str, int]:
