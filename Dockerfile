@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The mail-outbox-worker image: `mailworker` on a slim Python, as a non-root user.
 #
 #   docker build -t mail-outbox-worker .
@@ -8,46 +7,54 @@
 # No secret is ever part of the image: the database URL, the secret key and the profiles'
 # passwords come from the environment or from mounted files (Docker secrets) at run time.
 # Nor does the image make a key by itself: without MAILWORKER_SECRET_KEY(_FILE), `mailworker
-# run` refuses to start (MAILWORKER_ALLOW_DEVELOPMENT_KEY=false).
+# run` refuses to start (MAILWORKER_ALLOW_DEVELOPMENT_KEY=false). Nor a database: the embedded
+# PostgreSQL (the `local` extra) is not installed, so without DATABASE_URL every command
+# refuses in one line.
+#
+# Both builders take this file, BuildKit and the classic one (DOCKER_BUILDKIT=0, engines
+# without BuildKit): it uses no BuildKit-only instruction or option, and has no `# syntax=`
+# line, so no frontend image is fetched either.
 
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
-# --- builder: every wheel the service needs, from requirements.lock --------------------------
+# --- builder: a virtualenv holding exactly requirements.lock and the package ------------------
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+# Without pip of its own: the builder's pip fills it (--python), and the image needs no pip.
+RUN python -m venv --without-pip /opt/mailworker
 WORKDIR /src
 # The pinned runtime dependencies first: this layer is rebuilt only when the lock changes.
+# --require-hashes: every file is checked against the lock's hash, and a dependency the lock
+# does not pin fails the build; wheels only, as the image has no compiler.
 COPY requirements.lock ./
-RUN pip wheel --no-deps --wheel-dir /wheels --requirement requirements.lock
-# Then the package itself (its wheel carries the migrations and config/ as package data).
+RUN pip --python /opt/mailworker/bin/python install --require-hashes --only-binary=:all: \
+        --requirement requirements.lock
+# Then the package itself, without dependencies (its wheel carries the migrations and config/
+# as package data); `pip check` fails the build if the lock lacks one it requires.
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY migrations ./migrations
 COPY config ./config
-RUN pip wheel --no-deps --wheel-dir /wheels . \
-    && cp requirements.lock /wheels/
+RUN pip wheel --no-deps --wheel-dir /tmp/wheels . \
+    && pip --python /opt/mailworker/bin/python install --no-deps /tmp/wheels/mail_outbox_worker-*.whl \
+    && pip --python /opt/mailworker/bin/python check
 
-# --- the image: the wheels installed, nothing else ---------------------------------------------
+# --- the image: the virtualenv, nothing else -----------------------------------------------------
 FROM ${PYTHON_IMAGE}
-ENV PYTHONDONTWRITEBYTECODE=1 \
+ENV PATH=/opt/mailworker/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_ROOT_USER_ACTION=ignore \
     MAILWORKER_DATA_DIR=/var/lib/mailworker \
     MAILWORKER_ALLOW_DEVELOPMENT_KEY=false \
     MAILWORKER_LOG_FORMAT=json \
     MAILWORKER_HTTP_ADDRESS=0.0.0.0:9090
-# Only from the builder's wheels (--no-index): exactly the locked versions, no compiler here.
-# `pip check` fails the build if the lock and the package's requirements disagree.
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels --requirement /wheels/requirements.lock \
-        /wheels/mail_outbox_worker-*.whl \
-    && pip check \
-    && groupadd --system --gid 10001 mailworker \
+RUN groupadd --system --gid 10001 mailworker \
     && useradd --system --uid 10001 --gid mailworker --home-dir /var/lib/mailworker \
         --create-home --shell /usr/sbin/nologin mailworker
+# Owned by root: the service cannot change its own code.
+COPY --from=builder /opt/mailworker /opt/mailworker
 WORKDIR /var/lib/mailworker
 USER 10001:10001
 # /healthz of the worker (MAILWORKER_HTTP_ADDRESS); /metrics is on the same port.

