@@ -27,6 +27,7 @@ __all__ = [
     "UnencryptedLogin",
     "classify",
     "enhanced_code",
+    "pause_class",
 ]
 
 
@@ -328,3 +329,37 @@ def _is_quota(code: int, enhanced: str | None, text: str, stage: Stage) -> bool:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+# The kinds of reason a profile is paused for, as metrics label them: a small, fixed set.
+PAUSE_CLASSES = (
+    "credentials",
+    "provider_limit",
+    "tls",
+    "unreachable",
+    "password_unreadable",
+    "refused",
+    "other",
+)
+_PAUSE_TEXTS = (
+    ("provider_limit", re.compile(re.escape(LIMIT_REACHED))),
+    ("password_unreadable", re.compile(r"cannot be decrypted")),
+    ("tls", re.compile(r"TLS failed|STARTTLS|unencrypted connection|offers no STARTTLS")),
+    (
+        "unreachable",
+        re.compile(r"cannot reach the SMTP server|did not answer in time|connection was lost"),
+    ),
+)
+
+
+def pause_class(reason: str) -> str:
+    """The kind of a pause's reason (one of :data:`PAUSE_CLASSES`), from its words alone."""
+    for name, pattern in _PAUSE_TEXTS:
+        if pattern.search(reason):
+            return name
+    code = reason[:3]
+    if code in {"530", "534", "535"} or enhanced_code(reason) in _CREDENTIAL_CODES:
+        return "credentials"
+    if code.isdigit() and code[0] in "45":
+        return "refused"
+    return "other"

@@ -13,15 +13,25 @@ Two kinds of numbers:
 from __future__ import annotations
 
 import dataclasses
+import platform
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+)
 from prometheus_client.exposition import choose_encoder
 
+from worker import __version__
 from worker.caps import CapUsage
+from worker.classify import pause_class
 from worker.delivery import Claimed, Outcome
 
 __all__ = [
@@ -37,8 +47,6 @@ __all__ = [
 # Seconds. SMTP sends take tenths of a second to seconds; timeouts go up to minutes.
 ATTEMPT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 QUEUE_STATUSES = ("pending", "sending")
-# A pause reason is a server's reply: keep the label readable and bounded.
-MAX_REASON_LENGTH = 200
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -118,6 +126,9 @@ class WorkerMetrics:
         self.last_turn: float | None = None  # monotonic; the fetch loop's last turn
         self.last_claim: float | None = None  # monotonic; the last claim that reached the database
         ProcessCollector(registry=self.registry)
+        Info("mailworker_build", "The running mailworker.", registry=self.registry).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
         self._define_counters()
         self._define_database_gauges()
         self._in_flight = Gauge(
@@ -191,7 +202,8 @@ class WorkerMetrics:
         )
         self._paused = gauge(
             "mailworker_profile_paused_until_timestamp_seconds",
-            "Until when a paused profile's messages wait, with the reply that paused it.",
+            "Until when a paused profile's messages wait, and the kind of reason (credentials,"
+            " provider_limit, tls, unreachable, password_unreadable, refused, other).",
             ["profile", "reason"],
         )
 
@@ -247,8 +259,10 @@ class WorkerMetrics:
                 self._cap_used.labels(usage.name, level.cap).set(level.used)
                 self._cap_remaining.labels(usage.name, level.cap).set(level.remaining)
         for paused in snapshot.paused:
-            reason = " ".join(paused.reason.split())[:MAX_REASON_LENGTH]
-            self._paused.labels(paused.name, reason).set(paused.until.timestamp())
+            # A class, not the server's text: label values must stay few (status has the text).
+            self._paused.labels(paused.name, pause_class(paused.reason)).set(
+                paused.until.timestamp()
+            )
 
     def _database_gauges(self) -> tuple[Gauge, ...]:
         return (

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import platform
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from worker import __version__
 from worker.caps import CapUsage
+from worker.classify import LIMIT_REACHED, PAUSE_CLASSES
 from worker.delivery import Outcome
 from worker.metrics import (
-    MAX_REASON_LENGTH,
     CapLevel,
     DatabaseSnapshot,
     PausedProfile,
@@ -144,7 +146,7 @@ def test_snapshot_fills_every_profile_and_replaces_the_last_one() -> None:
         _value(metrics, "mailworker_oldest_pending_age_seconds", profile="gmail"),
     )
     paused = "mailworker_profile_paused_until_timestamp_seconds"
-    reason = "535 5.7.8 Bad credentials"
+    reason = "credentials"
     assert until.timestamp() == _value(metrics, paused, profile="wp", reason=reason)
 
     metrics.update_from_database(_snapshot(profiles=["gmail"]))
@@ -179,10 +181,24 @@ def test_a_message_not_yet_wanted_is_not_late() -> None:
     assert 0.0 == _value(metrics, "mailworker_oldest_pending_age_seconds", profile="wp")
 
 
-def test_long_pause_reasons_are_cut() -> None:
-    """A pause reason label is one line of at most MAX_REASON_LENGTH characters."""
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        ("550-5.4.5 Daily user sending limit exceeded.\n550 5.4.5 " + "x" * 500, "refused"),
+        ("the worker could not say why", "other"),
+        (f"{LIMIT_REACHED}: 550 5.4.5 Daily user sending limit exceeded.", "provider_limit"),
+        ("535 5.7.8 Username and Password not accepted.", "credentials"),
+        ("534-5.7.9 Application-specific password required.", "credentials"),
+        ("TLS failed: certificate verify failed: self-signed certificate", "tls"),
+        ("refusing to send the password of profile wp over an unencrypted connection", "tls"),
+        ("cannot reach the SMTP server (unknown host): smtp.wp.invalid", "unreachable"),
+        ("stored password of profile 'wp' cannot be decrypted", "password_unreadable"),
+        ("554 5.7.1 Sender address rejected", "refused"),
+    ],
+)  # fmt: skip
+def test_pause_reasons_become_a_few_classes(reason: str, kind: str) -> None:
+    """The pause label is a class of the reason, never the server's text: few label values."""
     metrics = WorkerMetrics()
-    reason = "550-5.4.5 Daily user sending limit exceeded.\n550 5.4.5 " + "x" * 500
     until = STARTED + timedelta(hours=1)
     metrics.update_from_database(
         _snapshot(profiles=["wp"], paused=[PausedProfile(name="wp", until=until, reason=reason)])
@@ -193,8 +209,16 @@ def test_long_pause_reasons_are_cut() -> None:
         for sample in family.samples
         if sample.name == "mailworker_profile_paused_until_timestamp_seconds"
     ]
-    assert MAX_REASON_LENGTH == len(label)
-    assert label.startswith("550-5.4.5 Daily user sending limit exceeded. 550 5.4.5 xxx")
+    assert kind == label
+    assert label in PAUSE_CLASSES
+
+
+def test_build_info_names_the_version() -> None:
+    """``mailworker_build_info`` carries the version and the Python, value 1."""
+    metrics = WorkerMetrics()
+    assert 1.0 == _value(
+        metrics, "mailworker_build_info", version=__version__, python=platform.python_version()
+    )
 
 
 def test_cap_levels_count_sends_in_flight() -> None:
