@@ -26,6 +26,8 @@ Modes and certificates::
     SmtpTestServer(tls="none", accounts={...}, offer_auth_without_tls=True)  # a leaky server
     SmtpTestServer(ca=ca, tls="implicit", certificate="expired")  # or "self_signed", "wrong_host"
     SmtpTestServer(ca=ca, tls="implicit", size_limit=100_000)   # SIZE 100000; larger mail: 552
+    SmtpTestServer(tls="none", smtputf8=True)       # offers SMTPUTF8: UTF-8 in addresses and
+                                                    # headers (without it: 501 at MAIL ... SMTPUTF8)
 
     client = aiosmtplib.SMTP(**server.client_options(), timeout=2)  # verifying client options
 
@@ -593,6 +595,7 @@ class _ScriptedSMTP(SMTP):
             authenticator=self._check_credentials,
             timeout=owner.idle_timeout,
             data_size_limit=owner.size_limit,
+            enable_SMTPUTF8=owner.smtputf8,
             loop=loop,
         )
         # aiosmtpd knows only STARTTLS as TLS, so with implicit TLS it would never offer AUTH.
@@ -797,6 +800,9 @@ class SmtpTestServer:
     - ``idle_timeout``: seconds of client silence before the server closes the connection.
     - ``size_limit``: the largest message in bytes, offered as ``SIZE``; a larger one is
       refused with ``552`` (at MAIL when the client declares its size, else after DATA).
+    - ``smtputf8``: offer SMTPUTF8 (RFC 6531), so ``MAIL FROM:<...> SMTPUTF8`` may carry
+      addresses and headers in UTF-8. Off by default, as at many servers: then MAIL with
+      ``SMTPUTF8`` is refused with ``501`` and a non-ASCII command with ``500``.
     - ``host``: the address to listen on (default ``127.0.0.1``); the certificate names it too,
       and ``hostname`` is this address unless it is 127.0.0.1 (then ``localhost``).
     - ``port``: the port to listen on (default 0: any free one); e.g. 465, which needs root.
@@ -816,6 +822,7 @@ class SmtpTestServer:
         offer_auth_without_tls: bool = False,
         idle_timeout: float = 300.0,
         size_limit: int = DATA_SIZE_DEFAULT,
+        smtputf8: bool = False,
         host: str = HOST,
         port: int = 0,
     ) -> None:
@@ -834,6 +841,7 @@ class SmtpTestServer:
         self.offer_auth_without_tls = offer_auth_without_tls
         self.idle_timeout = idle_timeout
         self.size_limit = size_limit
+        self.smtputf8 = smtputf8
         self.host = host
         # localhost resolves to 127.0.0.1 only; a server elsewhere is reached by its address.
         self.hostname = HOSTNAME if host == HOST else host

@@ -7,11 +7,21 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 from worker.models import DECLARED_SCHEMA
 from worker.resources import migrations_dir
 
-__all__ = ["alembic_config", "comparison_options", "downgrade", "upgrade", "upgrade_async"]
+__all__ = [
+    "alembic_config",
+    "comparison_options",
+    "downgrade",
+    "head_revision",
+    "schema_problem",
+    "upgrade",
+    "upgrade_async",
+]
 
 
 def comparison_options(schema: str) -> dict[str, Any]:
@@ -46,3 +56,32 @@ def downgrade(url: str, schema: str, revision: str = "base") -> None:
 async def upgrade_async(url: str, schema: str, revision: str = "head") -> None:
     """``upgrade`` from inside a running event loop (env.py needs a loop of its own)."""
     await asyncio.to_thread(upgrade, url, schema, revision)
+
+
+def head_revision() -> str:
+    """The newest schema version this code knows (its last migration)."""
+    head = ScriptDirectory.from_config(alembic_config("", DECLARED_SCHEMA)).get_current_head()
+    assert head is not None  # the package always ships its migrations
+    return head
+
+
+def schema_problem(revision: str | None, *, schema: str) -> str | None:
+    """Why a database at ``revision`` cannot be used by this code, in one line; None: it can."""
+    head = head_revision()
+    if revision == head:
+        return None
+    if revision is None:
+        return f'schema {schema!r} was never migrated: run "mailworker migrate"'
+    try:
+        known = ScriptDirectory.from_config(alembic_config("", schema)).get_revision(revision)
+    except CommandError:
+        known = None
+    if known is None:
+        return (
+            f"schema {schema!r} is at version {revision}, newer than this mailworker knows"
+            f" ({head}): upgrade mailworker"
+        )
+    return (
+        f"schema {schema!r} is at version {revision}; this mailworker needs {head}:"
+        ' run "mailworker migrate"'
+    )

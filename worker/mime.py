@@ -2,7 +2,9 @@
 
 ``render`` is pure (no I/O; the clock only for a missing ``Date``) and returns the SMTP
 envelope with the message ready for ``DATA``: CRLF line endings, no line over 998 octets and
-7-bit clean, so neither 8BITMIME nor SMTPUTF8 is needed.
+7-bit clean, so neither 8BITMIME nor SMTPUTF8 is needed — unless an address has a local part
+that is not ASCII (``zażółć@example.pl``): such a message has that address in UTF-8 in its
+headers (RFC 6532) and needs the server's SMTPUTF8 (``RenderedMessage.utf8_address``).
 
 Decisions:
 
@@ -18,21 +20,35 @@ Decisions:
   characters (TAB excepted) becomes one space, as mail programs do, and the value is stripped.
   No value can therefore start a header of its own. Bodies keep their line breaks (written as
   CRLF) and lose NUL characters.
-- Addresses must be ASCII: a non-ASCII address needs SMTPUTF8, which this module does not
-  produce, so it raises ``MessageBuildError``. So does an address that no SMTP command can
-  carry although the email package reads it: one with a control character (a TAB in a quoted
-  local part, say) or a domain literal with '"', '<' or '>' (aiosmtplib refuses both on the
-  command line, and the refusal would otherwise only come when the message is sent).
-- Without To addresses the message says ``To: undisclosed-recipients:;``; Bcc addresses are
-  only in the envelope. A naive ``date`` is taken as UTC.
+- Addresses are read by ``worker.addresses``, the parser the outbox API uses too, so a row
+  inserted with SQL is read as the API reads it. A To, Cc or Bcc entry is an address, alone,
+  in ``<>`` or after a display name (``Jan Kowalski <jan@example.pl>``,
+  ``"Kowalski, Jan" <jan@example.pl>``): the display name goes into the header (RFC 2047
+  words when it is not ASCII, as the From name), the bare address into the envelope. A
+  Unicode domain is sent in its IDNA 2008 ASCII form (``anna@zażółć.pl`` is
+  ``anna@xn--za-6ja4f8n1l.pl``) in the envelope and the header alike; an ASCII address is
+  sent as written. A local part that is not ASCII (of a recipient, the sender or a Reply-To
+  address) is written as UTF-8 and only there: the message is ASCII but for those addresses,
+  and ``utf8_address`` names the first one, so the worker sends it with SMTPUTF8 or fails it
+  when the server does not offer that.
+- An address that no SMTP command can carry raises ``MessageBuildError`` with the reason, here
+  and not when the message is sent: a control character (a TAB in a quoted local part, say;
+  such an entry is refused whole, display name included), a domain that IDNA refuses, a domain
+  literal with '"', '<' or '>' (aiosmtplib refuses those), over 254 octets, two addresses in
+  one entry.
+- Without To addresses the message says ``To: undisclosed-recipients:;``; Bcc entries are
+  only in the envelope, their display names nowhere. The same address in several entries
+  (any letter case, any display name) is one envelope recipient. A naive ``date`` is taken
+  as UTC.
 - Text is 7bit when it is ASCII with lines of at most 998 octets, otherwise quoted-printable
   or base64, whichever is shorter. An empty text body with HTML sends the HTML alone.
   Attachments are base64; a malformed content type, or a multipart/message one (those may not
   be base64-encoded), becomes application/octet-stream.
 
 How: the email package builds the tree (``EmailMessage``, ``MIMEPart``) and writes it with
-the SMTP policy; it also parses Reply-To lists, unusual addresses and content-type parameters,
-quotes ASCII display names and formats the date. Header values are folded here, though, and
+the SMTP policy (with ``utf8=True`` for a message that needs SMTPUTF8, and only then); it also
+parses Reply-To lists, unusual ASCII addresses (for ``worker.addresses``) and content-type
+parameters, and formats the date. Header values are folded here, though, and
 non-ASCII ones encoded here (RFC 2047 base64 words, RFC 2231 file names), because Python
 3.11's header folder loses the space at some encoded-word boundaries (about one long Polish
 subject in a hundred comes back changed), turns long URLs (List-Unsubscribe) into encoded
@@ -50,18 +66,19 @@ import binascii
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email import policy as email_policy
-from email.errors import HeaderParseError
-from email.headerregistry import Address, BaseHeader, HeaderRegistry
+from email.errors import HeaderParseError, NonASCIILocalPartDefect
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message, MIMEPart
 from email.policy import Policy
-from email.utils import format_datetime, formataddr, quote
+from email.utils import format_datetime, quote
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote as url_quote
 
+from worker.addresses import AddressError, Mailbox, parse_address, parse_mailbox
 from worker.errors import MailWorkerError
 
 __all__ = [
@@ -81,14 +98,10 @@ _BASE64_LINE = 76  # RFC 2045 6.8: base64 lines of at most 76 characters
 # Line breaks of any kind (str.splitlines() would split on \x1c-\x1e, \x85, \u2028 too, and
 # the email package refuses values it can split), NUL and the other control characters.
 _CONTROL_RUNS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+")
-# An addr-spec that needs no quoting anywhere: dot-atom "@" dot-atom.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_SIMPLE_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*")
-# C0 (TAB included), DEL and C1: no SMTP command may carry them, even in a quoted local part.
-_ADDRESS_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# RFC 5321 dcontent (printable ASCII but "[", "\", "]") without '"', "<" and ">", which
-# aiosmtplib refuses outside a quoted local part; an IP address literal needs none of them.
-_DOMAIN_LITERAL = re.compile(r"\[[!#-;=?-Z^-~]+\]")
+# A display name with any of these is quoted (the specials of email.utils.formataddr).
+_NAME_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+# Characters that may not stand alone in a Reply-To address; without them it is one address.
+_LIST_SYNTAX = frozenset('<>,;:()"')
 # RFC 5322 field-name: printable ASCII except ":"; longer names could not start a line.
 _HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")
 # RFC 6838 type/subtype names (lower-cased before matching).
@@ -97,7 +110,6 @@ _MIME_TYPE = re.compile(rf"({_RESTRICTED_NAME})/{_RESTRICTED_NAME}")
 # <left@right> in printable ASCII without spaces, "<", ">" or a second "@".
 _MESSAGE_ID = re.compile(r"<[!-;=?A-~]+@[!-;=?A-~]+>")
 _HIGH_BYTES = bytes(range(0x80, 0x100))
-_MAX_ADDRESS = 254  # RFC 5321 4.5.3.1.3: a path is at most 256 octets with its "<>"
 # Bytes per encoded word: 56 base64 characters, so "=?utf-8?b?" + 56 + "?=" is 68 long and a
 # continuation line " " + word stays within 78.
 _WORD_BYTES = 42
@@ -152,11 +164,22 @@ class MessageContent:
 
 @dataclass(frozen=True)
 class RenderedMessage:
-    """The SMTP envelope (MAIL FROM, RCPT TO) and the bytes for DATA."""
+    """The SMTP envelope (MAIL FROM, RCPT TO) and the bytes for DATA.
+
+    ``utf8_address`` names the first address (as written) whose local part is not ASCII: the
+    message then needs the server's SMTPUTF8 and goes with ``mail_options``. None for an
+    ASCII message, which any server takes.
+    """
 
     sender: str
     recipients: list[str]
     data: bytes
+    utf8_address: str | None = None
+
+    @property
+    def mail_options(self) -> tuple[str, ...]:
+        """The MAIL FROM parameters the message needs: ``SMTPUTF8`` or none."""
+        return () if self.utf8_address is None else ("SMTPUTF8",)
 
 
 class _HeaderClasses(HeaderRegistry):
@@ -182,6 +205,9 @@ class _HeaderClasses(HeaderRegistry):
 # SMTP = CRLF lines and RFC 2047 headers (utf8=False); cte_type="7bit" because every part is
 # encoded to 7 bits here, whatever the server's 8BITMIME support.
 _POLICY = email_policy.SMTP.clone(cte_type="7bit", header_factory=_HeaderClasses())
+# For a message with a non-ASCII local part only (RFC 6532): headers written as UTF-8, for the
+# address alone, as display names and other text are encoded words all the same.
+_UTF8_POLICY = _POLICY.clone(utf8=True)
 
 
 class _FoldedHeader(str):
@@ -273,6 +299,8 @@ def _folded(name: str, header: BaseHeader) -> _FoldedHeader:
 # What the email package's header parser raises on input it cannot read. AttributeError: Python
 # 3.11's parser trips over its own defect object on an unterminated domain literal ("a@[").
 _PARSER_ERRORS = (ValueError, IndexError, HeaderParseError, AttributeError)
+# A profile's or row's Reply-To: its header and the addresses in it.
+_ReplyTo = tuple[_FoldedHeader, tuple[Mailbox, ...]]
 
 
 def _parsed(name: str, value: str) -> Any:
@@ -283,78 +311,71 @@ def _parsed(name: str, value: str) -> Any:
         raise MessageBuildError(f"{name} {value!r} cannot be read: {exc}") from exc
 
 
-def _address(raw: str, field: str) -> str:
-    """``raw`` as a bare ASCII addr-spec, usable in both the envelope and a header."""
-    address = raw.strip()
-    if not address:  # the parser's own complaint would be "string index out of range"
-        raise MessageBuildError(f"{field} address is empty")
-    if len(address) > _MAX_ADDRESS:
-        raise MessageBuildError(f"{field} address {address[:40]!r}... is over 254 characters")
-    if _SIMPLE_ADDRESS.fullmatch(address):
-        return address
-    # Before the ASCII test, which would blame a C1 character on the missing SMTPUTF8.
-    if _ADDRESS_CONTROL.search(address):
-        raise MessageBuildError(f"{field} address {address!r} contains a control character")
-    if not address.isascii():
-        raise MessageBuildError(
-            f"{field} address {address!r} is not ASCII; it needs SMTPUTF8, which is not supported"
-        )
+def _address(raw: str, field: str) -> Mailbox:
+    """``raw`` as a bare address (worker.addresses reads it), usable in envelope and header."""
     try:
-        # The email package's parser; it quotes the local part where needed, drops comments.
-        parsed = Address(addr_spec=address)
-    except _PARSER_ERRORS as exc:
-        raise MessageBuildError(f"{field} address {address!r} is not valid: {exc}") from exc
-    if parsed.domain.startswith("[") and not _DOMAIN_LITERAL.fullmatch(parsed.domain):
-        raise MessageBuildError(
-            f"{field} address {address!r} is not valid: a domain literal may not contain"
-            " '\"', '<' or '>' (it holds an IP address, such as [192.0.2.1])"
-        )
-    return parsed.addr_spec
+        return parse_address(raw)
+    except AddressError as exc:
+        raise MessageBuildError(exc.words(f"{field} address", raw.strip())) from None
 
 
-def _mailbox(header_name: str, display_name: str, address: str) -> str:
+def _recipients(raw: Sequence[str], field: str) -> list[Mailbox]:
+    """The row's entries of ``field``: addresses, alone or after a display name."""
+    mailboxes = []
+    for entry in raw:
+        try:
+            mailboxes.append(parse_mailbox(entry))
+        except AddressError as exc:
+            raise MessageBuildError(exc.words(f"{field} address", entry.strip())) from None
+    return mailboxes
+
+
+def _phrase(display_name: str) -> str:
+    """An ASCII display name as written, or quoted when it has specials (as formataddr does)."""
+    return f'"{quote(display_name)}"' if _NAME_SPECIALS.search(display_name) else display_name
+
+
+def _mailbox(header_name: str, mailbox: Mailbox) -> str:
     """One mailbox as header text: ``a@b.pl``, ``"Kowalski, Jan" <a@b.pl>`` or encoded."""
-    if not display_name:
-        return address
-    if display_name.isascii():
-        mailbox = formataddr((display_name, address))  # quotes the name where needed
-        if _fits_plain(header_name, mailbox):
-            return mailbox
-    return f"{_encoded_words(display_name, header_name)} <{address}>"
+    if not mailbox.display_name:
+        return mailbox.address
+    phrase = _phrase(mailbox.display_name) if mailbox.display_name.isascii() else ""
+    if not phrase or not _fits_plain(header_name, phrase):
+        phrase = _encoded_words(mailbox.display_name, header_name)
+    return f"{phrase} <{mailbox.address}>"
 
 
-def _address_header(name: str, mailboxes: Iterable[tuple[str, str]]) -> _FoldedHeader:
-    """An address-list header of (display name, address checked by ``_address``) pairs."""
-    value = ", ".join(_mailbox(name, display_name, address) for display_name, address in mailboxes)
-    return _plain_header(name, value)
+def _address_header(name: str, mailboxes: Iterable[Mailbox]) -> _FoldedHeader:
+    """An address-list header of mailboxes read by worker.addresses."""
+    return _plain_header(name, ", ".join(_mailbox(name, mailbox) for mailbox in mailboxes))
 
 
-def _reply_to_header(raw: str) -> _FoldedHeader:
+def _reply_to(raw: str) -> _ReplyTo:
     """Reply-To from an address list such as ``Biuro <biuro@wp.pl>, a@b.pl``."""
     value = _one_line(raw)
-    if _SIMPLE_ADDRESS.fullmatch(value):
-        return _address_header("Reply-To", [("", _address(value, "Reply-To"))])
+    if _LIST_SYNTAX.isdisjoint(value):
+        mailboxes: tuple[Mailbox, ...] = (_address(value, "Reply-To"),)
+        return _address_header("Reply-To", mailboxes), mailboxes
     header = _parsed("Reply-To", value)
-    if header.defects or not header.addresses:
+    # A non-ASCII local part is a defect to the email package, not here: SMTPUTF8 carries it.
+    defects = [d for d in header.defects if not isinstance(d, NonASCIILocalPartDefect)]
+    if defects or not header.addresses:
         raise MessageBuildError(f"Reply-To {value!r} is not a list of valid addresses")
-    mailboxes = [
-        (mailbox.display_name, _address(mailbox.addr_spec, "Reply-To"))
+    mailboxes = tuple(
+        replace(_address(mailbox.addr_spec, "Reply-To"), display_name=mailbox.display_name)
         for mailbox in header.addresses
-    ]
-    return _address_header("Reply-To", mailboxes)
+    )
+    return _address_header("Reply-To", mailboxes), mailboxes
 
 
 @lru_cache(maxsize=256)
-def _sender_headers(sender: Sender) -> tuple[str, _FoldedHeader, _FoldedHeader | None]:
+def _sender_headers(sender: Sender) -> tuple[Mailbox, _FoldedHeader, _ReplyTo | None]:
     """The envelope sender, From and the profile's Reply-To; the same for all its messages."""
     address = _address(sender.address, "sender")
-    from_header = _address_header("From", [(_one_line(sender.display_name), address)])
+    from_mailbox = replace(address, display_name=_one_line(sender.display_name))
+    from_header = _address_header("From", [from_mailbox])
     reply_to = _one_line(sender.reply_to or "")
-    return address, from_header, _reply_to_header(reply_to) if reply_to else None
-
-
-def _addresses(raw: Sequence[str], field: str) -> list[str]:
-    return [_address(address, field) for address in raw]
+    return address, from_header, _reply_to(reply_to) if reply_to else None
 
 
 def _unique(addresses: Iterable[str]) -> list[str]:
@@ -363,6 +384,11 @@ def _unique(addresses: Iterable[str]) -> list[str]:
     for address in addresses:
         first.setdefault(address.lower(), address)
     return list(first.values())
+
+
+def _utf8_address(mailboxes: Iterable[Mailbox]) -> str | None:
+    """The first address (as written) that needs SMTPUTF8, if any does."""
+    return next((mailbox.written for mailbox in mailboxes if mailbox.needs_smtputf8), None)
 
 
 def _date_header(date: datetime | None) -> _FoldedHeader:
@@ -395,9 +421,9 @@ def _check_extra_name(name: str) -> None:
         )
 
 
-def _extra_headers(headers: Mapping[str, str]) -> tuple[_FoldedHeader | None, list[_FoldedHeader]]:
+def _extra_headers(headers: Mapping[str, str]) -> tuple[_ReplyTo | None, list[_FoldedHeader]]:
     """The row's Reply-To, if it has one, and its other extra headers, in the row's order."""
-    reply_to: _FoldedHeader | None = None
+    reply_to: _ReplyTo | None = None
     extra: list[_FoldedHeader] = []
     seen: set[str] = set()
     for name, value in headers.items():
@@ -410,7 +436,7 @@ def _extra_headers(headers: Mapping[str, str]) -> tuple[_FoldedHeader | None, li
             kind = type(value).__name__
             raise MessageBuildError(f"extra header {name!r} must be a string, not {kind}")
         if lowered == "reply-to":
-            reply_to = _reply_to_header(value)
+            reply_to = _reply_to(value)
         else:
             extra.append(_text_header(name, value))
     return reply_to, extra
@@ -565,38 +591,63 @@ def _fill_body(message: EmailMessage, content: MessageContent, bodies: dict[byte
     _fill_multipart(message, "mixed", parts)
 
 
-def _headers(sender: Sender, content: MessageContent) -> tuple[str, list[str], list[_FoldedHeader]]:
+@dataclass(frozen=True)
+class _Headers:
+    """What ``render`` needs besides the body: the envelope, the headers, SMTPUTF8 or not."""
+
+    sender: str
+    recipients: list[str]
+    headers: list[_FoldedHeader]
+    utf8_address: str | None
+
+
+def _headers(sender: Sender, content: MessageContent) -> _Headers:
     """The envelope sender and recipients, and the message's headers in writing order."""
     envelope_sender, from_header, profile_reply_to = _sender_headers(sender)
-    to, cc = _addresses(content.to, "To"), _addresses(content.cc, "Cc")
-    recipients = _unique([*to, *cc, *_addresses(content.bcc, "Bcc")])
+    to, cc = _recipients(content.to, "To"), _recipients(content.cc, "Cc")
+    bcc = _recipients(content.bcc, "Bcc")
+    # Only the address of each entry goes into the envelope; Bcc entries go nowhere else.
+    recipients = _unique([mailbox.address for mailbox in (*to, *cc, *bcc)])
     if not recipients:
         raise MessageBuildError("the message has no recipients: To, Cc and Bcc are all empty")
     row_reply_to, extra = _extra_headers(content.headers)
     reply_to = profile_reply_to if row_reply_to is None else row_reply_to
     headers = [_date_header(content.date), from_header]
     if reply_to is not None:
-        headers.append(reply_to)
-    headers.append(_address_header("To", [("", address) for address in to]) if to else _NO_TO)
+        headers.append(reply_to[0])
+    headers.append(_address_header("To", to) if to else _NO_TO)
     if cc:
-        headers.append(_address_header("Cc", [("", address) for address in cc]))
+        headers.append(_address_header("Cc", cc))
     headers += [_text_header("Subject", content.subject), _message_id_header(content.message_id)]
-    return envelope_sender, recipients, [*headers, *extra, _MIME_VERSION]
+    reply_to_mailboxes = reply_to[1] if reply_to is not None else ()
+    utf8 = _utf8_address([envelope_sender, *reply_to_mailboxes, *to, *cc, *bcc])
+    return _Headers(
+        sender=envelope_sender.address,
+        recipients=recipients,
+        headers=[*headers, *extra, _MIME_VERSION],
+        utf8_address=utf8,
+    )
 
 
 def render(sender: Sender, content: MessageContent) -> RenderedMessage:
     """The envelope and the bytes of ``content`` sent as ``sender``.
 
     Raises ``MessageBuildError`` when the content cannot become a message (bad address,
-    Message-ID or extra header; no recipients).
+    Message-ID or extra header; no recipients). A message that needs SMTPUTF8 is rendered all
+    the same; ``utf8_address`` says so.
     """
-    envelope_sender, recipients, headers = _headers(sender, content)
+    built = _headers(sender, content)
     message = EmailMessage(policy=_POLICY)
-    for header in headers:
+    for header in built.headers:
         message[header.name] = header
     bodies: dict[bytes, bytes] = {}
     _fill_body(message, content, bodies)
-    data = message.as_bytes()
+    data = message.as_bytes(policy=_POLICY if built.utf8_address is None else _UTF8_POLICY)
     for placeholder, body in bodies.items():
         data = data.replace(placeholder, body, 1)
-    return RenderedMessage(sender=envelope_sender, recipients=recipients, data=data)
+    return RenderedMessage(
+        sender=built.sender,
+        recipients=built.recipients,
+        data=data,
+        utf8_address=built.utf8_address,
+    )

@@ -32,15 +32,30 @@ FINISHED_STATUSES = ("sent", "failed", "cancelled")
 
 ProfileState = Literal["active", "paused", "disabled"]
 
-_AGE_PART = re.compile(r"(\d+)\s*([smhdw])")
-_AGE = re.compile(r"^\s*(?:\d+\s*[smhdw]\s*)+$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# "m" is a minute, as in 90m; a month is "mo" (30 days), so that 1m never deletes a month.
+_UNIT = r"mo|min|[smhdwy]"
+_AGE_PART = re.compile(rf"(\d+)\s*({_UNIT})")
+_AGE = re.compile(rf"^\s*(?:\d+\s*(?:{_UNIT})\s*)+$")
+_UNIT_SECONDS = {
+    "s": 1,
+    "m": 60,
+    "min": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 7 * 86400,
+    "mo": 30 * 86400,
+    "y": 365 * 86400,
+}
 
 
 def parse_age(text: str) -> timedelta:
-    """``"30d"``, ``"2h"``, ``"1d12h"``, ``"90m"`` → a positive duration; ValueError otherwise."""
+    """``"30d"``, ``"2h"``, ``"1d12h"``, ``"90m"`` (minutes), ``"6mo"`` (30-day months), ``"1y"``
+    → a positive duration; ValueError otherwise."""
     if not _AGE.match(text):
-        raise ValueError(f"{text!r} is not an age like 30d, 12h, 90m or 1d12h (s, m, h, d, w)")
+        raise ValueError(
+            f"{text!r} is not an age like 30d, 12h, 90m or 1d12h"
+            " (s, m or min: minutes, h, d, w, mo: 30-day months, y)"
+        )
     seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _AGE_PART.findall(text))
     if seconds <= 0:
         raise ValueError(f"{text!r} is no time at all; give an age above zero")

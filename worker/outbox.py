@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from worker.addresses import address_problem
+from worker.addresses import address_problem, recipient_key, recipient_problem
 from worker.errors import InvalidMessage, ProfileNotFound
 from worker.mime import SERVICE_HEADERS
 from worker.models import MESSAGE_KINDS, PRODUCER_TIMES_END
@@ -169,7 +169,8 @@ async def enqueue(
 ) -> Enqueued:
     """Put a message into the outbox inside the caller's transaction; never commits.
 
-    Addresses are plain (``jan@example.pl``); one address may be passed as a string.
+    A recipient is an address, alone or with a display name (``jan@example.pl``,
+    ``Jan Kowalski <jan@example.pl>``, ``anna@zażółć.pl``); one may be passed as a string.
     ``profile=None`` sends through the default profile. A taken ``idempotency_key`` inserts
     nothing and returns the earlier message's id with ``created=False``. Raises
     :class:`InvalidMessage` (all problems at once) or :class:`ProfileNotFound`.
@@ -310,8 +311,8 @@ async def _require_profile(repository: Repository, name: str | None) -> Profile:
 
 
 def recipient_count(message: OutboxMessage) -> int:
-    """The distinct addresses of To, Cc and Bcc, ignoring case: one RCPT each."""
-    return len({address.lower() for address in (*message.to, *message.cc, *message.bcc)})
+    """The distinct addresses of To, Cc and Bcc, ignoring case and display names: one RCPT each."""
+    return len({recipient_key(entry) for entry in (*message.to, *message.cc, *message.bcc)})
 
 
 def recipient_limit_problems(message: OutboxMessage, profile: Profile) -> list[str]:
@@ -339,16 +340,6 @@ def _address_tuple(addresses: Recipients) -> tuple[str, ...]:
     return (addresses,) if isinstance(addresses, str) else tuple(addresses)
 
 
-def _address_problem(address: str, *, field: str) -> str | None:
-    # The worker writes 7-bit messages without SMTPUTF8, so it can only send ASCII addresses.
-    if address.isascii():
-        return address_problem(address, field=field)
-    return (
-        f"{field} {address!r} is not ASCII: international addresses (SMTPUTF8) are not"
-        " supported; write the domain in its xn-- form"
-    )
-
-
 def _has_line_break_or_nul(value: str) -> bool:
     return not _LINE_BREAKS_AND_NUL.isdisjoint(value)
 
@@ -362,7 +353,8 @@ def _recipient_problems(message: OutboxMessage) -> list[str]:
             if not isinstance(address, str):
                 problems.append(f"{field} address {address!r} is not text")
                 continue
-            problem = _address_problem(address, field=f"{field} address")
+            # The worker's own parser and rules, and email-validator's stricter syntax.
+            problem = recipient_problem(address, field=f"{field} address")
             if problem is not None:
                 problems.append(problem)
     return problems
@@ -424,7 +416,7 @@ def _reply_to_problems(value: str) -> list[str]:
     addresses = [address for _name, address in getaddresses([value])]
     if not addresses or not all(addresses):
         return [f"header Reply-To {value!r} does not list e-mail addresses"]
-    problems = (_address_problem(item, field="header Reply-To address") for item in addresses)
+    problems = (address_problem(item, field="header Reply-To address") for item in addresses)
     return [problem for problem in problems if problem is not None]
 
 

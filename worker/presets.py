@@ -6,6 +6,7 @@ rule, limits, hints and the source of every fact. This module only reads and che
 
 from __future__ import annotations
 
+import difflib
 import functools
 import tomllib
 import types
@@ -22,6 +23,7 @@ __all__ = [
     "PRESETS_FILE",
     "LoginRule",
     "Preset",
+    "find_preset",
     "load_presets",
     "parse_presets",
     "require_preset",
@@ -105,13 +107,23 @@ def _read_presets(path: Path) -> Mapping[str, Preset]:
 
 
 def unknown_preset_problem(name: str, presets: Mapping[str, Preset]) -> str:
-    """Why ``name`` is no preset, with the names that are."""
-    return f"unknown preset {name!r}; known presets: {', '.join(sorted(presets))}"
+    """Why ``name`` is no preset: the nearest name, if one is near, and the names that are."""
+    near = difflib.get_close_matches(name.strip().lower(), list(presets), n=1, cutoff=0.6)
+    guess = f"; did you mean {near[0]!r}?" if near else ";"
+    return f"unknown preset {name!r}{guess} known presets: {', '.join(sorted(presets))}"
+
+
+def find_preset(name: str, presets: Mapping[str, Preset]) -> Preset | None:
+    """The preset named ``name``, whatever its case (``WP`` is ``wp``)."""
+    wanted = name.strip()
+    return presets.get(wanted) or next(
+        (preset for key, preset in presets.items() if key.lower() == wanted.lower()), None
+    )
 
 
 def require_preset(name: str, presets: Mapping[str, Preset]) -> Preset:
-    """The named preset, or :class:`InvalidProfile` listing the known ones."""
-    try:
-        return presets[name]
-    except KeyError:
-        raise InvalidProfile([unknown_preset_problem(name, presets)]) from None
+    """The named preset (any case), or :class:`InvalidProfile` naming the nearest and all."""
+    preset = find_preset(name, presets)
+    if preset is None:
+        raise InvalidProfile([unknown_preset_problem(name, presets)])
+    return preset

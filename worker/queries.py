@@ -24,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    column,
     delete,
     exists,
     func,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    table,
     true,
     update,
 )
@@ -38,7 +40,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.expression import Executable
 
-from worker.models import attachment, attempt, lease_clock, outbox, profile
+from worker.models import DECLARED_SCHEMA, attachment, attempt, lease_clock, outbox, profile
 
 __all__ = [
     "CLAIMED_MESSAGE_COLUMNS",
@@ -51,6 +53,7 @@ __all__ = [
     "cap_usage",
     "claim_due",
     "clear_default_profile",
+    "count_pending",
     "count_purgeable",
     "count_waiting_messages",
     "database_time",
@@ -86,6 +89,7 @@ __all__ = [
     "requeue_failed",
     "requeue_messages",
     "resume_profile",
+    "schema_revision",
     "search_messages",
     "select_attachments",
     "select_claimed",
@@ -104,6 +108,15 @@ __all__ = [
 
 
 # --- profiles --------------------------------------------------------------------------------
+
+
+# alembic's own table: the schema version the migrations left.
+_alembic_version = table("alembic_version", column("version_num"), schema=DECLARED_SCHEMA)
+
+
+def schema_revision() -> Select[Any]:
+    """The schema version of the database (alembic's ``version_num``)."""
+    return select(_alembic_version.c.version_num)
 
 
 def select_profiles() -> Select[Any]:
@@ -646,6 +659,11 @@ def explain_waiting() -> Update:
 def _seconds(value: Any) -> Any:
     """``value`` seconds (a number or a bound parameter) as an interval."""
     return func.make_interval(0, 0, 0, 0, 0, 0, value)
+
+
+def count_pending() -> Select[Any]:
+    """How many messages wait to be sent (due or not), from the pending rows' index."""
+    return select(func.count()).select_from(outbox).where(outbox.c.status == "pending")
 
 
 def work_due_within(seconds: float) -> Select[Any]:

@@ -192,6 +192,10 @@ class Repository:
             elif outcome.resume_profile:
                 await self._connection.execute(queries.resume_profile(outcome.profile))
 
+    async def count_pending(self) -> int:
+        """Messages waiting to be sent, due or not."""
+        return int(await self._connection.scalar(queries.count_pending()) or 0)
+
     async def work_due_within(self, seconds: float) -> bool:
         return bool(await self._connection.scalar(queries.work_due_within(seconds)))
 
@@ -275,6 +279,11 @@ class Repository:
             queries.cancel_pending_message(message_id, reason=reason)
         )
         return result.scalar_one_or_none() is not None
+
+    async def schema_revision(self) -> str | None:
+        """The schema version the migrations left (None: an empty version table)."""
+        revision: str | None = await self._connection.scalar(queries.schema_revision())
+        return revision
 
     # --- metrics -----------------------------------------------------------------------------
 

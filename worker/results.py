@@ -130,11 +130,11 @@ class ResultWriter:
         [outcome] = group
         plain = outcome.in_plain_text()
         if plain != outcome:
-            log.warning("result_refused", message_id=outcome.message_id, error=_first_line(exc))
+            log.warning("result_refused", outbox_id=outcome.message_id, error=_first_line(exc))
             return [[plain]]
         log.error(
             "result_not_stored",
-            message_id=outcome.message_id,
+            outbox_id=outcome.message_id,
             attempt=outcome.attempt_no,
             status=outcome.status,
             sent_at=None if outcome.sent_at is None else outcome.sent_at.isoformat(),

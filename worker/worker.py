@@ -16,16 +16,19 @@ import os
 import random
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from worker.addresses import recipient_key
 from worker.budget import ByteBudget
 from worker.caps import Room, fit_recipients
 from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classify
 from worker.crypto import PasswordCipher
+from worker.database_errors import explain, is_permission_denied, is_unreachable, where
 from worker.db import DATABASE_ERRORS
 from worker.delivery import (
     AttemptContext,
@@ -36,12 +39,13 @@ from worker.delivery import (
     sent_outcome,
     storable,
 )
-from worker.errors import SecretKeyError
+from worker.errors import ConfigurationError, SecretKeyError
 from worker.health import HttpEndpoint, WorkerState
 from worker.hints import provider_hint
 from worker.journal import JOURNAL_DIR, ResultJournal
 from worker.listener import Listener
 from worker.metrics import WorkerMetrics
+from worker.migrate import schema_problem
 from worker.mime import (
     MessageBuildError,
     MessageContent,
@@ -56,7 +60,7 @@ from worker.repository import Repository
 from worker.results import ResultWriter
 from worker.retry import Fail, PauseProfile, RetryPolicy, decide
 from worker.settings import Settings
-from worker.smtp import ConnectFailed, ConnectionPool
+from worker.smtp import ConnectFailed, ConnectionPool, SmtpSession
 
 __all__ = ["Worker"]
 
@@ -78,6 +82,31 @@ class ProfilePaused(Exception):
     def __init__(self, pause: PauseProfile) -> None:
         super().__init__(pause.reason)
         self.pause = pause
+
+
+@dataclasses.dataclass
+class _Tally:
+    """What this worker's attempts came to since it started."""
+
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    deferred: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.status == "sent":
+            self.sent += 1
+        elif outcome.status == "failed":
+            self.failed += 1
+        elif outcome.attempt_outcome == "retry":
+            self.retried += 1
+        elif outcome.attempt_outcome == "deferred":
+            self.deferred += 1
+
+    def since(self, earlier: _Tally) -> dict[str, int]:
+        return {
+            name: value - getattr(earlier, name) for name, value in dataclasses.asdict(self).items()
+        }
 
 
 @dataclasses.dataclass(eq=False)
@@ -140,11 +169,13 @@ class Worker:
         # connected, an idle worker sleeps until then instead of polling.
         self._next_due_at: datetime | None = None
         self._resumed: set[str] = set()  # profiles whose probe succeeded since their last pause
+        self._tally = _Tally()
         self._results = ResultWriter(engine)
         self._journal = ResultJournal(settings.data_dir / JOURNAL_DIR)
         self._presets = load_presets()
         self._rows_arrived = False  # a NOTIFY came since the last claim
         self._listener = Listener(listen_dsn, f"{settings.db_schema}_outbox", self._notified)
+        self._database_url = listen_dsn  # names the server in what the worker says
         self._database_down = False
         self._metrics = WorkerMetrics(in_flight=lambda: len(self._in_flight))
         self._endpoint: HttpEndpoint | None = None
@@ -181,14 +212,50 @@ class Worker:
             asyncio.create_task(self._results.run(), name="result-writer"),
             asyncio.create_task(self._listener.run(self._stop), name="listener"),
             asyncio.create_task(self._maintain(), name="maintenance"),
+            asyncio.create_task(self._report_progress(), name="progress"),
         ]
         try:
+            await self._wait_for_schema()
             await self._replay_journal()
             await self._housekeeping()
             await self._fetch_loop()
         finally:
             await asyncio.shield(self._shutdown(helpers))
-        log.info("worker_stopped", worker=self.name)
+        log.info(
+            "worker_stopped",
+            worker=self.name,
+            seconds=round(time.monotonic() - self._metrics.started),
+            **dataclasses.asdict(self._tally),
+        )
+
+    async def _wait_for_schema(self) -> None:
+        """Until the database answers; then refuse a database without this worker's schema.
+
+        An unreachable database is waited for (a worker may start before its database); one
+        that refuses us (a wrong password, no such database, never migrated) needs a person,
+        so the worker stops and says what to do (:class:`ConfigurationError`).
+        """
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                async with self._engine.connect() as connection:
+                    revision = await Repository(connection).schema_revision()
+            except DATABASE_ERRORS as exc:
+                if is_permission_denied(exc):
+                    # A role granted as before version 0005 of docs/security.md: go on unchecked.
+                    log.warning("schema_version_unreadable", error=explain(exc, self._database_url))
+                    return
+                if not is_unreachable(exc):
+                    raise ConfigurationError(explain(exc, self._database_url)) from None
+                self._database_unavailable(exc)
+                await self._sleep_unless_stopped(delay)
+                delay = min(10.0, delay * 2)
+                continue
+            self._database_available()
+            problem = schema_problem(revision, schema=self._settings.db_schema)
+            if problem is not None:
+                raise ConfigurationError(f"{where(self._database_url)}: {problem}")
+            return
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -261,7 +328,7 @@ class Worker:
         self._database_available()
         self._metrics.claimed(claimed)
         if claimed:
-            log.info("messages_claimed", count=len(claimed), ids=[m.id for m in claimed])
+            log.debug("messages_claimed", count=len(claimed), ids=[m.id for m in claimed])
         return claimed
 
     async def _claim_within_caps(self, repository: Repository, free: int) -> list[Claimed]:
@@ -334,7 +401,7 @@ class Worker:
                     " it was set aside and will not be sent"
                 )
                 await repository.set_aside(outbox_id, worker=self.name, reason=storable(reason))
-                log.error("message_set_aside", message_id=outbox_id, reason=reason)
+                log.error("message_set_aside", outbox_id=outbox_id, reason=reason)
                 continue
             if message is not None:
                 claimed.append(message)
@@ -406,7 +473,7 @@ class Worker:
 
     async def _process(self, message: Claimed) -> None:
         structlog.contextvars.bind_contextvars(
-            message_id=message.id, profile=message.profile.name, attempt=message.attempts
+            outbox_id=message.id, profile=message.profile.name, attempt=message.attempts
         )
         context = AttemptContext(claimed=message, worker=self.name, started_at=_now())
         try:
@@ -426,6 +493,7 @@ class Worker:
 
     def _record(self, outcome: Outcome) -> None:
         self._results.put(outcome)
+        self._tally.add(outcome)
         self._metrics.observe(outcome)
         if outcome.status == "pending":
             self._note_due(outcome.next_attempt_at)
@@ -474,13 +542,16 @@ class Worker:
             ):
                 tls_version = session.tls_version
                 try:
-                    rendered = await self._render(message)
+                    rendered = await self._render(message, session)
                 except MessageBuildError as exc:
                     failure = classify(exc, Stage.BUILD)
                     return await self._after_failure(context, failure, tls_version=None)
                 self._in_flight[message.id].started = True
                 refused, reply = await session.client.sendmail(
-                    rendered.sender, rendered.recipients, rendered.data
+                    rendered.sender,
+                    rendered.recipients,
+                    rendered.data,
+                    mail_options=rendered.mail_options,
                 )
                 recipients = rendered.recipients
         except ProfilePaused as exc:
@@ -505,12 +576,27 @@ class Worker:
             tls_version=tls_version,
         )
 
-    async def _render(self, message: Claimed) -> RenderedMessage:
-        """The message's bytes; a large one is built in a thread, so no send waits for it."""
+    async def _render(self, message: Claimed, session: SmtpSession) -> RenderedMessage:
+        """The message's bytes; a large one is built in a thread, so no send waits for it.
+
+        A message with an address that needs SMTPUTF8 cannot be built for a server that does
+        not offer it: :class:`MessageBuildError`, and the message fails with that reason.
+        """
         content = await self._content(message)
         if message.message_bytes < _RENDER_IN_LOOP_BELOW:
-            return render(_sender(message.profile), content)
-        return await asyncio.to_thread(render, _sender(message.profile), content)
+            rendered = render(_sender(message.profile), content)
+        else:
+            rendered = await asyncio.to_thread(render, _sender(message.profile), content)
+        if rendered.utf8_address is not None:
+            client = session.client
+            if client.is_ehlo_or_helo_needed:  # no TLS and no login: nothing has said EHLO yet
+                await client.ehlo()
+            if not client.supports_extension("smtputf8"):
+                raise MessageBuildError(
+                    "the server does not offer SMTPUTF8, needed for the address"
+                    f" {rendered.utf8_address!r} (its part before the @ is not ASCII)"
+                )
+        return rendered
 
     async def _content(self, message: Claimed) -> MessageContent:
         attachments: list[OutgoingAttachment] = []
@@ -664,6 +750,29 @@ class Worker:
                 since_housekeeping = 0.0
                 await self._housekeeping()
 
+    async def _report_progress(self) -> None:
+        """While messages move, a line every few seconds: what the attempts came to since the
+        last line, the rate, and what is left (the log of a busy worker, summed up)."""
+        last, last_at = dataclasses.replace(self._tally), time.monotonic()
+        while not self._stop.is_set():
+            await self._sleep_unless_stopped(self._settings.progress_interval)
+            done = self._tally.since(last)
+            if not any(done.values()):
+                continue
+            pending = None
+            with self._surviving("progress"):
+                async with self._autocommit.connect() as connection:
+                    pending = await Repository(connection).count_pending()
+            seconds = time.monotonic() - last_at
+            log.info(
+                "progress",
+                **done,
+                sent_per_second=round(done["sent"] / seconds, 1),
+                in_flight=len(self._in_flight),
+                pending=pending,
+            )
+            last, last_at = dataclasses.replace(self._tally), time.monotonic()
+
     async def _renew_leases(self) -> bool:
         """Extend the leases of the rows this worker holds; False if that failed."""
         renewed = False
@@ -721,8 +830,8 @@ class Worker:
             log.exception(f"{step}_failed")
 
     def _database_unavailable(self, exc: BaseException) -> None:
-        if not self._database_down:
-            log.warning("database_unavailable", error=str(exc).splitlines()[0] if str(exc) else "")
+        if not self._database_down:  # said once per outage, naming the server
+            log.warning("database_unavailable", error=explain(exc, self._database_url))
         self._database_down = True
 
     def _database_available(self) -> None:
@@ -804,7 +913,9 @@ class Worker:
 
 def _too_many_recipients(message: Claimed) -> str | None:
     profile = message.profile
-    count = len({a.lower() for a in (*message.to_addrs, *message.cc_addrs, *message.bcc_addrs)})
+    # One address under two display names, or in two cases, is one recipient, as at enqueue.
+    entries = (*message.to_addrs, *message.cc_addrs, *message.bcc_addrs)
+    count = len({recipient_key(entry) for entry in entries})
     if (
         profile.max_recipients_per_message is not None
         and count > profile.max_recipients_per_message

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from tests.integration.delivery_support import (
     add_profile,
@@ -153,3 +154,29 @@ async def test_a_worker_in_the_worker_role_delivers(
     assert ("anna@example.com",) == received.rcpt_tos
     stored = await row(settings, message_id)
     assert ("sent", roles.names["shop_app"]) == (stored["status"], stored["enqueued_by"])
+
+
+async def test_a_worker_role_granted_before_0005_still_delivers(
+    roles: Roles, settings: Settings, smtps_server: SmtpTestServer
+) -> None:
+    """Without SELECT on the schema version (grants of an older page) the worker cannot check
+    it: it says so once and delivers, rather than refusing to start."""
+    settings = fast_settings(settings)
+    await add_profile(settings, smtps_server, name="biuro-smtp", encryption="ssl")
+    admin = await roles.connect()
+    await admin.execute(roles.rename("REVOKE SELECT ON mail.alembic_version FROM mail_worker"))
+    shop = await roles.connect("shop_app")
+    message_id = int(
+        await shop.fetchval(
+            "INSERT INTO mail.outbox (profile, to_addrs, subject, body_text)"
+            " VALUES ('biuro-smtp', ARRAY['anna@example.com'], 'Faktura', 'W załączniku.')"
+            " RETURNING id"
+        )
+    )
+    as_worker = settings.model_copy(update={"database_url": SecretStr(roles.url("mailworker_app"))})
+
+    with capture_logs() as events:
+        await run_until_empty(as_worker)
+
+    assert "sent" == (await row(settings, message_id))["status"]
+    assert 1 == sum(1 for event in events if event["event"] == "schema_version_unreadable")

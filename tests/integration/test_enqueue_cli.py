@@ -165,7 +165,7 @@ def test_an_unknown_profile_fails_with_its_name(cli_env: dict[str, str]) -> None
     """A profile that does not exist is a clean error naming it."""
     args = ["--profile", "nieznany", "--to", "jan@example.pl", "--subject", "T", "--body", "x"]
     result = run_cli(cli_env, args)
-    expected = (1, "Error: there is no profile with the account name 'nieznany'\n")
+    expected = (2, "Error: there is no profile with the account name 'nieznany'\n")
     assert expected == (result.exit_code, result.stderr)
 
 

@@ -96,10 +96,11 @@ async def test_more_than_the_daily_recipient_cap_is_refused(engine: AsyncEngine)
     assert 0 == await _message_count(engine)
 
 
-def test_the_command_refuses_it_with_exit_status_1(
+def test_the_command_refuses_it_with_exit_status_2(
     cli_env: dict[str, str], database_url: str
 ) -> None:
-    """``mailworker enqueue`` over the limit exits 1, says why, prints no id, stores nothing."""
+    """``mailworker enqueue`` over the limit exits 2 (what was asked for is wrong), says why,
+    prints no id, stores nothing."""
 
     async def prepare() -> None:
         engine = create_async_engine(database_url)
@@ -120,7 +121,7 @@ def test_the_command_refuses_it_with_exit_status_1(
     result = CliRunner(env=cli_env).invoke(
         main, ["enqueue", "--profile", "biuro", *recipients, "--subject", "Trzy", "--body", "."]
     )
-    assert (1, "") == (result.exit_code, result.stdout)
+    assert (2, "") == (result.exit_code, result.stdout)
     assert (
         "the message has 3 recipients (to, cc and bcc together); profile 'biuro' allows at"
         " most 2 per message"

@@ -112,14 +112,15 @@ def test_edit_changes_only_the_given_caps(cli_env: dict[str, str]) -> None:
     """edit sets or removes one cap, names it as changed and leaves the others as they were."""
     _add_workspace(cli_env)
     edited = _ok(cli_env, "profiles", "edit", "firma", "--per-minute-cap", "5")
-    assert "updated profile 'firma' (per_minute_cap):" in edited.stdout
+    assert "updated profile 'firma' (per_minute_cap: 5):" in edited.stdout
     edited = _ok(
         cli_env,
         *["profiles", "edit", "firma", "--no-daily-recipient-cap"],
         *["--max-recipients-per-message", "50"],
     )
-    assert "updated profile 'firma' (daily_recipient_cap, max_recipients_per_message):" in (
-        edited.stdout
+    assert (
+        "updated profile 'firma' (daily_recipient_cap: none, max_recipients_per_message: 50):"
+        in (edited.stdout)
     )
     assert {
         "daily_cap": 2000,
@@ -146,7 +147,7 @@ def test_a_cap_below_one_is_refused(
     """A cap of 0 or less is refused on one line naming the cap; the stored cap stays."""
     _add_workspace(cli_env)
     result = _run(cli_env, "profiles", "edit", "firma", *options)
-    assert (1, [f"{expected} (leave it empty for no cap)"]) == (
+    assert (2, [f"{expected} (leave it empty for no cap)"]) == (
         result.exit_code,
         result.output.strip().splitlines(),
     )

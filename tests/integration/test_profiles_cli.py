@@ -185,6 +185,7 @@ def test_the_example_file_creates_all_three_then_changes_nothing(
         "GMAIL_APP_PASSWORD": "pvli anpr lvvr nrrn",
     }
     first = _ok(cli_env, "profiles", "apply", example, **passwords)
+    assert "warning" not in first.stderr  # the shipped example follows its providers' advice
     assert first.stdout.splitlines() == [
         "created    comarch-dms-wp",
         "created    comarch-dms-onet",
@@ -322,7 +323,10 @@ def test_a_missing_password_variable_is_named(cli_env: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        (["--preset", "wpp"], "unknown preset 'wpp'; known presets: gmail, gmail-workspace,"),
+        (
+            ["--preset", "wpp"],
+            "unknown preset 'wpp'; did you mean 'wp'? known presets: gmail, gmail-workspace,",
+        ),
         (["--preset", "wp", "--auth", "xoauth2"], "xoauth2 (OAuth2) is not supported yet"),
         (["--preset", "wp", "--encryption", "ssl", "--port", "587"], "port 587 expects STARTTLS"),
         (
@@ -447,7 +451,7 @@ def test_edit_changes_only_the_given_fields_and_checks_the_whole_profile(
     before = _show(cli_env, "comarch-dms-wp")
 
     edited = _ok(cli_env, "profiles", "edit", "comarch-dms-wp", "--port", "465", "--no-daily-cap")
-    assert "updated profile 'comarch-dms-wp' (port, daily_cap)" in edited.stdout
+    assert "updated profile 'comarch-dms-wp' (port: 465, daily_cap: none)" in edited.stdout
     after = _show(cli_env, "comarch-dms-wp")
     assert {**before, "port": 465, "daily_cap": None, "updated_at": None} == {
         **after,
@@ -615,3 +619,28 @@ def test_edit_refuses_contradictory_options(
     result = _run(cli_env, "profiles", "edit", "comarch-dms-wp", *options)
     assert result.exit_code == 2
     assert expected in result.output
+
+
+def test_edit_says_the_new_values(cli_env: dict[str, str]) -> None:
+    """``edit --disable`` says what the profile now is (enabled: no), not just the field's name."""
+    _add_wp(cli_env)
+
+    disabled = _ok(cli_env, "profiles", "edit", "comarch-dms-wp", "--disable")
+    enabled = _ok(cli_env, "profiles", "edit", "comarch-dms-wp", "--enable")
+
+    assert "(enabled: no)" in disabled.stdout
+    assert "sending disabled" in disabled.stdout
+    assert "(enabled: yes)" in enabled.stdout
+    assert "sending disabled" not in enabled.stdout
+
+
+def test_preset_names_ignore_case_and_the_help_lists_them(cli_env: dict[str, str]) -> None:
+    """``--preset WP`` is the wp preset; ``--help`` names every preset."""
+    added = _ok(cli_env, "profiles", "add", "wp-duze", "--preset", "WP", "--from",
+                "jankowalski@wp.pl", "--password-env", "P", P="tajne-haslo")  # fmt: skip
+    shown = _ok(cli_env, "profiles", "show", "wp-duze", "--json")
+    help_text = _ok(cli_env, "profiles", "add", "--help").stdout
+
+    assert "hint (wp)" in added.stdout
+    assert '"preset": "wp"' in shown.stdout
+    assert all(name in " ".join(help_text.split()) for name in ("gmail-workspace", "office365"))

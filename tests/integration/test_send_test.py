@@ -295,7 +295,7 @@ def test_an_unreachable_database_exits_4_not_1(cli_env: dict[str, str]) -> None:
     result = send_test({**cli_env, **NO_DATABASE}, "--to", RECIPIENT, "--timeout", "1")
 
     assert ExitCode.ERROR == result.exit_code, result.output
-    assert "cannot use the database" in result.output
+    assert "cannot reach the database server" in result.output
 
 
 def test_interrupting_the_wait_withdraws_the_message(

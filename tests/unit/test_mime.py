@@ -199,6 +199,133 @@ def test_duplicate_recipients_are_sent_once() -> None:
     assert ["a@firma.pl", "B@firma.pl", "c@x.pl"] == rendered.recipients
 
 
+def test_display_names_go_into_to_and_cc_and_bare_addresses_into_the_envelope() -> None:
+    """``Name <address>`` entries: the header shows each name with its address, RCPT TO gets
+    the address alone; quoted names with commas and quotes come back as written."""
+    rendered = render(
+        SENDER,
+        _content(
+            to=["Jan Kowalski <jan@firma.pl>", '"Kowalski, Jan" <jk@firma.pl>'],
+            cc=['"Dział \\"Kadry\\"" <kadry@firma.pl>', "<anna@firma.pl>"],
+        ),
+    )
+    message = _parse(rendered)
+    to = [(box.display_name, box.addr_spec) for box in message["To"].addresses]
+    cc = [(box.display_name, box.addr_spec) for box in message["Cc"].addresses]
+    expected = (
+        [("Jan Kowalski", "jan@firma.pl"), ("Kowalski, Jan", "jk@firma.pl")],
+        [('Dział "Kadry"', "kadry@firma.pl"), ("", "anna@firma.pl")],
+        ["jan@firma.pl", "jk@firma.pl", "kadry@firma.pl", "anna@firma.pl"],
+    )
+    assert expected == (to, cc, rendered.recipients)
+
+
+def test_plain_recipient_display_name_is_written_as_it_is() -> None:
+    """An ASCII display name in To is written plainly, as mail programs write it."""
+    rendered = render(SENDER, _content(to=["Jan Kowalski <jan@firma.pl>"]))
+    assert "Jan Kowalski <jan@firma.pl>" == _raw_header(rendered.data, "To")
+
+
+def test_polish_recipient_display_name_is_encoded_and_decodes_back() -> None:
+    """A Polish display name in To is RFC 2047 words (the message stays 7-bit) that decode
+    back whole, however long."""
+    name = "Zażółć Gęślą Jaźń – dział kadr i płac, oddział w Gdańsku, pokój 12"
+    rendered = render(SENDER, _content(to=[f'"{name}" <kadry@firma.pl>']))
+    phrase = _raw_header(rendered.data, "To").removesuffix(" <kadry@firma.pl>")
+    assert (name, True) == (str(make_header(decode_header(phrase))), rendered.data.isascii())
+
+
+def test_bcc_display_name_is_in_no_header() -> None:
+    """A Bcc entry with a display name puts its address into the envelope and nothing, not
+    even the name, into the message."""
+    rendered = render(SENDER, _content(bcc=["Tajny Odbiorca <tajny@firma.pl>"]))
+    found = (rendered.data.find(b"Tajny"), rendered.data.find(b"tajny"))
+    assert (["anna.nowak@firma.pl", "tajny@firma.pl"], (-1, -1)) == (rendered.recipients, found)
+
+
+def test_one_address_under_two_display_names_is_one_envelope_recipient() -> None:
+    """The same address with two display names (and another letter case) is one RCPT."""
+    rendered = render(
+        SENDER, _content(to=["Jan <jan@firma.pl>", "anna.nowak@firma.pl"], cc=["J. <JAN@firma.pl>"])
+    )
+    assert ["jan@firma.pl", "anna.nowak@firma.pl"] == rendered.recipients
+
+
+def test_international_domain_is_sent_in_its_xn_form() -> None:
+    """A Unicode domain (any letter case) becomes its IDNA 2008 ASCII form in the envelope
+    and the header; the message stays ASCII and needs no SMTPUTF8."""
+    rendered = render(SENDER, _content(to=["Anna <anna@Zażółć.PL>"], bcc=["b@przykład.pl"]))
+    expected = (
+        ["anna@xn--za-6ja4f8n1l.pl", "b@xn--przykad-rjb.pl"],
+        "Anna <anna@xn--za-6ja4f8n1l.pl>",
+        None,
+        True,
+    )
+    actual = (
+        rendered.recipients,
+        _raw_header(rendered.data, "To"),
+        rendered.utf8_address,
+        rendered.data.isascii(),
+    )
+    assert expected == actual
+
+
+def test_ascii_message_needs_no_smtputf8() -> None:
+    """A message whose addresses are ASCII asks for no MAIL FROM parameter."""
+    rendered = render(SENDER, _content(to=["Zażółć <a@firma.pl>"], subject="Zażółć"))
+    assert (None, ()) == (rendered.utf8_address, rendered.mail_options)
+
+
+def test_non_ascii_local_part_makes_a_utf8_message_that_needs_smtputf8() -> None:
+    """``zażółć@example.pl``: the address is UTF-8 in the envelope and in To (RFC 6532), the
+    display name still an encoded word, every other line ASCII; SMTPUTF8 is asked for."""
+    rendered = render(
+        SENDER, _content(to=["Zażółć <zażółć@Przykład.pl>"], cc=["b@firma.pl"], subject="Ż")
+    )
+    head, body = rendered.data.split(b"\r\n\r\n", 1)
+    utf8_lines = [line for line in head.split(b"\r\n") if not line.isascii()]
+    to = "=?utf-8?b?WmHFvMOzxYLEhw==?= <zażółć@xn--przykad-rjb.pl>"
+    expected = (
+        ["zażółć@xn--przykad-rjb.pl", "b@firma.pl"],
+        "zażółć@Przykład.pl",
+        ("SMTPUTF8",),
+        [f"To: {to}".encode()],
+        True,
+    )
+    actual = (
+        rendered.recipients,
+        rendered.utf8_address,
+        rendered.mail_options,
+        utf8_lines,
+        body.isascii(),
+    )
+    assert expected == actual
+
+
+@pytest.mark.parametrize(
+    ("sender", "headers"),
+    [
+        (_sender(address="zażółć@wp.pl"), {}),
+        (_sender(reply_to="Biuro <biuro.żółw@wp.pl>"), {}),
+        (SENDER, {"Reply-To": "Biuro <biuro.żółw@wp.pl>, a@firma.pl"}),
+    ],
+    ids=["sender", "profile reply-to", "row reply-to"],
+)
+def test_non_ascii_local_part_of_sender_or_reply_to_needs_smtputf8(
+    sender: Sender, headers: dict[str, str]
+) -> None:
+    """Not only recipients: a sender or Reply-To address with a non-ASCII local part is UTF-8
+    in its header, so the message needs SMTPUTF8 too."""
+    rendered = render(sender, _content(headers=headers))
+    assert (True, False) == (rendered.utf8_address is not None, rendered.data.isascii())
+
+
+def test_row_reply_to_with_an_international_domain_is_sent_in_its_xn_form() -> None:
+    """A Reply-To address with a Unicode domain gets its xn-- form, like a recipient's."""
+    rendered = render(SENDER, _content(headers={"Reply-To": "Biuro <biuro@żółw.pl>"}))
+    assert "Biuro <biuro@xn--w-uga1v8h.pl>" == _raw_header(rendered.data, "Reply-To")
+
+
 def test_message_without_recipients_is_refused() -> None:
     """No To, Cc or Bcc address is a MessageBuildError."""
     with pytest.raises(MessageBuildError, match="no recipients"):
@@ -213,8 +340,11 @@ def test_message_without_recipients_is_refused() -> None:
         "anna@",
         "@firma.pl",
         "anna nowak@firma.pl",
-        "<anna@firma.pl>",
         "a@b.pl\r\nBcc: x",
+        "Anna Nowak <anna@>",
+        "Nowak, Anna <anna@firma.pl>",
+        "Anna <anna@firma.pl",
+        "anna@zażółć..pl",
     ],
 )
 def test_invalid_recipient_is_refused(address: str) -> None:
@@ -231,10 +361,37 @@ def test_empty_recipient_is_refused_in_words(address: str) -> None:
     assert "Bcc address is empty" == str(raised.value)
 
 
-def test_non_ascii_address_is_refused() -> None:
-    """A non-ASCII address would need SMTPUTF8; it is refused with that reason."""
-    with pytest.raises(MessageBuildError, match="SMTPUTF8"):
-        render(SENDER, _content(to=["użytkownik@wp.pl"]))
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        (
+            "Nowak, Anna <anna@firma.pl>",
+            "Cc address 'Nowak, Anna <anna@firma.pl>' is not valid: it has ',' outside double"
+            " quotes: an entry holds one address, and a display name with ',' is written in"
+            " double quotes",
+        ),
+        (
+            "anna@zażółć..pl",
+            "Cc address 'anna@zażółć..pl' is not valid: its domain 'zażółć..pl' is not a valid"
+            " international domain name (IDNA 2008: Empty Label)",
+        ),
+        (
+            "zły adres@",
+            "Cc address 'zły adres@' is not valid: the part before the @ contains a space;"
+            " nothing comes after the @",
+        ),
+        (
+            "Anna\u0085Nowak <anna@firma.pl>",
+            "Cc address 'Anna\\x85Nowak <anna@firma.pl>' contains a control character",
+        ),
+    ],
+)
+def test_a_bad_entry_is_refused_saying_what_is_wrong(entry: str, expected: str) -> None:
+    """A row's entry that cannot be sent says why: two addresses, a domain IDNA refuses (by
+    name), a space, a control character even in the display name."""
+    with pytest.raises(MessageBuildError) as raised:
+        render(SENDER, _content(cc=[entry]))
+    assert expected == str(raised.value)
 
 
 def test_invalid_sender_address_is_refused() -> None:
@@ -286,7 +443,14 @@ def test_unterminated_domain_literal_in_a_row_reply_to_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "address", ['"jan kowalski"@example.pl', "jan@[192.0.2.1]", "jan@[IPv6:2001:db8::1]"]
+    "address",
+    [
+        '"jan kowalski"@example.pl',
+        "jan@[192.0.2.1]",
+        "jan@[IPv6:2001:db8::1]",
+        "Jan@Example.PL",
+        '"zażółć jaźń"@example.pl',
+    ],
 )
 def test_unusual_addresses_that_smtp_carries_are_kept(address: str) -> None:
     """A quoted local part with a space and IP address literals stay in the envelope as given."""
@@ -315,22 +479,42 @@ def _address_candidates() -> list[str]:
     return candidates
 
 
+def _international_candidates() -> list[str]:
+    """Each character up to U+009F and some Unicode white space and letters, in display names,
+    quoted and unquoted non-ASCII local parts and international domains."""
+    shapes = [
+        "za{c}ż@example.pl",
+        '"za{c}ż"@example.pl',
+        '"za\\{c}ż"@example.pl',
+        "Jan{c} <zaż@example.pl>",
+        '"Ja{c}n" <zaż@żółw.pl>',
+        "jan@żó{c}łw.pl",
+    ]
+    characters = [*map(chr, range(0xA0)), "\u00a0", "\u2028", "\u3000", "\u200b", "ż", "😀"]
+    return [shape.format(c=char) for shape in shapes for char in characters]
+
+
 def test_every_address_render_accepts_can_go_into_an_smtp_command() -> None:
     """Whatever address render puts into the envelope, aiosmtplib's own checks let it into
-    MAIL FROM and RCPT TO: no address is refused only when the message is sent."""
+    MAIL FROM and RCPT TO unchanged (UTF-8 exactly when render asks for SMTPUTF8): no
+    address is refused, or rewritten, only when the message is sent."""
     unsendable = []
-    for candidate in _address_candidates():
+    for candidate in [*_address_candidates(), *_international_candidates()]:
         try:
-            [address] = render(SENDER, _content(to=[candidate])).recipients
+            rendered = render(SENDER, _content(to=[candidate]))
         except MessageBuildError:
             continue
+        [address] = rendered.recipients
         try:
-            command_arg = quote_address(address).encode("ascii")
+            quoted = quote_address(address)
+            command_arg = quoted.encode("utf-8" if rendered.utf8_address else "ascii")
         except ValueError as exc:
             unsendable.append((candidate, str(exc)))
             continue
         if COMMAND_INJECTION_REGEX.search(command_arg):
             unsendable.append((candidate, "a control character on the command line"))
+        elif quoted != f"<{address}>":
+            unsendable.append((candidate, f"aiosmtplib would send {quoted}"))
     assert [] == unsendable
 
 
@@ -709,9 +893,16 @@ def test_every_line_is_crlf_terminated_and_at_most_998_octets() -> None:
 
 
 def test_output_is_seven_bit() -> None:
-    """The message is ASCII throughout, so no 8BITMIME or SMTPUTF8 is needed."""
+    """The message is ASCII throughout, so no 8BITMIME or SMTPUTF8 is needed; Polish display
+    names and international domains of recipients change nothing."""
     rendered = render(
         _sender(display_name="Zażółć"),
-        _content(subject="Zażółć", body_text="Zażółć", body_html="<b>ż</b>", attachments=[_pdf()]),
+        _content(
+            to=["Zażółć Gęślą <anna@zażółć.pl>"],
+            subject="Zażółć",
+            body_text="Zażółć",
+            body_html="<b>ż</b>",
+            attachments=[_pdf()],
+        ),
     )
     assert [] == [line for line in rendered.data.split(b"\r\n") if not line.isascii()]

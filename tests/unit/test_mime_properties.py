@@ -44,6 +44,16 @@ ATTACHMENT_BYTES = b"%PDF-1.7\n" + bytes(range(256)) + b"\n%%EOF\n"
 # Long enough to be written as two encoded words, split between "gęś" and "lą".
 SPLIT_DISPLAY_NAME = "Powiadomienia systemu – zażółć gęślą jaźń, dział kadr i płac"
 PART_KEYS = {"Content-Type", "Content-Transfer-Encoding", "Content-Disposition"}
+# Cc entries as people write them: bare, with a display name, quoted, Polish, IDNA.
+CC_ENTRIES = [
+    "a@firma.pl",
+    "b@firma.pl",
+    "Anna Nowak <c@firma.pl>",
+    '"Kowalski, Jan" <d@firma.pl>',
+    "Zażółć Gęślą <e@zażółć.pl>",
+]
+RECIPIENT = "anna.nowak@firma.pl"
+HIDDEN = "tajny@firma.pl"
 
 _characters = st.one_of(
     st.sampled_from(POLISH + TRICKY + "abcXYZ019 -."),
@@ -86,7 +96,7 @@ class Case:
                 )
             )
         return MessageContent(
-            to=["anna.nowak@firma.pl"],
+            to=[RECIPIENT],
             cc=list(self.cc),
             bcc=[],
             subject=self.subject,
@@ -117,7 +127,7 @@ cases = st.builds(
     body_text=texts,
     body_html=st.none() | texts,
     reply_to=st.none() | st.just("biuro@wp.pl"),
-    cc=st.lists(st.sampled_from(["a@firma.pl", "b@firma.pl"]), max_size=2, unique=True).map(tuple),
+    cc=st.lists(st.sampled_from(CC_ENTRIES), max_size=3, unique=True).map(tuple),
 )
 
 
@@ -300,3 +310,119 @@ def test_extra_header_names_are_refused_only_for_documented_reasons(name: str, v
     else:
         message = _parse(render(BASE_CASE.sender(), content))
         assert [name] == [key for key in message if key.lower() == name.lower()]
+
+
+def _quoted_entry(display_name: str, address: str) -> str:
+    """An entry with ``display_name`` in double quotes, as a mail program writes any name."""
+    return f'"{email.utils.quote(display_name)}" <{address}>'
+
+
+def _is_address_control(char: str) -> bool:
+    """C0 (TAB included), DEL and C1: the documented reason to refuse a whole entry."""
+    return unicodedata.category(char) == "Cc"
+
+
+def _decoded_mailbox(data: bytes, name: str) -> tuple[str, str]:
+    """(display name, address) of a one-mailbox header as written: a quoted name unquoted,
+    encoded words decoded by RFC 2047's rule, a UTF-8 address (RFC 6532) as it is."""
+    raw = email.message_from_string(data.decode("utf-8"), policy=email.policy.compat32)[name]
+    unfolded = re.sub(r"\r?\n(?=[ \t])", "", str(raw)).strip()
+    phrase, _, address = unfolded.rpartition(" <") if unfolded.endswith(">") else ("", "", unfolded)
+    if phrase.startswith('"'):
+        return email.utils.unquote(phrase), address.removesuffix(">")
+    decoded = str(email.header.make_header(email.header.decode_header(phrase)))
+    return decoded, address.removesuffix(">")
+
+
+@PROPERTY_SETTINGS
+@given(display_name=texts)
+@example(display_name=SPLIT_DISPLAY_NAME)
+@example(display_name='Dział "Kadry", pokój 12 <stary@adres.pl>')
+def test_recipient_display_name_decodes_back_and_stays_out_of_the_envelope(
+    display_name: str,
+) -> None:
+    """Any display name of a To entry comes back in To exactly (stripped), only the address
+    goes into RCPT TO, the Bcc entry's name appears nowhere and no header is added; the
+    message stays ASCII, CRLF, lines of at most 998 octets. A control character refuses
+    the entry in words."""
+    content = replace(
+        BASE_CASE.content(),
+        to=[_quoted_entry(display_name, RECIPIENT)],
+        bcc=[_quoted_entry(display_name, HIDDEN)],
+    )
+    if any(_is_address_control(char) for char in display_name):
+        with pytest.raises(
+            MessageBuildError, match=r"^To address .* contains a control character$"
+        ):
+            render(BASE_CASE.sender(), content)
+        return
+    rendered = render(BASE_CASE.sender(), content)
+    lines = rendered.data.split(b"\r\n")
+    bad = [line[:60] for line in lines if len(line) > 998 or b"\r" in line or b"\n" in line]
+    keys = set(email.message_from_bytes(rendered.data, policy=email.policy.default).keys())
+    expected: tuple[object, ...] = (
+        (display_name.strip(), RECIPIENT),
+        [RECIPIENT, HIDDEN],
+        (True, []),
+        -1,
+        {"Date", "From", "To", "Subject", "Message-ID", "MIME-Version", "Content-Type"},
+    )
+    actual = (
+        _decoded_mailbox(rendered.data, "To"),
+        rendered.recipients,
+        (rendered.data.isascii(), bad),
+        rendered.data.find(HIDDEN.encode()),
+        keys - {EXTRA_NAME, "Content-Transfer-Encoding"},
+    )
+    assert expected == actual
+
+
+_local_parts = st.text(alphabet=st.sampled_from(POLISH + "abcXYZ019"), min_size=1, max_size=60)
+
+
+@PROPERTY_SETTINGS
+@given(
+    local=_local_parts, display_name=texts.filter(lambda t: not any(map(_is_address_control, t)))
+)
+@example(local="zażółć", display_name="Zażółć Gęślą Jaźń")
+def test_a_non_ascii_local_part_is_utf8_in_its_header_only(local: str, display_name: str) -> None:
+    """A local part that is not ASCII: the message asks for SMTPUTF8 and names the address;
+    the address goes into RCPT TO and, as UTF-8, into To; every other line is ASCII, the
+    display name still an encoded word; lines are CRLF and at most 998 octets."""
+    address = f"{local}@firma.pl"
+    content = replace(BASE_CASE.content(), to=[_quoted_entry(display_name, address)])
+    rendered = render(BASE_CASE.sender(), content)
+    lines = rendered.data.split(b"\r\n")
+    bad = [line[:60] for line in lines if len(line) > 998 or b"\r" in line or b"\n" in line]
+    non_ascii = [line for line in lines if not line.isascii()]
+    expected_utf8 = None if local.isascii() else address
+    expected: tuple[object, ...] = (
+        [address],
+        expected_utf8,
+        (display_name.strip(), address),
+        [] if local.isascii() else [line for line in non_ascii if address.encode() in line],
+        (b"", []),
+    )
+    actual = (
+        rendered.recipients,
+        rendered.utf8_address,
+        _decoded_mailbox(rendered.data, "To"),
+        non_ascii,
+        (lines[-1], bad),
+    )
+    assert expected == actual
+
+
+@PROPERTY_SETTINGS
+@given(entry=st.text(max_size=60))
+@example(entry="a@[")
+@example(entry='"')
+def test_any_entry_renders_or_is_refused_in_words(entry: str) -> None:
+    """Whatever text a row holds as an address, render builds the message or raises
+    MessageBuildError naming the field, never another exception."""
+    content = replace(BASE_CASE.content(), to=[entry])
+    try:
+        outcome = f"{len(render(BASE_CASE.sender(), content).recipients)} recipient"
+    except MessageBuildError as exc:
+        outcome = str(exc)
+    assert "1 recipient" == outcome or outcome.startswith("To address "), outcome

@@ -22,6 +22,10 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
         ("1d12h", timedelta(days=1, hours=12)),
         ("2w", timedelta(weeks=2)),
         (" 45s ", timedelta(seconds=45)),
+        ("6mo", timedelta(days=180)),
+        ("1m", timedelta(minutes=1)),
+        ("15min", timedelta(minutes=15)),
+        ("1y", timedelta(days=365)),
     ],
 )
 def test_ages_read_as_durations(text: str, expected: timedelta) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from worker.errors import InvalidMessage
 from worker.models import outbox
-from worker.outbox import DEFAULT_MAX_MESSAGE_BYTES, Attachment, OutboxMessage
+from worker.outbox import DEFAULT_MAX_MESSAGE_BYTES, Attachment, OutboxMessage, recipient_count
 from worker.settings import Settings
 
 NOON = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -73,23 +73,79 @@ def test_every_invalid_address_is_named() -> None:
     assert expected == headlines(message.problems())
 
 
-def test_display_names_are_refused_in_recipients() -> None:
-    """Recipients are plain addresses: ``Name <addr>`` is refused with the reason."""
-    message = good_message(to=("Jan Kowalski <jan@example.pl>",))
-    expected = [
-        "to address 'Jan Kowalski <jan@example.pl>' is not a valid e-mail address: A display"
-        " name and angle brackets around the email address are not permitted here."
-    ]
+def test_display_names_are_accepted_in_every_recipient_field() -> None:
+    """``Name <addr>``, a quoted name with a comma and a Polish name are recipients as a mail
+    program takes them, in To, Cc and Bcc alike."""
+    message = good_message(
+        to=("Jan Kowalski <jan@example.pl>", '"Kowalski, Jan" <jk@example.pl>'),
+        cc=("Zażółć Gęślą <anna@example.pl>",),
+        bcc=("Archiwum <archiwum@example.pl>",),
+    )
+    expected: list[str] = []
     assert expected == message.problems()
 
 
-def test_international_addresses_are_refused() -> None:
-    """The worker sends without SMTPUTF8, so only ASCII addresses can be delivered."""
-    expected = [
-        "to address 'zażółć@przykład.pl' is not ASCII: international addresses (SMTPUTF8) are"
-        " not supported; write the domain in its xn-- form"
-    ]
-    assert expected == good_message(to=("zażółć@przykład.pl",)).problems()
+@pytest.mark.parametrize(
+    "address", ["jan@przykład.pl", "jan@Przykład.PL", "zażółć@example.pl", "zażółć@przykład.pl"]
+)
+def test_international_addresses_are_accepted(address: str) -> None:
+    """A Unicode domain (sent in its xn-- form) and a non-ASCII local part (sent with
+    SMTPUTF8) are accepted as written."""
+    expected: list[str] = []
+    assert expected == good_message(to=(address,)).problems()
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        (
+            "zły adres@",
+            "to address 'zły adres@' is not a valid e-mail address: The email address contains"
+            " invalid characters before the @-sign: SPACE.",
+        ),
+        (
+            "jan.kowalski.example.pl",
+            "to address 'jan.kowalski.example.pl' is not a valid e-mail address: An email address"
+            " must have an @-sign.",
+        ),
+        (
+            "Jan <jan@przykład..pl>",
+            "to address 'Jan <jan@przykład..pl>' is not a valid e-mail address: An email address"
+            " cannot have two periods in a row.",
+        ),
+        (
+            "a@example.pl, b@example.pl",
+            "to address 'a@example.pl, b@example.pl' is not a valid e-mail address: it has ','"
+            " outside double quotes: an entry holds one address, and a display name with ',' is"
+            " written in double quotes",
+        ),
+        (
+            "Jan (dom) <jan@example.pl>",
+            "to address 'Jan (dom) <jan@example.pl>' is not a valid e-mail address: its display"
+            " name 'Jan (dom)' has '(', ')', which only a name in double quotes may have"
+            ' ("..." <address>)',
+        ),
+        (
+            "Jan\t<jan@example.pl>",
+            "to address 'Jan\\t<jan@example.pl>' contains a control character",
+        ),
+    ],
+)
+def test_a_bad_address_is_refused_saying_what_is_wrong(address: str, expected: str) -> None:
+    """Each refusal names the mistake (a space, a missing @, a bad domain, two addresses,
+    specials in a name, a control character), never "write the domain in its xn-- form"."""
+    assert [expected] == good_message(to=(address,)).problems()
+
+
+def test_one_address_under_two_display_names_counts_once() -> None:
+    """The recipient count (for a profile's limits) counts addresses, not entries: display
+    names, letter case and the xn-- form of a domain make no new recipient."""
+    message = good_message(
+        to=("Jan <jan@example.pl>", "anna@przykład.pl"),
+        cc=("J. Kowalski <JAN@example.pl>",),
+        bcc=("Anna <anna@xn--przykad-rjb.pl>",),
+    )
+    assert 2 == recipient_count(message)
 
 
 def test_an_international_domain_in_its_ascii_form_is_accepted() -> None:
@@ -197,12 +253,21 @@ def test_a_header_value_must_be_text() -> None:
         ("obsluga@", "header Reply-To 'obsluga@' does not list e-mail addresses"),
         ("", "header Reply-To '' does not list e-mail addresses"),
         ("obsluga", "header Reply-To address 'obsluga' is not a valid e-mail address"),
-        ("Biuro <biuro@żółw.pl>", "header Reply-To address 'biuro@żółw.pl' is not ASCII"),
+        (
+            "Biuro <biuro@żółw..pl>",
+            "header Reply-To address 'biuro@żółw..pl' is not a valid e-mail address",
+        ),
     ],
 )
 def test_an_invalid_reply_to_is_refused(reply_to: str, expected: str) -> None:
     """A Reply-To override must hold valid addresses."""
     assert [expected] == headlines(good_message(headers={"Reply-To": reply_to}).problems())
+
+
+def test_a_reply_to_with_an_international_domain_is_accepted() -> None:
+    """A Reply-To address with a Unicode domain is accepted, as a recipient's is."""
+    expected: list[str] = []
+    assert expected == good_message(headers={"Reply-To": "Biuro <biuro@żółw.pl>"}).problems()
 
 
 def test_a_message_at_the_size_limit_is_accepted_and_one_byte_more_is_not() -> None:

@@ -85,4 +85,23 @@ def test_an_unknown_preset_lists_the_known_ones() -> None:
     presets = parse_presets(PRESETS, source="test")
     with pytest.raises(InvalidProfile) as caught:
         require_preset("wpp", presets)
-    assert caught.value.problems == ["unknown preset 'wpp'; known presets: gmail, wp"]
+    assert caught.value.problems == [
+        "unknown preset 'wpp'; did you mean 'wp'? known presets: gmail, wp"
+    ]
+
+
+def test_preset_names_ignore_case() -> None:
+    """``WP`` and ``Gmail`` name the presets ``wp`` and ``gmail``, as people type them."""
+    presets = parse_presets(PRESETS, source="test")
+    assert ("wp", "gmail") == (
+        require_preset("WP", presets).name,
+        require_preset(" Gmail ", presets).name,
+    )
+
+
+def test_an_unknown_preset_far_from_any_lists_them_without_a_guess() -> None:
+    """No near name: no guess, only the known ones."""
+    presets = parse_presets(PRESETS, source="test")
+    with pytest.raises(InvalidProfile) as caught:
+        require_preset("exchange", presets)
+    assert ["unknown preset 'exchange'; known presets: gmail, wp"] == caught.value.problems

@@ -195,7 +195,10 @@ def test_blank_optional_fields_are_not_set() -> None:
         ({"max_connections": 51}, "max connections 51 must be between 1 and 50"),
         ({"timeout_seconds": 0}, "timeout 0 s must be between 1 and 3600 seconds"),
         ({"timeout_seconds": 3601}, "timeout 3601 s must be between 1 and 3600 seconds"),
-        ({"preset": "wpp"}, "unknown preset 'wpp'; known presets: gmail, onet, wp"),
+        (
+            {"preset": "wpp"},
+            "unknown preset 'wpp'; did you mean 'wp'? known presets: gmail, onet, wp",
+        ),
     ],
 )
 def test_each_mistake_is_named(changes: dict[str, Any], expected: str) -> None:

@@ -25,11 +25,24 @@ log = structlog.get_logger("worker.cli")
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Settings file (TOML). Default: $MAILWORKER_CONFIG_FILE, if set.",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show the command's log lines too (a worker's always show).",
+)
+@click.option("--debug", is_flag=True, help="Debug logs, and a traceback with every error.")
 @click.version_option(__version__, prog_name="mailworker")
 @click.pass_context
-def main(ctx: click.Context, config_file: Path | None) -> None:
-    """Send notification e-mail from a PostgreSQL outbox through SMTP mailbox accounts."""
-    ctx.obj = CliContext(config_file=config_file)
+def main(ctx: click.Context, config_file: Path | None, verbose: bool, debug: bool) -> None:
+    """Send notification e-mail from a PostgreSQL outbox through SMTP mailbox accounts.
+
+    Exit codes: 0 done; 1 done, and the answer is no (not delivered, check failed); 2 what
+    was asked for is wrong (unknown profile, preset or id, bad value); 3 send-test still
+    waiting; 4 the command could not do its work (database, settings, keys); 5 run stopped
+    with results in its journal.
+    """
+    ctx.obj = CliContext(config_file=config_file, verbose=verbose, debug=debug)
 
 
 @main.group("config")
@@ -51,7 +64,7 @@ def config_show(cli: CliContext, as_json: bool) -> None:
         click.echo(f"{name:<{width}}  {'' if value is None else value}")
 
 
-@config_group.command("reference")
+@config_group.command("reference", short_help="Print the configuration reference (Markdown).")
 @click.option(
     "--output",
     "-o",
@@ -78,6 +91,7 @@ def migrate(cli: CliContext) -> None:
 
 # Sub-command groups live in their own modules and attach themselves to ``main``.
 from worker.cli import enqueue, maintenance, messages, profiles, run, send_test, status  # noqa: E402
+from worker.cli.database_url import config_database_url  # noqa: E402
 
 main.add_command(profiles.profiles)
 main.add_command(enqueue.enqueue)
@@ -87,3 +101,4 @@ main.add_command(status.status)
 main.add_command(messages.messages)
 main.add_command(maintenance.purge)
 main.add_command(maintenance.secrets)
+config_group.add_command(config_database_url)

@@ -12,8 +12,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from worker.db import create_engine, resolve_database_url
-from worker.errors import ConfigurationError, MailWorkerError
+from worker.cli.exits import CommandFailed, UsageProblem
+from worker.database_errors import explain
+from worker.db import DATABASE_ERRORS, create_engine, resolve_database_url
+from worker.errors import InvalidMessage, InvalidProfile, MailWorkerError, ProfileNotFound
 from worker.logs import configure_logging
 from worker.repository import Repository
 from worker.settings import Settings, load_settings
@@ -25,22 +27,46 @@ P = ParamSpec("P")
 
 
 class CliContext:
-    """Built once per command line; settings are read on first use, then kept."""
+    """Built once per command line; settings are read on first use, then kept.
 
-    def __init__(self, *, config_file: Path | None) -> None:
+    ``verbose``: the command's log lines go to the terminal too (they are hidden otherwise,
+    unless JSON logs are asked for). ``debug``: debug logs, and a traceback with every error.
+    """
+
+    def __init__(
+        self, *, config_file: Path | None, verbose: bool = False, debug: bool = False
+    ) -> None:
         self._config_file = config_file
         self._settings: Settings | None = None
         self._url: str | None = None
+        self.verbose = verbose
+        self.debug = debug
+        # `run` sets this: a worker's log is its output.
+        self.logs_are_output = False
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            try:
-                self._settings = load_settings(self._config_file)
-            except ConfigurationError as exc:
-                raise click.ClickException(str(exc)) from None
-            configure_logging(log_format=self._settings.log_format, level=self._settings.log_level)
+            self._settings = load_settings(self._config_file)
+            configure_logging(log_format=self._settings.log_format, level=self._log_level())
         return self._settings
+
+    def _log_level(self) -> str:
+        """A command prints its answer; its log lines are for those who ask for them."""
+        assert self._settings is not None
+        if self.debug:
+            return "debug"
+        wanted = self.verbose or self.logs_are_output or self._settings.log_format == "json"
+        return self._settings.log_level if wanted else "error"
+
+    @property
+    def resolved_url(self) -> str | None:
+        """The database URL, if this command has resolved it already (for error messages)."""
+        if self._url is not None:
+            return self._url
+        if self._settings is not None and self._settings.database_url is not None:
+            return self._settings.database_url.get_secret_value()
+        return None
 
     def database_url(self) -> str:
         """The database URL, starting the embedded server first when none is configured."""
@@ -67,25 +93,34 @@ _find_cli = click.make_pass_decorator(CliContext)
 
 
 def pass_cli(command: Callable[Concatenate[CliContext, P], T]) -> Callable[P, T]:
-    """Pass a command its :class:`CliContext`; the service's own errors end it in one line.
+    """Pass a command its :class:`CliContext`; whatever stops it ends it in one line.
 
-    Also those raised outside :func:`run_async`, e.g. by loading the secret keys before the
-    command's event loop starts: a person gets the error's text, not a traceback.
+    The service's own errors and the database's, raised anywhere in the command: a person
+    gets what went wrong, where and what to do, and the exit code of docs/operations.md
+    (2: what was asked for is wrong; 4: the command could not do its work). ``--debug``
+    shows the traceback instead.
     """
 
     @functools.wraps(command)
     def guarded(cli: CliContext, /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return command(cli, *args, **kwargs)
-        except MailWorkerError as exc:
-            raise click.ClickException(str(exc)) from None
+        except (MailWorkerError, *DATABASE_ERRORS) as exc:
+            if cli.debug:
+                raise
+            raise _one_line(exc, cli.resolved_url) from None
 
     return _find_cli(guarded)
 
 
+def _one_line(exc: BaseException, url: str | None) -> click.ClickException:
+    if isinstance(exc, ProfileNotFound | InvalidProfile | InvalidMessage):
+        return UsageProblem(str(exc))
+    if isinstance(exc, MailWorkerError):
+        return CommandFailed(str(exc))
+    return CommandFailed(explain(exc, url))
+
+
 def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a command's coroutine; the service's own errors become a clean one-line failure."""
-    try:
-        return asyncio.run(make())
-    except MailWorkerError as exc:
-        raise click.ClickException(str(exc)) from None
+    """Run a command's coroutine (its errors are :func:`pass_cli`'s to report)."""
+    return asyncio.run(make())

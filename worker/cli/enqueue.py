@@ -36,7 +36,14 @@ def _parse_moment(
 @click.option(
     "--profile", metavar="NAME", help="Account name of the profile. Default: the default profile."
 )
-@click.option("--to", "to", multiple=True, metavar="ADDR", help="Recipient; repeat for more.")
+@click.option(
+    "--to",
+    "to",
+    multiple=True,
+    metavar="ADDR",
+    help="Recipient, as mail programs take it: jan@example.pl, 'Jan Kowalski <jan@example.pl>'"
+    " or anna@zażółć.pl; repeat for more.",
+)
 @click.option("--cc", multiple=True, metavar="ADDR", help="Copy recipient; repeat for more.")
 @click.option("--bcc", multiple=True, metavar="ADDR", help="Blind copy recipient; repeat.")
 @click.option("--subject", required=True, metavar="TEXT", help="Subject line.")
@@ -113,7 +120,7 @@ def enqueue(
     max_bytes = cli.settings.max_message_bytes
     _exit_if_invalid(message, max_bytes)
     result = run_async(lambda: _store(cli, message, max_bytes))
-    log.info("message_enqueued", message_id=result.id, created=result.created, profile=profile)
+    log.info("message_enqueued", outbox_id=result.id, created=result.created, profile=profile)
     click.echo(result.id)
     if not result.created:
         click.echo(

@@ -13,15 +13,15 @@ from collections.abc import Iterator
 
 import click
 
-from worker.db import DATABASE_ERRORS
-
 __all__ = ["CommandFailed", "ExitCode", "UsageProblem", "command_errors"]
 
 
 class ExitCode(enum.IntEnum):
-    OK = 0  # delivered; the profile works
-    NOT_OK = 1  # not delivered; the profile does not work
-    USAGE = 2  # a mistake on the command line, e.g. an unknown profile (click's own code)
+    """The exit codes of every command; docs/operations.md has the table."""
+
+    OK = 0  # done; delivered; the profile works
+    NOT_OK = 1  # done, and the answer is no: not delivered, the check failed, not all done
+    USAGE = 2  # what was asked for is wrong: an unknown profile, preset, id or option, a bad value
     STILL_WAITING = 3  # send-test: no answer before --timeout ran out
     ERROR = 4  # the command could not do its work: database, settings, secret keys
     RESULTS_JOURNALED = 5  # run: stopped with results in the journal; the next start writes them
@@ -45,7 +45,7 @@ def command_errors() -> Iterator[None]:
     """Failures of the command itself exit with :attr:`ExitCode.ERROR`, not with 1.
 
     Errors that carry a code of their own (usage mistakes: 2) keep it; the database's errors
-    become one line.
+    go on to :func:`worker.cli.context.pass_cli`, which says where and what to do.
     """
     try:
         yield
@@ -53,6 +53,3 @@ def command_errors() -> Iterator[None]:
         if exc.exit_code != 1:
             raise
         raise CommandFailed(exc.message) from None
-    except DATABASE_ERRORS as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CommandFailed(f"cannot use the database: {first_line}") from None

@@ -100,14 +100,17 @@ async def _delete_in_batches(
                 return deleted, batches
 
 
-@click.command("purge")
+@click.command("purge", short_help="Delete old finished messages.")
 @click.option(
     "--older-than",
     "age",
     required=True,
     metavar="AGE",
     callback=_age,
-    help="Delete messages that finished longer ago than this: 30d, 12h, 1d12h.",
+    help=(
+        "Delete messages that finished longer ago than this: 30d, 12h, 1d12h, 6mo (30-day"
+        " months); 90m is minutes."
+    ),
 )
 @click.option(
     "--status",
@@ -193,10 +196,7 @@ def rotate(cli: CliContext) -> None:
     configured key decrypts is left as it is and its profile named (exit 1): give that profile
     its password again.
     """
-    try:
-        cipher = load_cipher(cli.settings)
-    except SecretKeyError as exc:
-        raise click.ClickException(str(exc)) from None
+    cipher = load_cipher(cli.settings)
     result = run_async(lambda: _rotate(cli, cipher))
     log.info(
         "secrets_rotated",

@@ -16,6 +16,7 @@ import click
 import structlog
 
 from worker.cli.context import CliContext, pass_cli, run_async
+from worker.cli.exits import UsageProblem
 from worker.cli.output import echo_json, moment_text, printable, table
 from worker.listener import notify_channel
 from worker.models import MESSAGE_KINDS, MESSAGE_STATUSES
@@ -172,7 +173,7 @@ async def _details(cli: CliContext, message_id: int) -> MessageDetails:
     async with cli.repository() as repository:
         details = await repository.message_details(message_id)
     if details is None:
-        raise click.ClickException(f"no message has the id {message_id}")
+        raise UsageProblem(f"no message has the id {message_id}")
     return details
 
 
@@ -238,7 +239,7 @@ def _echo_details(details: MessageDetails) -> None:
                 click.echo(f"  {line}".rstrip())
 
 
-@messages.command("show")
+@messages.command("show", short_help="Print a message with its attachments and attempts.")
 @click.argument("message_id", metavar="ID", type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @pass_cli

@@ -7,7 +7,6 @@ list. It is stored encrypted (:mod:`worker.crypto`) and never printed or logged.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -55,7 +54,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _FIELD_NAMES = frozenset(field.name for field in dataclasses.fields(ProfileFields))
 
 
-@click.group("profiles")
+@click.group("profiles", short_help="Add, change, list and remove SMTP profiles.")
 def profiles() -> None:
     """Add, change, list and remove SMTP profiles (mail account settings)."""
 
@@ -112,7 +111,13 @@ def _field_options(command: F) -> F:
             help="No recipients-per-message limit, whatever the preset.",
         ),
         click.option("--max-connections", type=int, metavar="N", help="Parallel connections."),
-        click.option("--timeout", "timeout_seconds", type=int, metavar="SECONDS"),
+        click.option(
+            "--timeout",
+            "timeout_seconds",
+            type=int,
+            metavar="SECONDS",
+            help="How long to wait for the server at each step (default 60).",
+        ),
         click.option(
             "--verify-tls/--no-verify-tls", default=None, help="Check the server certificate."
         ),
@@ -215,13 +220,12 @@ def _password_values(
     return {}
 
 
-@contextlib.contextmanager
-def _as_click_errors() -> Iterator[None]:
-    """The service's own errors, raised before any database work, as a one-line failure."""
+def _preset_names() -> str:
+    """The shipped presets' names, for the help text (the command itself reports a bad file)."""
     try:
-        yield
-    except MailWorkerError as exc:
-        raise click.ClickException(str(exc)) from None
+        return ", ".join(sorted(load_presets()))
+    except MailWorkerError:
+        return "see `mailworker profiles presets`"
 
 
 def _preset_or_none(name: str | None) -> Preset | None:
@@ -249,10 +253,24 @@ def _echo_warnings(fields: ProfileFields, preset: Preset | None, *, prefix: str 
 
 def _describe(fields: ProfileFields) -> str:
     login = f"login {fields.login}" if fields.auth_method == "login" else "no login"
+    disabled = "; sending disabled" if not fields.enabled else ""
     return (
         f"{fields.from_address} via {fields.host}:{fields.port}"
-        f" (encryption {fields.encryption}, {login})"
+        f" (encryption {fields.encryption}, {login}{disabled})"
     )
+
+
+def _changes(fields: ProfileFields, changed: Sequence[str]) -> str:
+    """The changed fields with their new values (``enabled: no``); a password only by name."""
+    shown = []
+    for name in changed:
+        if "password" in name:
+            shown.append(name)
+            continue
+        value = getattr(fields, name, None)
+        text = "none" if value is None else _yes_no(value) if isinstance(value, bool) else value
+        shown.append(f"{name}: {printable(str(text))}")
+    return ", ".join(shown)
 
 
 # --- add -------------------------------------------------------------------------------------
@@ -264,7 +282,10 @@ def _describe(fields: ProfileFields) -> str:
     "--preset",
     "preset_name",
     metavar="PRESET",
-    help="Take server, port, encryption, caps and login rule from a provider preset.",
+    help=(
+        "Take server, port, encryption, caps and login rule from a provider preset (any case):"
+        f" {_preset_names()}."
+    ),
 )
 @_field_options
 @click.option("--default", "make_default", is_flag=True, help="Make it the default profile.")
@@ -288,19 +309,18 @@ def add_profile(
     given = _given_fields(options)
     if "from_address" not in given:
         raise click.UsageError("--from ADDRESS (the outgoing address) is required")
-    with _as_click_errors():
-        presets = load_presets()
-        preset = require_preset(preset_name, presets) if preset_name else None
-        fields = build_fields({"name": name, **given}, preset)
-        prompt = f"Password for {fields.login} at {fields.host}"
-        plain = _read_password(
-            from_stdin=password_stdin,
-            variable=password_env,
-            prompt=prompt if fields.auth_method == "login" else None,
-        )
-        ensure_valid(fields, has_password=plain is not None, presets=presets)
-        new = _new_password(cli, plain)
-        token = None if new is None else new.token(preset)
+    presets = load_presets()
+    preset = require_preset(preset_name, presets) if preset_name else None
+    fields = build_fields({"name": name, **given}, preset)
+    prompt = f"Password for {fields.login} at {fields.host}"
+    plain = _read_password(
+        from_stdin=password_stdin,
+        variable=password_env,
+        prompt=prompt if fields.auth_method == "login" else None,
+    )
+    ensure_valid(fields, has_password=plain is not None, presets=presets)
+    new = _new_password(cli, plain)
+    token = None if new is None else new.token(preset)
     is_default = run_async(lambda: _insert(cli, fields, token, make_default=make_default))
     log.info("profile_added", profile=fields.name, preset=fields.preset, default=is_default)
     click.echo(f"added profile {fields.name!r}: {_describe(fields)}")
@@ -316,7 +336,7 @@ async def _insert(
 ) -> bool:
     async with cli.repository() as repository:
         if await repository.profile_exists(fields.name):
-            raise click.ClickException(
+            raise UsageProblem(
                 f"a profile named {fields.name!r} exists already;"
                 " change it with `mailworker profiles edit`"
             )
@@ -327,7 +347,7 @@ async def _insert(
 # --- edit ------------------------------------------------------------------------------------
 
 
-@profiles.command("edit")
+@profiles.command("edit", short_help="Change some fields of profile NAME.")
 @click.argument("name")
 @_field_options
 @click.option("--ask-password", is_flag=True, help="Type a new password at a hidden prompt.")
@@ -358,19 +378,18 @@ def edit_profile(
         raise click.UsageError("nothing to change: give the fields to change (see --help)")
     if ask_password and not _stdin_is_terminal():
         raise click.UsageError("--ask-password needs a terminal; use --password-stdin instead")
-    with _as_click_errors():
-        plain = _read_password(
-            from_stdin=password_stdin,
-            variable=password_env,
-            prompt=f"New password for profile {name!r}" if ask_password else None,
-        )
-        new = _new_password(cli, plain)
+    plain = _read_password(
+        from_stdin=password_stdin,
+        variable=password_env,
+        prompt=f"New password for profile {name!r}" if ask_password else None,
+    )
+    new = _new_password(cli, plain)
     fields, changed = run_async(lambda: _update(cli, name, changes, new, remove=remove_password))
     if not changed:
         click.echo(f"profile {name!r} is unchanged")
         return
     log.info("profile_updated", profile=name, fields=changed)
-    click.echo(f"updated profile {name!r} ({', '.join(changed)}): {_describe(fields)}")
+    click.echo(f"updated profile {name!r} ({_changes(fields, changed)}): {_describe(fields)}")
     _echo_warnings(fields, _preset_or_none(fields.preset))
 
 
@@ -514,7 +533,7 @@ async def _one_profile(cli: CliContext, name: str) -> Profile:
         return await _existing(repository, name)
 
 
-@profiles.command("show")
+@profiles.command("show", short_help="Print every field of profile NAME.")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @pass_cli
@@ -536,10 +555,10 @@ def show_profile(cli: CliContext, name: str, as_json: bool) -> None:
 
 @profiles.command("presets")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_presets(as_json: bool) -> None:
+@pass_cli
+def list_presets(_cli: CliContext, as_json: bool) -> None:
     """List the provider presets that `profiles add --preset` takes."""
-    with _as_click_errors():
-        presets = load_presets()
+    presets = load_presets()
     if as_json:
         click.echo(json.dumps([p.model_dump() for p in presets.values()], indent=2))
         return
@@ -597,7 +616,7 @@ async def _remove(cli: CliContext, name: str, *, force: bool) -> bool:
         return profile.is_default
 
 
-@profiles.command("set-default")
+@profiles.command("set-default", short_help="Make profile NAME the default one.")
 @click.argument("name")
 @pass_cli
 def set_default_profile(cli: CliContext, name: str) -> None:
@@ -678,7 +697,7 @@ def _read_file(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"cannot read {path}: {exc}") from None
+        raise UsageProblem(f"cannot read {path}: {exc}") from None
 
 
 @profiles.command("apply")
@@ -690,10 +709,9 @@ def apply_profiles(cli: CliContext, file: Path) -> None:
     Each [profiles.NAME] table holds a profile's fields; password_env names the environment
     variable with its password. Profiles not in the file are left alone.
     """
-    with _as_click_errors():
-        entries = parse_profiles_file(_read_file(file), source=str(file))
-        # Keys are loaded only if some profile gives a password (a relay-only file needs none).
-        planned = _plan(entries, functools.cache(lambda: load_cipher(cli.settings)))
+    entries = parse_profiles_file(_read_file(file), source=str(file))
+    # Keys are loaded only if some profile gives a password (a relay-only file needs none).
+    planned = _plan(entries, functools.cache(lambda: load_cipher(cli.settings)))
     outcomes, new_default = run_async(lambda: _apply(cli, planned))
     log.info(
         "profiles_applied",
@@ -771,7 +789,7 @@ async def _apply_default(repository: Repository, planned: list[_Planned]) -> str
 # --- check -----------------------------------------------------------------------------------
 
 
-@profiles.command("check")
+@profiles.command("check", short_help="Log in as profile NAME would; report each stage.")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @pass_cli

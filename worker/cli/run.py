@@ -19,7 +19,7 @@ from worker.worker import Worker
 __all__ = ["run"]
 
 
-@click.command("run")
+@click.command("run", short_help="Run the delivery worker until SIGTERM or SIGINT.")
 @click.option(
     "--until-empty",
     is_flag=True,
@@ -50,6 +50,7 @@ def run(cli: CliContext, until_empty: bool, with_dev_smtp: bool, dev_smtp_port: 
     they are in the journal under the data folder, and the next start writes them; 4 if the
     journal could not be written either.
     """
+    cli.logs_are_output = True
     settings = cli.settings
     disable_core_dumps()  # once logging is set up; before any key or password is read
     url = cli.database_url()

@@ -92,10 +92,18 @@ class _Answer:
         return _EXIT_CODES[self.judgement.verdict]
 
 
-@click.command("send-test")
+@click.command("send-test", short_help="Send a test e-mail and say what became of it.")
 @click.option("--profile", metavar="NAME", help="Profile to test. Default: the default profile.")
-@click.option("--to", required=True, metavar="ADDR", help="Recipient of the test message.")
-@click.option("--subject", default=DEFAULT_SUBJECT, show_default=True, metavar="TEXT")
+@click.option(
+    "--to",
+    required=True,
+    metavar="ADDR",
+    help="Recipient of the test message: jan@example.pl, 'Jan Kowalski <jan@example.pl>'"
+    " or anna@zażółć.pl.",
+)
+@click.option(
+    "--subject", default=DEFAULT_SUBJECT, show_default=True, metavar="TEXT", help="Subject line."
+)
 @click.option(
     "--body", metavar="TEXT", help="Plain-text body. Default: which profile, server, when."
 )
@@ -157,7 +165,7 @@ def send_test(
         _exit_if_invalid(_message(request, body or ""), max_bytes)
         if no_wait:
             message_id, queued_for = run_async(lambda: _queue_only(cli, request, max_bytes))
-            queued = {"message_id": message_id, "profile": queued_for.name, "result": "queued"}
+            queued = {"outbox_id": message_id, "profile": queued_for.name, "result": "queued"}
             click.echo(json.dumps(queued) if as_json else message_id)
             return
         try:
@@ -274,7 +282,7 @@ async def _enqueue(engine: AsyncEngine, request: _Request, max_bytes: int) -> tu
             repository, _message(request, body, profile.name), max_bytes=max_bytes
         )
     log.info(
-        "test_message_queued", message_id=queued.id, profile=profile.name, priority=TEST_PRIORITY
+        "test_message_queued", outbox_id=queued.id, profile=profile.name, priority=TEST_PRIORITY
     )
     return queued.id, profile
 
@@ -331,7 +339,7 @@ async def _settle(
     async with engine.begin() as connection:
         withdrawn = await Repository(connection).cancel_pending_message(status.id, reason=reason)
     if withdrawn:
-        log.info("test_message_withdrawn", message_id=status.id, reason=judgement.reason)
+        log.info("test_message_withdrawn", outbox_id=status.id, reason=judgement.reason)
         return await _read_status(engine, status.id), judgement, Fate.WITHDRAWN
     # A worker took it in the meantime: one last look says what it is doing.
     status = await _read_status(engine, status.id)
@@ -462,7 +470,7 @@ def _fate_words(answer: _Answer) -> str | None:
 def _as_dict(answer: _Answer) -> dict[str, Any]:
     status, judgement, profile = answer.status, answer.judgement, answer.profile
     return {
-        "message_id": answer.message_id,
+        "outbox_id": answer.message_id,
         "result": str(judgement.verdict),
         "exit_code": int(answer.exit_code),
         "profile": profile.name,
