@@ -18,6 +18,7 @@ from worker.caps import CapUsage, Room, room_of
 
 __all__ = [
     "FINISHED_STATUSES",
+    "FailureGroup",
     "MessageChange",
     "MessageDetails",
     "MessageFilter",
@@ -80,6 +81,28 @@ def parse_since(text: str, *, now: datetime) -> datetime:
 def iso_moment(moment: datetime | None) -> str | None:
     """A moment as UTC ISO 8601 to the second (``2026-12-01T08:00:00Z``), as status reasons say."""
     return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FailureGroup:
+    """Messages of one profile that failed for one reason in the last 24 h."""
+
+    profile: str | None
+    profile_exists: bool  # false: unroutable (no profile named, or one that does not exist)
+    reason: str
+    messages: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> FailureGroup:
+        return cls(
+            profile=row["profile"],
+            profile_exists=bool(row["profile_exists"]),
+            reason=row["reason"],
+            messages=int(row["messages"]),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

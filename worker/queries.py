@@ -62,6 +62,7 @@ __all__ = [
     "explain_waiting",
     "fail_expired",
     "fail_unroutable",
+    "failures_by_reason",
     "finish_message",
     "insert_attachments",
     "insert_attempts",
@@ -1042,6 +1043,28 @@ def profile_overview() -> Select[Any]:
             .outerjoin(failed, failed.c.profile == profile.c.name)
         )
         .order_by(profile.c.name)
+    )
+
+
+def failures_by_reason() -> Select[Any]:
+    """Messages failed in the last 24 h by profile and reason, most first (``status``).
+
+    ``profile_exists`` is false for the unroutable: no profile named, or one that does not
+    exist; those belong to no row of :func:`profile_overview`.
+    """
+    day_ago = func.now() - _seconds(86400)
+    exists_ = exists().where(profile.c.name == outbox.c.profile)
+    count = func.count().label("messages")
+    return (
+        select(
+            outbox.c.profile,
+            exists_.label("profile_exists"),
+            func.coalesce(outbox.c.status_reason, "").label("reason"),
+            count,
+        )
+        .where(outbox.c.status == "failed", _finished_at() > day_ago)
+        .group_by(outbox.c.profile, exists_, outbox.c.status_reason)
+        .order_by(count.desc(), outbox.c.profile)
     )
 
 

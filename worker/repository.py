@@ -17,7 +17,13 @@ from worker.caps import CapUsage, Room, room_of
 from worker.delivery import Claimed, Outcome
 from worker.message_status import MessageStatus
 from worker.metrics import DatabaseSnapshot, PausedProfile, QueueDepth
-from worker.operations import MessageChange, MessageDetails, MessageFilter, ProfileStatus
+from worker.operations import (
+    FailureGroup,
+    MessageChange,
+    MessageDetails,
+    MessageFilter,
+    ProfileStatus,
+)
 from worker.profiles import Profile
 
 __all__ = ["Repository"]
@@ -327,6 +333,11 @@ class Repository:
         """Every profile's state, queue, last 24 h and cap usage, in one query."""
         result = await self._connection.execute(queries.profile_overview())
         return [ProfileStatus.from_row(row) for row in result.mappings()]
+
+    async def failures_by_reason(self) -> list[FailureGroup]:
+        """What failed in the last 24 h, by profile and reason, most first."""
+        result = await self._connection.execute(queries.failures_by_reason())
+        return [FailureGroup.from_row(row) for row in result.mappings()]
 
     async def search_messages(self, selection: MessageFilter) -> list[dict[str, Any]]:
         """Summaries of the outbox rows the filter selects, newest first."""

@@ -501,3 +501,36 @@ def test_retry_gives_a_message_without_profile_the_current_default(
 
     [row] = sql(database_url, "SELECT profile, status FROM mail.outbox WHERE id = :id", id=orphan)
     assert ("biuro", "pending") == (row.profile, row.status)
+
+
+def test_status_says_what_failed_and_why_the_unroutable_too(
+    cli_env: dict[str, str], database_url: str
+) -> None:
+    """Failures of the last 24 h by reason, with the messages no profile can send; a message
+    older than a day is left out. Also when there is no profile at all."""
+    unroutable = "failed: no profile given and no default profile exists"
+    for _ in range(2):
+        insert_message(database_url, profile=None, status="failed", status_reason=unroutable)
+    insert_message(
+        database_url,
+        profile=None,
+        status="failed",
+        status_reason=unroutable,
+        created_at=ago(days=3),
+    )
+
+    text = ok(cli_env, "status").stdout
+    shown = json.loads(ok(cli_env, "status", "--json").stdout)
+
+    assert f"     2  (no profile) (unroutable): {unroutable}" in text.splitlines()
+    assert [
+        {"profile": None, "profile_exists": False, "reason": unroutable, "messages": 2}
+    ] == shown["failed_24h_by_reason"]
+
+    insert_profile(database_url, "biuro")
+    refused = "failed: 550 5.1.1 <anna.nowak@example.pl>: Recipient address rejected"
+    insert_message(database_url, profile="biuro", status="failed", status_reason=refused)
+    insert_message(database_url, profile="gone", status="failed", status_reason="failed: x")
+    text = ok(cli_env, "status").stdout.splitlines()
+    assert f"     1  biuro: {refused}" in text
+    assert "     1  gone (unroutable): failed: x" in text

@@ -6,7 +6,7 @@ import click
 
 from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.output import age_text, echo_json, moment_text, printable, table
-from worker.operations import ProfileStatus, iso_moment
+from worker.operations import FailureGroup, ProfileStatus, iso_moment
 
 __all__ = ["status"]
 
@@ -24,9 +24,30 @@ HEADERS = (
 )
 
 
-async def _overview(cli: CliContext) -> list[ProfileStatus]:
+async def _overview(cli: CliContext) -> tuple[list[ProfileStatus], list[FailureGroup]]:
     async with cli.repository() as repository:
-        return await repository.profile_overview()
+        return await repository.profile_overview(), await repository.failures_by_reason()
+
+
+# A reason is one line in the table; --json and `messages show` have it whole.
+_REASON_WIDTH = 100
+
+
+def _failure_lines(failures: list[FailureGroup]) -> list[str]:
+    lines = []
+    for group in failures:
+        where = (
+            group.profile
+            if group.profile_exists
+            else f"{group.profile or '(no profile)'} (unroutable)"
+        )
+        reason = (
+            group.reason
+            if len(group.reason) <= _REASON_WIDTH
+            else group.reason[: _REASON_WIDTH - 3] + "..."
+        )
+        lines.append(f"{group.messages:>6}  {where}: {reason}")
+    return lines
 
 
 def _cap_cells(item: ProfileStatus) -> tuple[str, str, str]:
@@ -77,21 +98,31 @@ def status(cli: CliContext, as_json: bool) -> None:
     Per profile: active, paused (until when and why) or disabled; pending and in-flight
     messages; sent and failed in the last 24 h; the daily cap used, left and when it frees;
     the age of the oldest pending message. * marks the default profile. Caps count over a
-    rolling 24 h: a send frees its place when it turns 24 h old.
+    rolling 24 h: a send frees its place when it turns 24 h old. Then what failed in the last
+    24 h, by reason, the unroutable too (no profile named, or one that does not exist).
     """
-    found = run_async(lambda: _overview(cli))
+    found, failures = run_async(lambda: _overview(cli))
     if as_json:
         checked = found[0].checked_at if found else None
         echo_json(
-            {"checked_at": iso_moment(checked), "profiles": [item.as_json() for item in found]}
+            {
+                "checked_at": iso_moment(checked),
+                "profiles": [item.as_json() for item in found],
+                "failed_24h_by_reason": [group.as_json() for group in failures],
+            }
         )
         return
     if not found:
         click.echo("no profiles yet; add one with `mailworker profiles add`")
-        return
-    click.echo(table(HEADERS, [_row(item) for item in found]))
+    else:
+        click.echo(table(HEADERS, [_row(item) for item in found]))
     notes = [note for item in found for note in _notes(item)]
     if notes:
         click.echo()
         for note in notes:
             click.echo(printable(note))  # pause reasons are the servers' own words
+    if failures:
+        click.echo()
+        click.echo("failed in the last 24 h, by reason (`messages list --status failed`):")
+        for line in _failure_lines(failures):
+            click.echo(printable(line))
