@@ -24,7 +24,7 @@ UV_VERSION := 0.13.9
 # The venv's own pip is new enough for all of this; upgrading it would only cost time.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint format lock clean bench chaos
+.PHONY: setup run test lint format lock clean bench chaos
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed" >&2; exit 1; }
@@ -42,10 +42,13 @@ $(TOOLS): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) --editable '.[local,dev,bench]'
 	@touch $@
 
-# --dev-smtp: while there is no profile, a capture SMTP server runs in the worker and a profile
-# named `local` sends to it; each message lands as an .eml file under .data/devmail/.
-run: $(RUNTIME)  ## start the embedded database (unless DATABASE_URL is set), migrate, run the service
-	$(BIN)/mailworker migrate
+# --dev-profile, --dev-smtp: while there is no profile, a profile named `local` sends to a capture
+# SMTP server in the worker; each message lands as an .eml file under .data/devmail/. The
+# profile is made at setup, so it exists before the worker starts.
+setup: $(RUNTIME)  ## .venv, the embedded database (unless DATABASE_URL is set), its schema, profile `local`
+	$(BIN)/mailworker migrate --dev-profile
+
+run: setup  ## set up, then run the service in the foreground (Ctrl-C or SIGTERM stops it)
 	$(BIN)/mailworker run --dev-smtp
 
 test: $(TOOLS)  ## the whole test suite

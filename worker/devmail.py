@@ -4,8 +4,11 @@
 send without any mail account: while the database has no profile, the worker starts a capture
 server on ``127.0.0.1`` and a profile named ``local`` that sends to it (no encryption, no
 login). Every message that server accepts is written to ``<data_dir>/devmail/`` and goes
-nowhere else. Once real profiles exist, the server runs only as long as that ``local`` profile
-is kept; it is never the default profile, so real mail is never captured by mistake.
+nowhere else. While ``local`` is the only profile it is also the default one, so a message
+that names no profile (the README's SQL example) is captured too; the first real profile
+added takes the default over, so real mail is never captured by mistake. Once real profiles
+exist, the server runs only as long as that ``local`` profile is kept.
+``mailworker migrate --dev-profile`` makes the profile ahead of the first ``run --dev-smtp``.
 
 aiosmtpd is the optional extra ``local`` (``make run`` installs it; the image does not): this
 module imports it only when a server starts, so ``mailworker`` works without it and only
@@ -44,6 +47,8 @@ __all__ = [
     "CaptureServer",
     "dev_profile_fields",
     "dev_smtp",
+    "ensure_dev_profile",
+    "is_dev_profile",
     "start_capture_server",
 ]
 
@@ -177,7 +182,8 @@ def dev_profile_fields(port: int) -> ProfileFields:
     )
 
 
-def _is_ours(profile: Profile) -> bool:
+def is_dev_profile(profile: Profile) -> bool:
+    """Whether ``profile`` is the ``local`` profile this module made (not a person's own)."""
     return profile.name == DEV_PROFILE and profile.description == DEV_DESCRIPTION
 
 
@@ -187,7 +193,7 @@ def _why_not(profiles: Sequence[Profile]) -> str | None:
     It runs when there is no profile at all, and whenever this module's ``local`` profile
     exists (messages may name it). Otherwise the service has real profiles only.
     """
-    if not profiles or any(_is_ours(profile) for profile in profiles):
+    if not profiles or any(is_dev_profile(profile) for profile in profiles):
         return None
     if any(profile.name == DEV_PROFILE for profile in profiles):
         return f"a profile named {DEV_PROFILE!r} exists that is not the development one"
@@ -200,14 +206,32 @@ async def _keep_profile_in_step(repository: Repository, port: int) -> str:
     ensure_valid(fields, has_password=False, presets=load_presets())
     current = await repository.get_profile(DEV_PROFILE)
     if current is None:
-        await repository.create_profile({**fields.as_row(), "password_encrypted": None})
+        # The only profile: the default too, until a real one takes it over (profiles add).
+        only = not await repository.list_profiles()
+        await repository.create_profile(
+            {**fields.as_row(), "password_encrypted": None, "is_default": only}
+        )
         return "created"
-    if not _is_ours(current):  # made by a person meanwhile: theirs to keep
+    if not is_dev_profile(current):  # made by a person meanwhile: theirs to keep
         return "kept"
     if (current.host, current.port) != (fields.host, fields.port):
         await repository.update_profile(DEV_PROFILE, {"host": fields.host, "port": fields.port})
         return "updated"
     return "unchanged"
+
+
+async def ensure_dev_profile(engine: AsyncEngine, *, port: int = DEV_PORT) -> str:
+    """Make the ``local`` profile now, while there is no profile; what was done.
+
+    ``mailworker migrate --dev-profile`` (``make setup``): the profile exists before the
+    first worker starts, so a test message can name it at once.
+    """
+    async with engine.begin() as connection:
+        repository = Repository(connection)
+        reason = _why_not(await repository.list_profiles())
+        if reason is not None:
+            return f"not made: {reason}"
+        return await _keep_profile_in_step(repository, port)
 
 
 @contextlib.asynccontextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import json
 import signal
 import socket
 from email.message import EmailMessage
@@ -17,10 +18,12 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
+from click.testing import CliRunner
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
 from tests.integration.process_support import Probe, WorkerProcesses, wait_until
+from worker.cli import main
 from worker.devmail import (
     DEV_FOLDER,
     DEV_HOST,
@@ -86,18 +89,18 @@ async def test_with_no_profile_it_creates_local_and_follows_a_new_port(
 ) -> None:
     """With an empty profile table, --dev-smtp creates profile 'local' for the server's address.
 
-    'local' is not the default (real mail never goes to the capture folder by accident); a later
-    start on another port points the same profile at the new port.
+    'local' is the default while it is the only profile, so a message naming no profile is
+    captured too; a later start on another port points the same profile at the new port.
     """
     with capture_logs() as logs:
         async with dev_smtp(engine, data_dir=tmp_path, port=0) as first:
             assert first is not None
             first_port = first.port
-            assert {DEV_PROFILE: (DEV_HOST, first_port, False)} == await _profiles(engine)
+            assert {DEV_PROFILE: (DEV_HOST, first_port, True)} == await _profiles(engine)
         async with dev_smtp(engine, data_dir=tmp_path, port=0) as second:
             assert second is not None
             second_port = second.port
-            assert {DEV_PROFILE: (DEV_HOST, second_port, False)} == await _profiles(engine)
+            assert {DEV_PROFILE: (DEV_HOST, second_port, True)} == await _profiles(engine)
 
     started = [entry for entry in logs if entry["event"] == "dev_smtp_started"]
     assert [("created", first_port), ("updated", second_port)] == [
@@ -177,3 +180,26 @@ async def test_run_dev_smtp_delivers_to_an_eml_file_then_stops_on_sigterm(
     worker.send_signal(signal.SIGTERM)
     assert 0 == await worker.wait_exit(within=15)
     assert worker.logged("dev_smtp_stopped")
+
+
+def test_the_first_real_profile_takes_the_default_from_local(
+    cli_env: dict[str, str], restore_logging: None
+) -> None:
+    """``migrate --dev-profile`` makes 'local' (the default, as the only profile) before any
+    worker; ``profiles add`` of a real profile then takes the default over, so real mail is
+    never captured by mistake. A second --dev-profile changes nothing."""
+    runner = CliRunner(env=cli_env)
+    made = runner.invoke(main, ["migrate", "--dev-profile"])
+    again = runner.invoke(main, ["migrate", "--dev-profile"])
+    before = json.loads(runner.invoke(main, ["profiles", "list", "--json"]).stdout)
+    added = runner.invoke(
+        main,
+        "profiles add biuro --from biuro@example.pl --host smtp.example.pl --auth none".split(),
+    )
+    after = json.loads(runner.invoke(main, ["profiles", "list", "--json"]).stdout)
+
+    assert "development profile 'local': created" in made.stdout
+    assert "development profile 'local': unchanged" in again.stdout
+    assert [("local", True)] == [(p["name"], p["is_default"]) for p in before]
+    assert 0 == added.exit_code, added.output
+    assert {"local": False, "biuro": True} == {p["name"]: p["is_default"] for p in after}

@@ -9,8 +9,9 @@ import click
 import structlog
 
 from worker import __version__
-from worker.cli.context import CliContext, pass_cli
+from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.reference import REFERENCE_PATH, settings_reference
+from worker.devmail import DEV_PROFILE, ensure_dev_profile
 from worker.migrate import upgrade
 
 __all__ = ["main"]
@@ -81,12 +82,31 @@ def config_reference(output: Path | None) -> None:
 
 
 @main.command("migrate")
+@click.option(
+    "--dev-profile",
+    is_flag=True,
+    help=(
+        "Development: also make the profile 'local' of `run --dev-smtp` (a capture server on"
+        " 127.0.0.1) while there is no profile, so it exists before the first worker."
+    ),
+)
 @pass_cli
-def migrate(cli: CliContext) -> None:
+def migrate(cli: CliContext, dev_profile: bool) -> None:
     """Create or upgrade the database schema to the newest version."""
     upgrade(cli.database_url(), cli.settings.db_schema)
     log.info("database_migrated", schema=cli.settings.db_schema)
     click.echo(f"database schema {cli.settings.db_schema!r} is up to date")
+    if dev_profile:
+        done = run_async(lambda: _dev_profile(cli))
+        click.echo(f"development profile {DEV_PROFILE!r}: {done}")
+
+
+async def _dev_profile(cli: CliContext) -> str:
+    engine = cli.engine()
+    try:
+        return await ensure_dev_profile(engine)
+    finally:
+        await engine.dispose()
 
 
 # Sub-command groups live in their own modules and attach themselves to ``main``.

@@ -24,6 +24,7 @@ from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.exits import ExitCode, UsageProblem, command_errors
 from worker.cli.output import json_text, printable
 from worker.crypto import PasswordCipher, load_cipher
+from worker.devmail import is_dev_profile
 from worker.errors import InvalidProfile, MailWorkerError, ProfileNotFound, SecretKeyError
 from worker.listener import notify_channel
 from worker.logs import register_secret
@@ -240,8 +241,10 @@ async def _existing(repository: Repository, name: str) -> Profile:
 
 
 async def _settle_default(repository: Repository, name: str, *, make_default: bool) -> bool:
-    """Make ``name`` the default when asked or when no profile is; whether it now is."""
-    if make_default or await repository.get_default_profile() is None:
+    """Make ``name`` the default when asked, when no profile is, or when the default is the
+    development capture profile (the first real profile takes over); whether it now is."""
+    current = await repository.get_default_profile()
+    if make_default or current is None or is_dev_profile(current):
         return await repository.make_default_profile(name)
     return False
 
@@ -778,7 +781,7 @@ async def _apply_default(repository: Repository, planned: list[_Planned]) -> str
     """Make the profile marked ``default`` the default (or the first, if none is); its name."""
     current = await repository.get_default_profile()
     chosen = next((item.fields.name for item in planned if item.make_default), None)
-    if chosen is None and current is None:
+    if chosen is None and (current is None or is_dev_profile(current)):
         chosen = planned[0].fields.name
     if chosen is None or (current is not None and current.name == chosen):
         return None
