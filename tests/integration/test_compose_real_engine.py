@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -91,7 +92,9 @@ class Stack:
     build_override: Path
     mailpit_port: int
 
-    def compose(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def compose(
+        self, *args: str, timeout: float = 180, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return _run(
             [
                 self.docker,
@@ -109,10 +112,11 @@ class Stack:
                 *args,
             ],
             timeout=timeout,
+            env=env,
         )
 
-    def ok(self, *args: str, timeout: float = 180) -> str:
-        result = self.compose(*args, timeout=timeout)
+    def ok(self, *args: str, timeout: float = 180, env: dict[str, str] | None = None) -> str:
+        result = self.compose(*args, timeout=timeout, env=env)
         assert 0 == result.returncode, f"docker compose {' '.join(args)}:\n{result.stderr}"
         return result.stdout
 
@@ -169,6 +173,12 @@ def stack(docker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
         stack.compose("down", "--volumes", "--remove-orphans", timeout=180)
 
 
+def _mailpit_total(stack: Stack) -> int:
+    url = f"http://127.0.0.1:{stack.mailpit_port}/api/v1/messages"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return int(json.load(answer)["total"])
+
+
 def _send_test(stack: Stack) -> str:
     result = stack.compose("exec", "-T", "worker", *SEND_TEST, timeout=120)
     assert 0 == result.returncode, result.stdout + result.stderr
@@ -196,9 +206,7 @@ def test_compose_stack_delivers_scales_and_keeps_its_data(stack: Stack) -> None:
     assert stack.inspect("{{.Image}}", migrate) == stack.inspect("{{.Image}}", worker)
 
     assert "DELIVERED: mailpit:1025" in _send_test(stack)
-    url = f"http://127.0.0.1:{stack.mailpit_port}/api/v1/messages"
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        assert 1 == json.load(answer)["total"]
+    assert 1 == _mailpit_total(stack)
 
     assert NON_ROOT_UID == stack.ok("exec", "-T", "worker", "id", "-u").strip()
     assert "healthy" == _wait_healthy(stack, worker, within=120)
@@ -245,3 +253,57 @@ def test_image_builds_with_the_classic_builder(docker: str) -> None:
         assert expected == result.stdout.splitlines(), result.stderr
     finally:
         _run([docker, "image", "rm", "--force", CLASSIC_TAG])
+
+
+def _quick_start_lines() -> list[str]:
+    """docs/quickstart.md's `docker compose` lines, continuation lines joined, comments cut."""
+    text = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    return [line.split("  #")[0].strip() for line in text.splitlines() if "docker compose " in line]
+
+
+def _documented(lines: list[str], start: str) -> list[str]:
+    """The words of the documented line that starts with ``start``; the test runs that one."""
+    [line] = [line for line in lines if line.startswith(start)]
+    return shlex.split(line)
+
+
+def test_the_quick_starts_other_compose_commands(stack: Stack, tmp_path: Path) -> None:
+    """The quick start's other compose lines, as documented: psql's INSERT is delivered to
+    Mailpit; `logs worker` shows it sent; `run --rm migrate` applies another profiles file;
+    `up -d --scale worker=3` and `ps` show three healthy workers; `stop` drains them, exit 0."""
+    lines = _quick_start_lines()
+    insert = _documented(lines, "docker compose exec postgres psql")
+    before = _mailpit_total(stack)
+    # The test has no terminal to give the container: -T, which a terminal does not need.
+    stack.ok("exec", "-T", *insert[3:])
+    deadline = time.monotonic() + 60
+    while _mailpit_total(stack) == before and time.monotonic() < deadline:
+        time.sleep(1)
+    assert before + 1 == _mailpit_total(stack)
+    logs = _documented(lines, "docker compose logs")
+    assert ["logs", "-f", "worker"] == logs[2:]
+    # Without -f, which follows the log until interrupted.
+    assert '"mail_sent"' in stack.ok("logs", "worker")
+
+    profiles = tmp_path / "my-profiles.toml"
+    profiles.write_text(
+        (ROOT / "config" / "demo-profiles.toml")
+        .read_text(encoding="utf-8")
+        .replace("[profiles.demo]", "[profiles.biuro]")
+    )
+    apply = _documented(lines, "PROFILES_FILE=./my-profiles.toml docker compose run")
+    assert ["run", "--rm", "migrate"] == apply[3:]
+    stack.ok(*apply[3:], env={"PROFILES_FILE": str(profiles)})
+    listed = stack.ok("exec", "-T", "worker", "mailworker", "profiles", "list")
+    assert {"demo", "biuro"} <= set(listed.split())
+
+    stack.ok(*_documented(lines, "docker compose up -d --scale")[2:])
+    workers = stack.containers("worker")
+    assert ["healthy"] * 3 == [_wait_healthy(stack, w, within=120) for w in workers]
+    table = stack.ok(*_documented(lines, "docker compose ps")[2:])
+    rows = [row for row in table.splitlines() if f"{stack.project}-worker-" in row]
+    assert 3 == len(rows), table
+    assert all("(healthy)" in row for row in rows), table
+
+    stack.ok(*_documented(lines, "docker compose stop")[2:], timeout=120)
+    assert ["0"] * 3 == [stack.inspect("{{.State.ExitCode}}", w) for w in workers]
