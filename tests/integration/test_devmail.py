@@ -192,10 +192,8 @@ def test_the_first_real_profile_takes_the_default_from_local(
     made = runner.invoke(main, ["migrate", "--dev-profile"])
     again = runner.invoke(main, ["migrate", "--dev-profile"])
     before = json.loads(runner.invoke(main, ["profiles", "list", "--json"]).stdout)
-    added = runner.invoke(
-        main,
-        "profiles add biuro --from biuro@example.pl --host smtp.example.pl --auth none".split(),
-    )
+    real = ["biuro", "--from", "biuro@example.pl", "--host", "smtp.example.pl", "--auth", "none"]
+    added = runner.invoke(main, ["profiles", "add", *real])
     after = json.loads(runner.invoke(main, ["profiles", "list", "--json"]).stdout)
 
     assert "development profile 'local': created" in made.stdout
