@@ -9,6 +9,8 @@ from __future__ import annotations
 import socket
 import ssl
 
+from asyncpg.exceptions import ClientConfigurationError
+
 from worker.database_url import Whereabouts, whereabouts
 from worker.errors import ConfigurationError
 
@@ -50,6 +52,14 @@ def explain(exc: BaseException, url: str | None) -> str:
         sqlstate = getattr(error, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate in _BY_SQLSTATE:
             return _BY_SQLSTATE[sqlstate].format(**names, detail=_first_line(error))
+        # Before the network errors: a missing certificate file is a FileNotFoundError inside.
+        if isinstance(error, ClientConfigurationError):
+            return f"cannot connect to {server} as DATABASE_URL says: {_first_line(error)}"
+        if "rejected SSL upgrade" in str(error):  # asyncpg's words; no class of its own
+            return (
+                f"the database server {server} does not offer TLS, which the URL's sslmode"
+                " requires: turn ssl on in the server, or fix sslmode in DATABASE_URL"
+            )
         network = _network_problem(error)
         if network is not None:
             return f"cannot reach the database server {server}: {network}"

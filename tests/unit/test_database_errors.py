@@ -12,6 +12,12 @@ from worker.database_errors import explain, is_permission_denied, is_unreachable
 URL = "postgresql://shop:s3cret@db.example.com:6432/mail"
 
 
+def _caused_by(error: Exception, context: Exception) -> Exception:
+    """``error`` raised while handling ``context``, as the driver raises it."""
+    error.__context__ = context
+    return error
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
@@ -43,8 +49,33 @@ URL = "postgresql://shop:s3cret@db.example.com:6432/mail"
             'database mail on db.example.com:6432 has no mailworker tables: run "mailworker'
             ' migrate"',
         ),
+        (
+            _caused_by(
+                asyncpg.ClientConfigurationError(
+                    'root certificate file "/root/.postgresql/root.crt" does not exist or'
+                    " cannot be accessed"
+                ),
+                FileNotFoundError(2, "No such file or directory"),
+            ),
+            "cannot connect to db.example.com:6432 as DATABASE_URL says: root certificate file"
+            ' "/root/.postgresql/root.crt" does not exist or cannot be accessed',
+        ),
+        (
+            ConnectionError('PostgreSQL server at "db.example.com:6432" rejected SSL upgrade'),
+            "the database server db.example.com:6432 does not offer TLS, which the URL's"
+            " sslmode requires: turn ssl on in the server, or fix sslmode in DATABASE_URL",
+        ),
     ],
-    ids=["unknown host", "refused", "password", "role", "database", "not migrated"],
+    ids=[
+        "unknown host",
+        "refused",
+        "password",
+        "role",
+        "database",
+        "not migrated",
+        "no CA file",
+        "no TLS",
+    ],
 )
 def test_each_problem_is_one_line_naming_the_server(error: Exception, expected: str) -> None:
     """Each kind of failure says where and what to do; the password never appears."""
