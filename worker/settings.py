@@ -387,10 +387,22 @@ def load_settings(config_file: Path | None = None) -> Settings:
 def _describe(exc: ValidationError) -> str:
     lines = ["invalid settings:"]
     for error in exc.errors(include_url=False, include_input=False):
-        field = ".".join(str(part) for part in error["loc"]) or "settings"
-        env = "DATABASE_URL" if field == "database_url" else f"MAILWORKER_{field.upper()}"
+        given = ".".join(str(part) for part in error["loc"]) or "settings"
         if error["type"] == "extra_forbidden":
-            lines.append(f"  - {field}: unknown setting")
+            lines.append(f"  - {given}: unknown setting")
         else:
-            lines.append(f"  - {field} ({env}): {error['msg']}")
+            field, variable = _setting_and_variable(given)
+            lines.append(f"  - {field} ({variable}): {error['msg']}")
     return "\n".join(lines)
+
+
+# Read without the MAILWORKER_ prefix too, as the tools around PostgreSQL name them.
+_UNPREFIXED = ("database_url", "database_url_file")
+
+
+def _setting_and_variable(given: str) -> tuple[str, str]:
+    """The setting's name and its environment variable, however the value was given
+    (``DATABASE_URL``, ``MAILWORKER_POLL_INTERVAL`` or ``poll_interval`` in a settings file)."""
+    field = given.lower().removeprefix("mailworker_")
+    variable = field.upper() if field in _UNPREFIXED else f"MAILWORKER_{field.upper()}"
+    return field, variable

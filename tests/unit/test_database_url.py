@@ -299,6 +299,9 @@ def test_a_url_file_problem_is_one_line(
     lines = str(caught.value).splitlines()
     assert 2 == len(lines), lines  # "invalid settings:" and the one mistake
     assert expected.format(file=secret) in lines[1]
+    assert lines[1].startswith(
+        ("  - database_url (DATABASE_URL): ", "  - database_url_file (DATABASE_URL_FILE): ")
+    )
     assert "Haslo-2026" not in str(caught.value)
 
 
