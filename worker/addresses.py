@@ -30,6 +30,7 @@ from email_validator import EmailNotValidError, validate_email
 __all__ = [
     "AddressError",
     "Mailbox",
+    "address_forms",
     "address_problem",
     "local_part",
     "parse_address",
@@ -141,6 +142,29 @@ def recipient_key(text: str) -> str:
         return parse_mailbox(text).address.lower()
     except AddressError:
         return text.strip().lower()
+
+
+def address_forms(text: str) -> list[str]:
+    """The forms, lower-cased, in which a row may hold the address of ``text``: as written,
+    and with the domain in its xn-- and in its Unicode form (``messages list --recipient``).
+
+    ``Jan <jan@zażółć.pl>``, ``jan@xn--za-6ja4f8n1l.pl`` and ``JAN@Zażółć.pl`` all find a row
+    stored with any of them.
+    """
+    try:
+        mailbox = parse_mailbox(text)
+    except AddressError:
+        return [text.strip().lower()]
+    local, _, domain = mailbox.address.lower().rpartition("@")
+    forms = {mailbox.written.lower(), f"{local}@{domain}", f"{local}@{_unicode_domain(domain)}"}
+    return sorted(forms)
+
+
+def _unicode_domain(domain: str) -> str:
+    try:
+        return idna.decode(domain)
+    except idna.IDNAError:  # a domain literal, or one IDNA 2008 would not write
+        return domain
 
 
 def recipient_problem(text: str, *, field: str) -> str | None:

@@ -7,7 +7,7 @@ engine translates it to the configured one.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -1068,16 +1068,25 @@ def failures_by_reason() -> Select[Any]:
     )
 
 
+def _bare_address(entry: Any) -> Any:
+    """``Jan Kowalski <jan@example.pl>`` → ``jan@example.pl``; a bare address as it is."""
+    return func.coalesce(func.substring(entry, r"<([^<>]*)>\s*$"), func.btrim(entry))
+
+
 def search_messages(
     *,
     statuses: list[str],
     profile_name: str | None,
     kind: str | None,
     since: datetime | None,
-    recipient: str | None,
+    recipient_forms: Sequence[str],
     limit: int,
 ) -> Select[Any]:
-    """Outbox rows matching every given filter, newest first (``messages list``)."""
+    """Outbox rows matching every given filter, newest first (``messages list``).
+
+    ``recipient_forms``: the lower-cased forms of one address (``addresses.address_forms``);
+    a row matches if a recipient, display name and ``<>`` left aside, is one of them.
+    """
     conditions: list[Any] = []
     if statuses:
         conditions.append(outbox.c.status.in_(statuses))
@@ -1087,7 +1096,7 @@ def search_messages(
         conditions.append(outbox.c.kind == kind)
     if since is not None:
         conditions.append(outbox.c.created_at >= since)
-    if recipient is not None:
+    if recipient_forms:
         addresses = (
             func.unnest(outbox.c.to_addrs.op("||")(outbox.c.cc_addrs).op("||")(outbox.c.bcc_addrs))
             .table_valued("address")
@@ -1097,7 +1106,7 @@ def search_messages(
             exists(
                 select(literal(1))
                 .select_from(addresses)
-                .where(func.lower(addresses.c.address) == recipient.strip().lower())
+                .where(func.lower(_bare_address(addresses.c.address)).in_(recipient_forms))
             )
         )
     return (

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker import queries
+from worker.addresses import address_forms
 from worker.caps import CapUsage, Room, room_of
 from worker.delivery import Claimed, Outcome
 from worker.message_status import MessageStatus
@@ -346,7 +347,9 @@ class Repository:
             profile_name=selection.profile,
             kind=selection.kind,
             since=selection.since,
-            recipient=selection.recipient,
+            recipient_forms=(
+                [] if selection.recipient is None else address_forms(selection.recipient)
+            ),
             limit=selection.limit,
         )
         return [dict(row) for row in (await self._connection.execute(statement)).mappings()]

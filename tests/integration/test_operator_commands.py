@@ -239,6 +239,27 @@ def test_list_filters_combine(cli_env: dict[str, str], database_url: str) -> Non
     assert [newest, test_bcc] == _listed(cli_env, "--limit", "2")
 
 
+def test_list_finds_a_recipient_however_it_was_written(
+    cli_env: dict[str, str], database_url: str
+) -> None:
+    """--recipient matches the address: rows stored with a display name, or with the domain
+    in its Unicode or its xn-- form, are found by any of these forms."""
+    named = insert_message(database_url, to_addrs=["Anna Nowak <anna.nowak@example.pl>"])
+    unicode_domain = insert_message(
+        database_url, to_addrs=["biuro@example.pl"], cc_addrs=["Jan <jan@zażółć.pl>"]
+    )
+    ascii_domain = insert_message(
+        database_url, to_addrs=["biuro@example.pl"], bcc_addrs=["JAN@xn--za-6ja4f8n1l.pl"]
+    )
+    insert_message(database_url, to_addrs=["anna.nowak@example.com"])
+
+    assert [named] == _listed(cli_env, "--recipient", "anna.nowak@example.pl")
+    assert [named] == _listed(cli_env, "--recipient", "A. Nowak <Anna.Nowak@Example.pl>")
+    expected = [ascii_domain, unicode_domain]
+    assert expected == _listed(cli_env, "--recipient", "jan@zażółć.pl")
+    assert expected == _listed(cli_env, "--recipient", "jan@xn--za-6ja4f8n1l.pl")
+
+
 def test_list_prints_a_table_and_refuses_unknown_filters(
     cli_env: dict[str, str], database_url: str
 ) -> None:

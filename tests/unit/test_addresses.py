@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from worker.addresses import (
     AddressError,
     Mailbox,
+    address_forms,
     address_problem,
     parse_address,
     parse_mailbox,
@@ -331,3 +332,19 @@ def test_what_the_api_accepts_the_worker_renders(entry: str) -> None:
     except MessageBuildError as exc:
         pytest.fail(f"the API accepted {entry!r}, the worker refused it: {exc}")
     assert [parse_mailbox(entry).address] == rendered.recipients
+
+
+@pytest.mark.parametrize(
+    ("text", "forms"),
+    [
+        ("anna@example.pl", ["anna@example.pl"]),
+        ("Anna Nowak <Anna@Example.PL>", ["anna@example.pl"]),
+        ("jan@Zażółć.pl", ["jan@xn--za-6ja4f8n1l.pl", "jan@zażółć.pl"]),
+        ("Jan <jan@xn--za-6ja4f8n1l.pl>", ["jan@xn--za-6ja4f8n1l.pl", "jan@zażółć.pl"]),
+        ("zły adres@", ["zły adres@"]),
+    ],
+)
+def test_an_address_is_looked_for_in_every_form_a_row_may_hold(text: str, forms: list[str]) -> None:
+    """Display name and case aside; the domain as written, in xn-- and in Unicode; an entry
+    that is no address is looked for as it is."""
+    assert forms == address_forms(text)
