@@ -69,9 +69,9 @@ from sqlalchemy.pool import NullPool
 from chaos.feed import Feed, plan
 from chaos.fleet import Fleet
 from chaos.hostile import EXPECTED_FAILURES, KEY_PREFIX, HostileProducer, setup_roles
+from chaos.postgres import PrivatePostgres
 from chaos.sink import SinkProcess, read_journal
 from chaos.verdict import CapRule, Fault, HostileReport, OutboxRow, Verdict, judge
-from tests.integration.process_support import PrivatePostgres
 from worker.db import DATABASE_ERRORS
 from worker.migrate import upgrade_async
 from worker.repository import Repository

@@ -12,7 +12,7 @@ import ssl
 from asyncpg.exceptions import ClientConfigurationError
 
 from worker.database_url import Whereabouts, whereabouts
-from worker.errors import ConfigurationError
+from worker.errors import ConfigurationError, first_line
 
 __all__ = ["explain", "is_permission_denied", "is_unreachable", "where"]
 
@@ -130,8 +130,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
+    line = first_line(error)
     # SQLAlchemy's text starts with the driver's class: "(...asyncpg.Error) role ... exist".
-    if text.startswith("(") and ") " in text:
-        text = text.split(") ", 1)[1]
-    return (text.splitlines() or [type(error).__name__])[0]
+    if line.startswith("(") and ") " in line:
+        line = line.split(") ", 1)[1]
+    return line

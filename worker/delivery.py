@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from worker.classify import Failure
+from worker.moments import utc_iso
 from worker.profiles import Profile
 from worker.queries import CLAIMED_PROFILE_PREFIX
 from worker.retry import Decision, Fail, PauseProfile, Retry
@@ -230,7 +231,7 @@ def failed_outcome(
                 **common,
                 attempt_outcome="retry",
                 status="pending",
-                status_reason=f"waiting to retry at {_utc(at)}: {reason}",
+                status_reason=f"waiting to retry at {utc_iso(at)}: {reason}",
                 next_attempt_at=at,
             )
         case Fail(reason=reason):
@@ -242,7 +243,7 @@ def failed_outcome(
                 force=True,
             )
         case PauseProfile(until=until, reason=reason, hint=hint):
-            said = f"waiting: profile {context.claimed.profile.name} paused until {_utc(until)}"
+            said = f"waiting: profile {context.claimed.profile.name} paused until {utc_iso(until)}"
             return Outcome(
                 **common,
                 attempt_outcome="deferred",
@@ -295,7 +296,3 @@ def _plain(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     return _NOT_PRINTABLE_ASCII.sub(lambda match: match[0].encode("unicode_escape").decode(), value)
-
-
-def _utc(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -9,6 +9,7 @@ __all__ = [
     "MailWorkerError",
     "ProfileNotFound",
     "SecretKeyError",
+    "first_line",
 ]
 
 
@@ -42,3 +43,9 @@ class InvalidMessage(MailWorkerError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("; ".join(problems))
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s text (its class name if it has none): what a log line or
+    a one-line message quotes of an exception from a library."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.db import DATABASE_ERRORS
-from worker.errors import ConfigurationError
+from worker.errors import ConfigurationError, first_line
 from worker.metrics import DatabaseSnapshot, WorkerMetrics
 from worker.repository import Repository
 from worker.settings import split_address
@@ -267,8 +267,7 @@ class HttpEndpoint:
                     snapshot = await Repository(connection).metrics_snapshot()
         except DATABASE_ERRORS as exc:
             if not self._snapshot_failing:
-                error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                log.warning("metrics_database_unavailable", error=error)
+                log.warning("metrics_database_unavailable", error=first_line(exc))
             self._snapshot_failing = True
             return None
         self._snapshot_failing = False

@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from worker.moments import utc_iso
 
 __all__ = [
     "ATTEMPT_PREFIX",
@@ -21,7 +23,6 @@ __all__ = [
     "Judgement",
     "MessageStatus",
     "Verdict",
-    "iso_utc",
     "judge",
 ]
 
@@ -167,7 +168,7 @@ def _account_answer(status: MessageStatus, remaining: float) -> Judgement | None
         and status.profile_paused
         and (status.seconds_until(paused_until) > remaining)
     ):
-        reason = f"profile {name} is paused until {iso_utc(paused_until)}"
+        reason = f"profile {name} is paused until {utc_iso(paused_until)}"
         if status.profile_pause_reason:
             reason += f": {status.profile_pause_reason}"
         return _account_problem(reason, status.profile_pause_hint)
@@ -183,7 +184,7 @@ def _account_problem(reason: str, hint: str | None) -> Judgement:
 def _not_yet(status: MessageStatus, timeout: float) -> str:
     """Why the message is not sent yet, told apart: never picked up, being sent, retrying."""
     if status.status == "sending":
-        since = f", since {iso_utc(status.claimed_at)}" if status.claimed_at else ""
+        since = f", since {utc_iso(status.claimed_at)}" if status.claimed_at else ""
         return (
             f"worker {status.claimed_by or '?'} is sending it right now"
             f" (attempt {status.attempts}{since})"
@@ -200,15 +201,8 @@ def _not_yet(status: MessageStatus, timeout: float) -> str:
 
 def _next_attempt(status: MessageStatus) -> str:
     seconds = max(0.0, status.seconds_until(status.next_attempt_at))
-    return f"next attempt at {iso_utc(status.next_attempt_at)} (in {_seconds(seconds)} s)"
+    return f"next attempt at {utc_iso(status.next_attempt_at)} (in {_seconds(seconds)} s)"
 
 
 def _seconds(value: float) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.3g}"
-
-
-def iso_utc(moment: datetime | None) -> str:
-    """A moment as ``2026-12-01T08:00:00Z`` (the form ``status_reason`` uses)."""
-    if moment is None:
-        return ""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from worker.caps import CapUsage, Room, room_of
+from worker.moments import utc_iso
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -23,7 +24,6 @@ __all__ = [
     "MessageDetails",
     "MessageFilter",
     "ProfileStatus",
-    "iso_moment",
     "parse_age",
     "parse_since",
 ]
@@ -76,11 +76,6 @@ def parse_since(text: str, *, now: datetime) -> datetime:
             f"{text!r} is neither an age like 1h or 2d nor an ISO 8601 time like 2026-12-01T08:00"
         ) from None
     return moment if moment.tzinfo is not None else moment.astimezone()
-
-
-def iso_moment(moment: datetime | None) -> str | None:
-    """A moment as UTC ISO 8601 to the second (``2026-12-01T08:00:00Z``), as status reasons say."""
-    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -180,14 +175,14 @@ class ProfileStatus:
             "name": self.name,
             "default": self.is_default,
             "state": self.state,
-            "paused_until": iso_moment(self.paused_until) if paused else None,
+            "paused_until": utc_iso(self.paused_until) if paused else None,
             "pause_reason": self.pause_reason if paused else None,
             "pause_hint": self.pause_hint if paused else None,
             "pending": self.pending,
             "sending": self.sending,
             "sent_24h": self.sent_24h,
             "failed_24h": self.failed_24h,
-            "oldest_pending_at": iso_moment(self.oldest_pending_at),
+            "oldest_pending_at": utc_iso(self.oldest_pending_at),
             "oldest_pending_age_seconds": None if age is None else int(age.total_seconds()),
             "cap": self._cap_json(),
         }
@@ -205,7 +200,7 @@ class ProfileStatus:
             "in_flight": self.sending,
             "remaining": room.messages,
             "full": room.full_cap if room.messages == 0 else None,
-            "frees_at": iso_moment(self.cap_frees_at),
+            "frees_at": utc_iso(self.cap_frees_at),
         }
 
 

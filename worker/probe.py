@@ -25,6 +25,7 @@ from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classi
 from worker.crypto import PasswordCipher
 from worker.errors import SecretKeyError
 from worker.hints import provider_hint
+from worker.moments import utc_iso
 from worker.presets import Preset
 from worker.profiles import Profile
 from worker.smtp import ConnectFailed, SmtpSession, open_connection, tls_plan
@@ -108,7 +109,7 @@ class CheckReport:
             "login": self.profile.login if self.profile.auth_method != "none" else None,
             "offer": None if self.offer is None else _offer_dict(self.offer),
             "failure": None if self.failure is None else _failure_dict(self.failure),
-            "paused_until": _iso(self._pause_end()),
+            "paused_until": utc_iso(self._pause_end()),
             "pause_reason": self.profile.pause_reason if self._pause_end() else None,
             "duration_ms": self.duration_ms,
         }
@@ -318,7 +319,7 @@ def _offer_rows(offer: ServerOffer, now: datetime) -> list[tuple[str, str]]:
 
 def _expiry_words(certificate: ServerCertificate, now: datetime) -> str:
     days = certificate.days_left(now)
-    when = _iso(certificate.not_after)
+    when = utc_iso(certificate.not_after)
     if days < 0:
         return f"{when} (EXPIRED {-days} days ago)"
     warning = " — renew soon" if days < 14 else ""
@@ -341,7 +342,7 @@ def _failure_rows(failure: Failure) -> list[tuple[str, str]]:
 def _pause_words(profile: Profile, until: datetime) -> str:
     reason = f": {profile.pause_reason}" if profile.pause_reason else ""
     return (
-        f"until {_iso(until)}{reason} (workers try again after the pause;"
+        f"until {utc_iso(until)}{reason} (workers try again after the pause;"
         " editing the profile ends it at once)"
     )
 
@@ -362,7 +363,7 @@ def _offer_dict(offer: ServerOffer) -> dict[str, Any]:
             "subject": certificate.subject,
             "issuer": certificate.issuer,
             "names": list(certificate.names),
-            "not_after": _iso(certificate.not_after),
+            "not_after": utc_iso(certificate.not_after),
             "verified": certificate.verified,
         },
         "auth_mechanisms": list(offer.auth_mechanisms),
@@ -379,7 +380,3 @@ def _failure_dict(failure: Failure) -> dict[str, Any]:
         "code": failure.code,
         "hint": failure.hint,
     }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.db import DATABASE_ERRORS
 from worker.delivery import Outcome
+from worker.errors import first_line
 from worker.repository import Repository
 
 __all__ = ["ResultWriter"]
@@ -110,7 +111,7 @@ class ResultWriter:
                     groups[:1] = self._smaller(group, exc)
                     continue
                 if not outage:
-                    log.warning("result_write_failed", error=_first_line(exc), waiting=len(group))
+                    log.warning("result_write_failed", error=first_line(exc), waiting=len(group))
                 outage = True
                 if give_up is not None and give_up.is_set():
                     return False
@@ -130,7 +131,7 @@ class ResultWriter:
         [outcome] = group
         plain = outcome.in_plain_text()
         if plain != outcome:
-            log.warning("result_refused", outbox_id=outcome.message_id, error=_first_line(exc))
+            log.warning("result_refused", outbox_id=outcome.message_id, error=first_line(exc))
             return [[plain]]
         log.error(
             "result_not_stored",
@@ -138,7 +139,7 @@ class ResultWriter:
             attempt=outcome.attempt_no,
             status=outcome.status,
             sent_at=None if outcome.sent_at is None else outcome.sent_at.isoformat(),
-            error=_first_line(exc),
+            error=first_line(exc),
         )
         return []
 
@@ -168,7 +169,3 @@ def _refused(exc: BaseException) -> bool:
         return True  # not the database at all: the values cannot be sent as they are
     sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate.startswith(_REFUSALS)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

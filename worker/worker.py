@@ -54,6 +54,7 @@ from worker.mime import (
     Sender,
     render,
 )
+from worker.moments import utc_iso
 from worker.presets import load_presets
 from worker.profiles import Profile
 from worker.repository import Repository
@@ -416,13 +417,13 @@ class Worker:
         frees_at = await repository.cap_frees_at(name, room)
         if frees_at is None:  # only sends in flight fill the cap: look again soon
             frees_at = _now() + timedelta(seconds=self._settings.poll_interval)
-        reason = f"waiting: {room.full_cap} reached; room again at {_iso_z(frees_at)}"
+        reason = f"waiting: {room.full_cap} reached; room again at {utc_iso(frees_at)}"
         deferred = await repository.defer_for_cap(name, until=frees_at, reason=reason)
         self._note_due(frees_at)
         if deferred and self._cap_reached.get(name) != frees_at:
             self._cap_reached[name] = frees_at
             log.info(
-                "profile_cap_reached", profile=name, cap=room.full_cap, frees_at=_iso_z(frees_at)
+                "profile_cap_reached", profile=name, cap=room.full_cap, frees_at=utc_iso(frees_at)
             )
 
     async def _wait_for_work(self) -> None:
@@ -974,10 +975,6 @@ def _log_outcome(outcome: Outcome) -> None:
     else:
         until = _iso(outcome.next_attempt_at)
         log.info("mail_deferred", **fields, until=until, reason=outcome.status_reason)
-
-
-def _iso_z(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -10,8 +10,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from chaos.postgres import PrivatePostgres
 from tests.integration.outbox_samples import add_profiles_at
-from tests.integration.process_support import PrivatePostgres, Probe, WorkerProcesses
+from tests.integration.process_support import Probe, WorkerProcesses
 from tests.integration.role_support import SETUP_BLOCKS, Roles, documented_sql, drop_roles
 from worker.migrate import upgrade
 

@@ -31,7 +31,7 @@ from tests.integration.operator_support import (
 )
 from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
 from worker.db import asyncpg_dsn
-from worker.operations import iso_moment
+from worker.moments import utc_iso
 from worker.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -97,7 +97,7 @@ def _status_scene(database_url: str) -> dict[str, Any]:
         "SELECT (SELECT paused_until FROM mail.profile WHERE name = 'biuro'),"
         " (SELECT min(sent_at) + interval '24 hours' FROM mail.outbox WHERE profile = 'sklep')",
     )
-    return {"paused_until": iso_moment(paused_until), "frees_at": iso_moment(frees_at)}
+    return {"paused_until": utc_iso(paused_until), "frees_at": utc_iso(frees_at)}
 
 
 def test_status_reports_what_each_profile_holds(cli_env: dict[str, str], database_url: str) -> None:

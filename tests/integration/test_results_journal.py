@@ -14,13 +14,9 @@ import threading
 import pytest
 from pydantic import SecretStr
 
+from chaos.postgres import PrivatePostgres
 from tests.integration.delivery_support import add_profile
-from tests.integration.process_support import (
-    PrivatePostgres,
-    Probe,
-    WorkerProcesses,
-    enqueue_numbered,
-)
+from tests.integration.process_support import Probe, WorkerProcesses, enqueue_numbered
 from tests.smtp_server import Event, SmtpTestServer
 from worker.settings import Settings
 

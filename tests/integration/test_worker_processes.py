@@ -18,9 +18,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from chaos.postgres import PrivatePostgres
 from tests.integration.delivery_support import add_profile
 from tests.integration.process_support import (
-    PrivatePostgres,
     Probe,
     WorkerProcesses,
     enqueue_numbered,

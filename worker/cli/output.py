@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from worker.operations import iso_moment
+from worker.moments import utc_iso
 
 __all__ = [
     "age_text",
@@ -64,7 +64,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
-        return iso_moment(value)
+        return utc_iso(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, timedelta):
@@ -94,7 +94,7 @@ _JSON_ESCAPES = {code: f"\\u{code:04x}" for code in _CONTROLS if code >= 0x7F}
 
 
 def moment_text(moment: datetime | None) -> str:
-    return iso_moment(moment) or "-"
+    return utc_iso(moment) or "-"
 
 
 def age_text(age: timedelta | None) -> str:

@@ -22,13 +22,14 @@ import structlog
 
 from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.exits import ExitCode, UsageProblem, command_errors
-from worker.cli.output import json_text, printable
+from worker.cli.output import json_text, printable, table
 from worker.crypto import PasswordCipher, load_cipher
 from worker.devmail import is_dev_profile
 from worker.errors import InvalidProfile, MailWorkerError, ProfileNotFound, SecretKeyError
 from worker.listener import notify_channel
 from worker.logs import register_secret
 from worker.models import AUTH_METHODS, ENCRYPTION_MODES
+from worker.moments import utc_iso
 from worker.presets import Preset, load_presets, require_preset
 from worker.probe import CheckReport, check_profile
 from worker.profiles import (
@@ -438,11 +439,6 @@ def _delivery_state(profile: Profile, now: datetime) -> DeliveryState:
     return "paused" if _is_paused(profile, now) else "active"
 
 
-def _utc_text(moment: datetime) -> str:
-    """A moment as the outbox's status reasons write it: 2026-11-27T09:14:03Z."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _public_view(profile: Profile, now: datetime) -> dict[str, Any]:
     """Every field of a profile, the password only as "set" or "not set", and its state."""
     view: dict[str, Any] = {}
@@ -450,7 +446,7 @@ def _public_view(profile: Profile, now: datetime) -> dict[str, Any]:
         if field.name == "password_encrypted":
             continue
         value = getattr(profile, field.name)
-        view[field.name] = _utc_text(value) if isinstance(value, datetime) else value
+        view[field.name] = utc_iso(value) if isinstance(value, datetime) else value
         if field.name == "enabled":
             view["state"] = _delivery_state(profile, now)
     view["password"] = "set" if profile.has_password else "not set"
@@ -463,7 +459,7 @@ def _state_text(profile: Profile, now: datetime) -> str:
     """The state line of `show`: active, disabled, or paused until when and why."""
     pause = ""
     if profile.paused_until is not None and _is_paused(profile, now):
-        pause = f"paused until {_utc_text(profile.paused_until)}"
+        pause = f"paused until {utc_iso(profile.paused_until)}"
         pause += f": {profile.pause_reason}" if profile.pause_reason else ""
     if not profile.enabled:
         return "disabled" + (f"; also {pause}" if pause else "")
@@ -483,14 +479,6 @@ def _text_lines(profile: Profile, view: Mapping[str, Any], now: datetime) -> Ite
     for key, value in shown.items():
         text = _yes_no(value) if isinstance(value, bool) else "" if value is None else value
         yield f"{key:<{width}}  {printable(str(text))}"  # the pause reason is a server's reply
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[column]) for row in [headers, *rows]) for column in range(len(headers))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, *rows]
-    )
 
 
 def _yes_no(value: bool) -> str:
@@ -528,7 +516,7 @@ def list_profiles(cli: CliContext, as_json: bool) -> None:
             )
             for p in found
         ]
-        click.echo(_table(headers, rows))
+        click.echo(table(headers, rows))
 
 
 async def _one_profile(cli: CliContext, name: str) -> Profile:
@@ -577,7 +565,7 @@ def list_presets(_cli: CliContext, as_json: bool) -> None:
         )
         for p in presets.values()
     ]
-    click.echo(_table(headers, rows))
+    click.echo(table(headers, rows))
 
 
 # --- remove, set-default ---------------------------------------------------------------------

@@ -32,7 +32,8 @@ from worker.cli.exits import CommandFailed, ExitCode, UsageProblem, command_erro
 from worker.cli.output import json_text
 from worker.errors import InvalidMessage
 from worker.hints import preset_of
-from worker.message_status import Judgement, MessageStatus, Verdict, iso_utc, judge
+from worker.message_status import Judgement, MessageStatus, Verdict, judge
+from worker.moments import utc_iso
 from worker.outbox import Attachment, OutboxMessage, enqueue_message
 from worker.presets import load_presets
 from worker.probe import encryption_words
@@ -411,7 +412,7 @@ def _verdict_rows(answer: _Answer) -> list[tuple[str, str]]:
     if judgement.verdict is Verdict.DELIVERED:
         latest = status.latest_attempt
         worker = f" by worker {latest.worker_id}" if latest and latest.worker_id else ""
-        sent = f"{iso_utc(status.sent_at)}{worker}, attempt {status.attempts}"
+        sent = f"{utc_iso(status.sent_at)}{worker}, attempt {status.attempts}"
         return [("reply", judgement.reason), ("sent", sent)]
     rows = [("reason", judgement.reason)]
     if answer.hint:
@@ -419,7 +420,7 @@ def _verdict_rows(answer: _Answer) -> list[tuple[str, str]]:
     paused_until = answer.status.profile_paused_until
     if judgement.account_problem and paused_until is not None:
         name = answer.profile.name
-        rows.append(("paused", f"profile {name} is paused until {iso_utc(paused_until)}"))
+        rows.append(("paused", f"profile {name} is paused until {utc_iso(paused_until)}"))
         rows.append(("next", _next_step(name, answer.status.profile_pause_reason)))
     return rows
 
@@ -494,6 +495,6 @@ def _row_facts(status: MessageStatus) -> Mapping[str, Any]:
         "status_reason": status.status_reason,
         "attempts": status.attempts,
         "picked_up": status.picked_up,
-        "next_attempt_at": None if status.status != "pending" else iso_utc(status.next_attempt_at),
-        "sent_at": iso_utc(status.sent_at) or None,
+        "next_attempt_at": None if status.status != "pending" else utc_iso(status.next_attempt_at),
+        "sent_at": utc_iso(status.sent_at) or None,
     }

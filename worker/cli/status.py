@@ -6,7 +6,8 @@ import click
 
 from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.output import age_text, echo_json, moment_text, printable, table
-from worker.operations import FailureGroup, ProfileStatus, iso_moment
+from worker.moments import utc_iso
+from worker.operations import FailureGroup, ProfileStatus
 
 __all__ = ["status"]
 
@@ -78,13 +79,13 @@ def _notes(item: ProfileStatus) -> list[str]:
     if item.state == "paused":
         hint = f" (hint: {item.pause_hint})" if item.pause_hint else ""
         notes.append(
-            f"{item.name}: paused until {iso_moment(item.paused_until)}: {item.pause_reason}{hint}"
+            f"{item.name}: paused until {utc_iso(item.paused_until)}: {item.pause_reason}{hint}"
         )
     elif item.state == "disabled":
         notes.append(f"{item.name}: disabled; enable it with `profiles edit {item.name} --enable`")
     room = item.room
     if room is not None and room.messages == 0:
-        frees = f"; room again at {iso_moment(item.cap_frees_at)}" if item.cap_frees_at else ""
+        frees = f"; room again at {utc_iso(item.cap_frees_at)}" if item.cap_frees_at else ""
         notes.append(f"{item.name}: {room.full_cap or 'send cap'} reached{frees}")
     return notes
 
@@ -106,7 +107,7 @@ def status(cli: CliContext, as_json: bool) -> None:
         checked = found[0].checked_at if found else None
         echo_json(
             {
-                "checked_at": iso_moment(checked),
+                "checked_at": utc_iso(checked),
                 "profiles": [item.as_json() for item in found],
                 "failed_24h_by_reason": [group.as_json() for group in failures],
             }
