@@ -29,7 +29,7 @@ from tests.smtp_fixtures import SMTP_PASSWORD, SmtpServerFactory
 from tests.smtp_server import SmtpTestServer
 from worker.cli import main
 from worker.cli.exits import ExitCode
-from worker.cli.send_test import DEFAULT_SUBJECT
+from worker.cli.send_test_command import DEFAULT_SUBJECT
 from worker.settings import Settings
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("restore_logging")]

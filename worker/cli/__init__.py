@@ -110,13 +110,21 @@ async def _dev_profile(cli: CliContext) -> str:
 
 
 # Sub-command groups live in their own modules and attach themselves to ``main``.
-from worker.cli import enqueue, maintenance, messages, profiles, run, send_test, status  # noqa: E402
+from worker.cli import (  # noqa: E402
+    enqueue,
+    maintenance,
+    messages,
+    profiles,
+    run,
+    send_test_command,
+    status,
+)
 from worker.cli.database_url import config_database_url  # noqa: E402
 
 main.add_command(profiles.profiles)
 main.add_command(enqueue.enqueue)
 main.add_command(run.run)
-main.add_command(send_test.send_test)
+main.add_command(send_test_command.send_test)
 main.add_command(status.status)
 main.add_command(messages.messages)
 main.add_command(maintenance.purge)

@@ -31,7 +31,7 @@ from worker.logs import register_secret
 from worker.models import AUTH_METHODS, ENCRYPTION_MODES
 from worker.moments import utc_iso
 from worker.presets import Preset, load_presets, require_preset
-from worker.probe import CheckReport, check_profile
+from worker.profile_check import CheckReport, check_profile
 from worker.profiles import (
     CAP_FIELDS,
     Profile,

@@ -38,7 +38,7 @@ __all__ = [
     "encryption_words",
 ]
 
-log = structlog.get_logger("worker.probe")
+log = structlog.get_logger("worker.profile_check")
 
 _CLOSE_WAIT_SECONDS = 2.0
 

@@ -36,7 +36,7 @@ from worker.message_status import Judgement, MessageStatus, Verdict, judge
 from worker.moments import utc_iso
 from worker.outbox import Attachment, OutboxMessage, enqueue_message
 from worker.presets import load_presets
-from worker.probe import encryption_words
+from worker.profile_check import encryption_words
 from worker.profiles import Profile
 from worker.repository import Repository
 
