@@ -31,7 +31,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # `pip check`: the lock holds everything the package requires (its install skips dependencies).
-$(RUNTIME): pyproject.toml $(LOCK) $(LOCAL_LOCK) | $(BIN)/python
+# worker/__init__.py holds the version, which the installed metadata repeats.
+$(RUNTIME): pyproject.toml worker/__init__.py $(LOCK) $(LOCAL_LOCK) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --require-hashes --requirement $(LOCAL_LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps --editable .
 	$(BIN)/python -m pip check
