@@ -3,10 +3,12 @@
 **Which secrets.** They are collected as the tests use them, not listed by hand, so a new test
 is covered without its author remembering to register anything:
 
-- every key a ``cryptography`` ``Fernet`` is built from in this process: the ``secret_key``
-  fixture's keys, keys a test makes for a rotation, the worker's own cipher;
-- every plaintext this process encrypts with ``Fernet``: each profile password stored through
-  the service's code in-process (the CLI under ``CliRunner``, ``add_profile``, the Python API);
+- every key the service reads from its settings in this process (``parse_keys``) and every key
+  a :class:`worker.crypto.PasswordCipher` is built from: the ``secret_key`` fixture's keys,
+  keys a test makes for a rotation, the worker's own cipher;
+- every password this process encrypts with a ``PasswordCipher``: each profile password stored
+  through the service's code in-process (the CLI under ``CliRunner``, ``add_profile``, the
+  Python API);
 - every account password of an ``SmtpTestServer``: what a test expects the service to send,
   including passwords it hands to a CLI or worker *subprocess*, which this process never sees
   being encrypted.
@@ -16,6 +18,12 @@ into a subprocess still counts once the test's server knows it, and a password n
 serves (a wrong one) counts once it is stored. The wrappers only observe: what they wrap
 behaves as before. Secrets shorter than :data:`MIN_SECRET_LENGTH` are ignored (they would
 match ordinary text); a password is also looked for in base64, as ``AUTH LOGIN`` carries it.
+
+The doors are the service's own code, not ``cryptography``'s ``Fernet``: from cryptography 51
+on, ``Fernet`` and ``MultiFernet`` are compiled types whose methods call each other without
+Python's attribute lookup, so a wrapper there sees nothing, or breaks the constructor. A key or
+token a test makes with ``Fernet`` itself, to plant a row no configured key opens, is not
+collected: the service is never given it.
 
 **Where it looks.** The captured stdout, stderr and log of every phase of every test (passed
 ones too) and the text of each failure; what ``CliRunner.invoke``, ``subprocess.run`` and
@@ -34,15 +42,16 @@ import dataclasses
 import functools
 import re
 import subprocess
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from cryptography.fernet import Fernet
 
 from tests.smtp_server import SmtpTestServer
+from worker import crypto
+from worker.crypto import PasswordCipher
 
 __all__ = ["MIN_SECRET_LENGTH", "Leak", "Secrets", "find_leaks", "mask"]
 
@@ -111,20 +120,38 @@ class _Scanner:
     # --- observing
 
     def install(self) -> None:
+        self._watch_secrets()
+        self._watch_outputs()
+
+    def _watch_secrets(self) -> None:
         scanner = self
 
-        def fernet_init(original: Any, fernet: Fernet, key: str | bytes, *a: Any, **k: Any) -> Any:
-            scanner.secrets.add_key(key)
-            return original(fernet, key, *a, **k)
+        def keys_read(original: Any, text: str, *a: Any, **k: Any) -> Any:
+            for key in _KEY_SHAPED.findall(text):  # before parsing: a later bad key raises
+                scanner.secrets.add_key(key)
+            return original(text, *a, **k)
 
-        def fernet_encrypt(original: Any, fernet: Fernet, data: bytes, *a: Any, **k: Any) -> Any:
-            scanner.secrets.add_password(data)
-            return original(fernet, data, *a, **k)  # (data, current_time)
+        def cipher_init(original: Any, cipher: PasswordCipher, keys: Sequence[bytes]) -> Any:
+            for key in keys:
+                scanner.secrets.add_key(key)
+            return original(cipher, keys)
+
+        def cipher_encrypt(original: Any, cipher: PasswordCipher, password: str) -> Any:
+            scanner.secrets.add_password(password)
+            return original(cipher, password)
 
         def server_init(original: Any, server: SmtpTestServer, *a: Any, **k: Any) -> Any:
             for password in (k.get("accounts") or {}).values():
                 scanner.secrets.add_password(password)
             return original(server, *a, **k)
+
+        self._wrap(crypto, "parse_keys", keys_read)  # configured_keys calls it by module name
+        self._wrap(PasswordCipher, "__init__", cipher_init)
+        self._wrap(PasswordCipher, "encrypt", cipher_encrypt)
+        self._wrap(SmtpTestServer, "__init__", server_init)
+
+    def _watch_outputs(self) -> None:
+        scanner = self
 
         def invoke(original: Any, *a: Any, **k: Any) -> Any:
             result = original(*a, **k)
@@ -143,10 +170,6 @@ class _Scanner:
             scanner.record("Popen.communicate output", out, err)
             return out, err
 
-        self._wrap(Fernet, "__init__", fernet_init)
-        # encrypt_at_time: what Fernet.encrypt and MultiFernet.encrypt both end in
-        self._wrap(Fernet, "encrypt_at_time", fernet_encrypt)
-        self._wrap(SmtpTestServer, "__init__", server_init)
         self._wrap(CliRunner, "invoke", invoke)
         self._wrap(subprocess, "run", run)
         self._wrap(subprocess.Popen, "communicate", communicate)

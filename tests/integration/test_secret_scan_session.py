@@ -11,29 +11,33 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LEAKY_TESTS = """
 from cryptography.fernet import Fernet
 
+from worker.crypto import PasswordCipher
+
 
 def test_prints_a_stored_password():
-    Fernet(Fernet.generate_key()).encrypt(b"Planted-Haslo-42")
+    PasswordCipher([Fernet.generate_key()]).encrypt("Planted-Haslo-42")
     print("logging in with Planted-Haslo-42")
 
 
 def test_writes_its_key_to_a_log(tmp_path):
     key = Fernet.generate_key()
-    Fernet(key)
+    PasswordCipher([key])
     (tmp_path / "worker-a-0.log").write_text("secret_key=" + key.decode())
 
 
 def test_clean():
-    Fernet(Fernet.generate_key()).encrypt(b"Ukryte-Haslo-43")
+    PasswordCipher([Fernet.generate_key()]).encrypt("Ukryte-Haslo-43")
     print("password set")
 """
 
 CLEAN_TESTS = """
 from cryptography.fernet import Fernet
 
+from worker.crypto import PasswordCipher
+
 
 def test_clean():
-    Fernet(Fernet.generate_key()).encrypt(b"Ukryte-Haslo-43")
+    PasswordCipher([Fernet.generate_key()]).encrypt("Ukryte-Haslo-43")
     print("password set")
 """
 
