@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from worker import queries
 from worker.addresses import address_forms
 from worker.caps import CapUsage, Room, room_of
-from worker.delivery import Claimed, Outcome
 from worker.message_status import MessageStatus
 from worker.metrics import DatabaseSnapshot, PausedProfile, QueueDepth
 from worker.operations import (
@@ -25,6 +24,7 @@ from worker.operations import (
     MessageFilter,
     ProfileStatus,
 )
+from worker.outcomes import Claimed, Outcome
 from worker.profiles import Profile
 
 __all__ = ["Repository"]

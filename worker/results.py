@@ -20,8 +20,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.db import DATABASE_ERRORS
-from worker.delivery import Outcome
 from worker.errors import first_line
+from worker.outcomes import Outcome
 from worker.repository import Repository
 
 __all__ = ["ResultWriter"]

@@ -30,15 +30,6 @@ from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classi
 from worker.crypto import PasswordCipher
 from worker.database_errors import explain, is_permission_denied, is_unreachable, where
 from worker.db import DATABASE_ERRORS
-from worker.delivery import (
-    AttemptContext,
-    Claimed,
-    Outcome,
-    failed_outcome,
-    released_outcome,
-    sent_outcome,
-    storable,
-)
 from worker.errors import ConfigurationError, SecretKeyError
 from worker.health import HttpEndpoint, WorkerState
 from worker.hints import provider_hint
@@ -55,6 +46,15 @@ from worker.mime import (
     render,
 )
 from worker.moments import utc_iso
+from worker.outcomes import (
+    AttemptContext,
+    Claimed,
+    Outcome,
+    failed_outcome,
+    released_outcome,
+    sent_outcome,
+    storable,
+)
 from worker.presets import load_presets
 from worker.profiles import Profile
 from worker.repository import Repository
