@@ -17,7 +17,6 @@ from typing import Any, Literal
 from worker.classify import Failure
 from worker.moments import utc_iso
 from worker.profiles import Profile
-from worker.queries import CLAIMED_PROFILE_PREFIX
 from worker.retry import Decision, Fail, PauseProfile, Retry
 
 __all__ = [
@@ -57,19 +56,6 @@ class Claimed:
     attachment_bytes: int  # 0: no attachments
     message_bytes: int  # bodies and attachments; over the limit, the bodies were not loaded
     profile_pause_count: int  # > 0: the profile was paused and this message is its probe
-
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> Claimed:
-        profile_row = {
-            str(key).removeprefix(CLAIMED_PROFILE_PREFIX): value
-            for key, value in row.items()
-            if str(key).startswith(CLAIMED_PROFILE_PREFIX)
-        }
-        message = {key: value for key, value in row.items() if key in _CLAIMED_FIELDS}
-        return cls(profile=Profile.from_row(profile_row), **message)
-
-
-_CLAIMED_FIELDS = frozenset(field.name for field in dataclasses.fields(Claimed)) - {"profile"}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -117,39 +103,6 @@ class Outcome:
                 for address, result in self.recipients.items()
             },
         )
-
-    def row_update(self) -> dict[str, Any]:
-        """Bind parameters of :func:`worker.queries.finish_message`."""
-        return {
-            "b_id": self.message_id,
-            "b_attempt_no": self.attempt_no,
-            "b_worker": self.worker,
-            "b_force": self.force,
-            "b_status": self.status,
-            "b_status_reason": self.status_reason,
-            "b_uncount": 1 if self.uncount_attempt else 0,
-            "b_next_attempt_at": self.next_attempt_at,
-            "b_last_error": self.last_error,
-            "b_smtp_response": self.smtp_response,
-            "b_sent_at": self.sent_at,
-        }
-
-    def attempt_row(self) -> dict[str, Any]:
-        """Values of the attempt record."""
-        return {
-            "outbox_id": self.message_id,
-            "attempt_no": self.attempt_no,
-            "profile": self.profile,
-            "worker_id": self.worker,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "outcome": self.attempt_outcome,
-            "smtp_code": self.smtp_code,
-            "smtp_text": self.smtp_text,
-            "tls_version": self.tls_version,
-            "error": self.error,
-            "recipients": dict(self.recipients),
-        }
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -6,6 +6,7 @@ an enqueue can join the caller's own transaction.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -136,7 +137,7 @@ class Repository:
         }
         result = await self._connection.execute(queries.claim_due(), parameters)
         return sorted(
-            (Claimed.from_row(row) for row in result.mappings()),
+            (_claimed(row) for row in result.mappings()),
             key=lambda claimed: (-claimed.priority, claimed.id),
         )
 
@@ -152,7 +153,7 @@ class Repository:
         parameters = {"id": outbox_id, "worker": worker, "max_message_bytes": max_message_bytes}
         result = await self._connection.execute(queries.select_claimed(), parameters)
         row = result.mappings().one_or_none()
-        return None if row is None else Claimed.from_row(row)
+        return None if row is None else _claimed(row)
 
     async def set_aside(self, outbox_id: int, *, worker: str, reason: str) -> None:
         """Fail a claimed row the worker cannot handle, saying why, without reading it."""
@@ -182,11 +183,11 @@ class Repository:
         if not outcomes:
             return
         await self._connection.execute(
-            queries.finish_message(), [outcome.row_update() for outcome in outcomes]
+            queries.finish_message(), [_finish_values(outcome) for outcome in outcomes]
         )
         await self._connection.execute(
             queries.insert_attempts_once() if replayed else queries.insert_attempts(),
-            [outcome.attempt_row() for outcome in outcomes],
+            [_attempt_values(outcome) for outcome in outcomes],
         )
         for outcome in outcomes:
             if outcome.pause is not None:
@@ -413,3 +414,54 @@ class Repository:
 
 
 _CAP_COLUMNS = ("daily_cap", "daily_recipient_cap", "per_minute_cap")
+
+
+def _claimed(row: Mapping[Any, Any]) -> Claimed:
+    """A row of :func:`worker.queries.claim_due` (or ``select_claimed``): the message's
+    columns, and its profile's under :data:`worker.queries.CLAIMED_PROFILE_PREFIX`."""
+    prefix = queries.CLAIMED_PROFILE_PREFIX
+    profile_row = {
+        str(key).removeprefix(prefix): value
+        for key, value in row.items()
+        if str(key).startswith(prefix)
+    }
+    message = {key: value for key, value in row.items() if key in _CLAIMED_FIELDS}
+    return Claimed(profile=Profile.from_row(profile_row), **message)
+
+
+_CLAIMED_FIELDS = frozenset(field.name for field in dataclasses.fields(Claimed)) - {"profile"}
+
+
+def _finish_values(outcome: Outcome) -> dict[str, Any]:
+    """Bind parameters of :func:`worker.queries.finish_message` for one result."""
+    return {
+        "b_id": outcome.message_id,
+        "b_attempt_no": outcome.attempt_no,
+        "b_worker": outcome.worker,
+        "b_force": outcome.force,
+        "b_status": outcome.status,
+        "b_status_reason": outcome.status_reason,
+        "b_uncount": 1 if outcome.uncount_attempt else 0,
+        "b_next_attempt_at": outcome.next_attempt_at,
+        "b_last_error": outcome.last_error,
+        "b_smtp_response": outcome.smtp_response,
+        "b_sent_at": outcome.sent_at,
+    }
+
+
+def _attempt_values(outcome: Outcome) -> dict[str, Any]:
+    """The attempt record of one result, by column of ``mail.attempt``."""
+    return {
+        "outbox_id": outcome.message_id,
+        "attempt_no": outcome.attempt_no,
+        "profile": outcome.profile,
+        "worker_id": outcome.worker,
+        "started_at": outcome.started_at,
+        "finished_at": outcome.finished_at,
+        "outcome": outcome.attempt_outcome,
+        "smtp_code": outcome.smtp_code,
+        "smtp_text": outcome.smtp_text,
+        "tls_version": outcome.tls_version,
+        "error": outcome.error,
+        "recipients": dict(outcome.recipients),
+    }
