@@ -32,29 +32,39 @@ __all__ = ["Repository"]
 
 
 class Repository:
+    """The service's database operations over one connection, each method named for its intent.
+
+    Every statement comes from :mod:`worker.queries`; rows come back as the service's types.
+    """
+
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
     # --- profiles ----------------------------------------------------------------------------
 
     async def list_profiles(self) -> list[Profile]:
+        """Every profile, by account name."""
         result = await self._connection.execute(queries.select_profiles())
         return [Profile.from_row(row) for row in result.mappings()]
 
     async def get_profile(self, name: str) -> Profile | None:
+        """The profile with this account name; None: no such profile."""
         result = await self._connection.execute(queries.select_profile_by_name(name))
         row = result.mappings().one_or_none()
         return None if row is None else Profile.from_row(row)
 
     async def get_default_profile(self) -> Profile | None:
+        """The profile marked as the default one; None: no profile is."""
         result = await self._connection.execute(queries.select_default_profile())
         row = result.mappings().one_or_none()
         return None if row is None else Profile.from_row(row)
 
     async def profile_exists(self, name: str) -> bool:
+        """Whether a profile with this account name exists."""
         return bool(await self._connection.scalar(queries.profile_exists(name)))
 
     async def create_profile(self, values: Mapping[str, Any]) -> int:
+        """Store a new profile from its column values; its id."""
         return int((await self._connection.execute(queries.insert_profile(values))).scalar_one())
 
     async def update_profile(self, name: str, values: Mapping[str, Any]) -> bool:
@@ -70,6 +80,7 @@ class Repository:
         return True
 
     async def remove_profile(self, name: str) -> bool:
+        """Delete the named profile; ``False`` when there is no such profile."""
         result = await self._connection.execute(queries.delete_profile(name))
         return result.scalar_one_or_none() is not None
 
@@ -162,6 +173,7 @@ class Repository:
         )
 
     async def load_attachments(self, outbox_id: int) -> list[tuple[str, str, bytes]]:
+        """A message's attachments as ``(filename, content type, content)``, in order."""
         result = await self._connection.execute(queries.select_attachments(outbox_id))
         return [(row.filename, row.content_type, row.content) for row in result]
 
@@ -205,13 +217,16 @@ class Repository:
         return int(await self._connection.scalar(queries.count_pending()) or 0)
 
     async def work_due_within(self, seconds: float) -> bool:
+        """Whether a message of a usable profile becomes due within ``seconds``."""
         return bool(await self._connection.scalar(queries.work_due_within(seconds)))
 
     async def next_scheduled(self) -> datetime | None:
+        """The earliest future moment a message becomes due or a pause ends (None: none)."""
         moment: datetime | None = await self._connection.scalar(queries.next_scheduled())
         return moment
 
     async def any_capped_profile(self) -> bool:
+        """Whether an enabled profile has a cap (claims then lock and count caps first)."""
         return bool(await self._connection.scalar(queries.any_capped_profile()))
 
     async def housekeeping(self, *, max_attempts: int, lease_seconds: float) -> dict[str, int]:
@@ -265,12 +280,14 @@ class Repository:
         return None if oldest is None else oldest + timedelta(days=1)
 
     async def defer_for_cap(self, name: str, *, until: datetime, reason: str) -> int:
+        """The profile's due messages wait until its cap has room; how many."""
         result = await self._connection.execute(
             queries.defer_for_cap(name, until=until, reason=reason)
         )
         return result.rowcount
 
     async def release_claimed(self, ids: list[int], *, reason: str) -> None:
+        """Put claimed rows back in the queue untouched; their attempt does not count."""
         await self._connection.execute(queries.release_claimed(ids, reason=reason))
 
     # --- status ------------------------------------------------------------------------------
@@ -389,6 +406,7 @@ class Repository:
         await self._connection.execute(queries.wake_workers(channel))
 
     async def count_purgeable(self, statuses: Sequence[str], cutoff: datetime) -> int:
+        """How many finished rows of ``statuses`` finished before ``cutoff``."""
         query = queries.count_purgeable(list(statuses), cutoff)
         return int(await self._connection.scalar(query) or 0)
 
