@@ -57,6 +57,11 @@ class Claimed:
     message_bytes: int  # bodies and attachments; over the limit, the bodies were not loaded
     profile_pause_count: int  # > 0: the profile was paused and this message is its probe
 
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """To, Cc and Bcc together, as stored."""
+        return (*self.to_addrs, *self.cc_addrs, *self.bcc_addrs)
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Outcome:

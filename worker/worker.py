@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from worker.addresses import recipient_key
 from worker.budget import ByteBudget
 from worker.caps import Room, fit_recipients
 from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classify
@@ -521,9 +520,10 @@ class Worker:
         paused = self._pause_of(message.profile)
         if paused is not None and paused.until > now:
             return self._deferred(context, paused)
-        too_many = _too_many_recipients(message)
+        too_many = message.profile.recipient_limit(message.recipients)
         if too_many is not None:
-            failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=too_many)
+            reason = too_many.failure()
+            failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=reason)
             return await self._after_failure(context, failure, tls_version=None)
         return await self._send(context)
 
@@ -910,27 +910,6 @@ class Worker:
         await asyncio.gather(*(pool.close() for pool in self._pools.values()), *self._closing_pools)
         if self._endpoint is not None:
             await self._endpoint.close()
-
-
-def _too_many_recipients(message: Claimed) -> str | None:
-    profile = message.profile
-    # One address under two display names, or in two cases, is one recipient, as at enqueue.
-    entries = (*message.to_addrs, *message.cc_addrs, *message.bcc_addrs)
-    count = len({recipient_key(entry) for entry in entries})
-    if (
-        profile.max_recipients_per_message is not None
-        and count > profile.max_recipients_per_message
-    ):
-        return (
-            f"the message has {count} recipients; profile {profile.name} allows at most "
-            f"{profile.max_recipients_per_message} per message"
-        )
-    if profile.daily_recipient_cap is not None and count > profile.daily_recipient_cap:
-        return (
-            f"the message has {count} recipients, more than the daily cap of "
-            f"{profile.daily_recipient_cap} recipients of profile {profile.name}"
-        )
-    return None
 
 
 def _set_aside(context: AttemptContext, exc: Exception) -> Outcome:
