@@ -23,13 +23,14 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from worker.accounts import Accounts
 from worker.budget import ByteBudget
 from worker.caps import Room, fit_recipients
 from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classify
 from worker.crypto import PasswordCipher
 from worker.database_errors import explain, is_permission_denied, is_unreachable, where
 from worker.db import DATABASE_ERRORS
-from worker.errors import ConfigurationError, SecretKeyError
+from worker.errors import ConfigurationError
 from worker.health import HttpEndpoint, WorkerState
 from worker.hints import provider_hint
 from worker.journal import JOURNAL_DIR, ResultJournal
@@ -60,7 +61,7 @@ from worker.repository import Repository
 from worker.results import ResultWriter
 from worker.retry import Fail, PauseProfile, RetryPolicy, decide
 from worker.settings import Settings
-from worker.smtp import ConnectFailed, ConnectionPool, SmtpSession
+from worker.smtp import ConnectFailed, ProfilePaused, SmtpSession
 
 __all__ = ["Worker"]
 
@@ -74,14 +75,6 @@ _UNUSABLE_HINT = (
 # Messages smaller than this are built in the event loop (a fraction of a millisecond); larger
 # ones in a thread, as building tens of megabytes would stall every other send.
 _RENDER_IN_LOOP_BELOW = 256 * 1024
-
-
-class ProfilePaused(Exception):
-    """The profile was paused while this message waited for a connection."""
-
-    def __init__(self, pause: PauseProfile) -> None:
-        super().__init__(pause.reason)
-        self.pause = pause
 
 
 @dataclasses.dataclass
@@ -148,7 +141,6 @@ class Worker:
         # Single statements that are their own transaction: no BEGIN and COMMIT round trips.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._settings = settings
-        self._cipher = cipher
         self._until_empty = until_empty
         self._policy = RetryPolicy.from_settings(settings)
         self._rng = random.Random()  # noqa: S311 - retry jitter, not security
@@ -156,10 +148,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._in_flight: dict[int, _InFlight] = {}
         self._claim_floor = max(1, settings.concurrency // 4)
-        self._pools: dict[str, ConnectionPool] = {}
+        self._accounts = Accounts(cipher, idle_check_after=settings.idle_check_after)
         self._attachment_budget = ByteBudget(settings.attachment_budget)
-        self._closing_pools: set[asyncio.Task[None]] = set()
-        self._paused: dict[str, PauseProfile] = {}
         self._cap_reached: dict[str, datetime] = {}  # so each cap hit is logged once
         # Whether an enabled profile has a cap, as of the last housekeeping. Until a worker
         # knows of one, its claims leave capped profiles out, so a new cap is never passed.
@@ -168,7 +158,6 @@ class Worker:
         # a cap's room), from housekeeping and this worker's own results. While LISTEN is
         # connected, an idle worker sleeps until then instead of polling.
         self._next_due_at: datetime | None = None
-        self._resumed: set[str] = set()  # profiles whose probe succeeded since their last pause
         self._tally = _Tally()
         self._results = ResultWriter(engine)
         self._journal = ResultJournal(settings.data_dir / JOURNAL_DIR)
@@ -486,10 +475,8 @@ class Worker:
             outcome = _set_aside(context, exc)
         self._record(outcome)
         _log_outcome(outcome)
-        if outcome.resume_profile and outcome.profile not in self._resumed:
-            # Probes claimed before the resume is written also succeed: say it once.
-            self._resumed.add(outcome.profile)
-            log.info("profile_resumed", profile=outcome.profile)
+        if outcome.resume_profile:
+            self._accounts.of(message.profile).resumed()
 
     def _record(self, outcome: Outcome) -> None:
         self._results.put(outcome)
@@ -517,8 +504,8 @@ class Worker:
             )
             failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=reason)
             return await self._after_failure(context, failure, tls_version=None)
-        paused = self._pause_of(message.profile)
-        if paused is not None and paused.until > now:
+        paused = self._accounts.of(message.profile).paused()
+        if paused is not None:
             return self._deferred(context, paused)
         too_many = message.profile.recipient_limit(message.recipients)
         if too_many is not None:
@@ -536,10 +523,10 @@ class Worker:
         message = context.claimed
         tls_version: str | None = None
         try:
-            pool = self._pool(message.profile)
+            account = self._accounts.of(message.profile)
             async with (
                 self._attachment_budget.hold(message.attachment_bytes),
-                pool.session() as session,
+                account.session() as session,
             ):
                 tls_version = session.tls_version
                 try:
@@ -642,7 +629,7 @@ class Worker:
             daily_window_frees_at=frees_at,
         )
         if isinstance(decision, PauseProfile):
-            self._pause(message.profile, decision)
+            self._accounts.of(message.profile).pause(decision)
         return failed_outcome(
             context, finished_at=now, failure=failure, decision=decision, tls_version=tls_version
         )
@@ -672,61 +659,6 @@ class Worker:
             )
         why = "returned to the queue at worker shutdown"
         return released_outcome(context, finished_at=_now(), why=why)
-
-    def _pause(self, profile: Profile, pause: PauseProfile) -> None:
-        self._resumed.discard(profile.name)
-        already = self._paused.get(profile.name)
-        self._paused[profile.name] = pause
-        if already is None or already.until <= _now():
-            log.warning(
-                "profile_paused",
-                profile=profile.name,
-                until=pause.until.isoformat(),
-                reason=pause.reason,
-                hint=pause.hint,
-            )
-
-    def _pause_of(self, profile: Profile) -> PauseProfile | None:
-        """This worker's pause of ``profile``; none once its connection settings were edited.
-
-        An edit (a new password, say) ends the pause in the database at once; the worker's own
-        memory of it must end too, or it would defer the messages until the old pause's end.
-        """
-        pause = self._paused.get(profile.name)
-        pool = self._pools.get(profile.name)
-        if pause is not None and pool is not None and not pool.serves(profile):
-            del self._paused[profile.name]
-            return None
-        return pause
-
-    def _refuse_if_paused(self, profile_name: str) -> None:
-        pause = self._paused.get(profile_name)
-        if pause is not None and pause.until > _now():
-            raise ProfilePaused(pause)
-
-    def _pool(self, profile: Profile) -> ConnectionPool:
-        """The connection pool of ``profile``; a changed profile gets a fresh pool."""
-        pool = self._pools.get(profile.name)
-        if pool is not None and pool.serves(profile):
-            return pool
-        if pool is not None:
-            closing = asyncio.create_task(pool.close(), name=f"close-pool-{profile.name}")
-            self._closing_pools.add(closing)
-            closing.add_done_callback(self._closing_pools.discard)
-        password = None
-        if profile.auth_method != "none" and profile.password_encrypted is not None:
-            try:
-                password = self._cipher.decrypt(profile.password_encrypted, profile=profile.name)
-            except SecretKeyError as exc:
-                raise ProfileUnusable(str(exc)) from None
-        pool = ConnectionPool(
-            profile,
-            password,
-            idle_check_after=self._settings.idle_check_after,
-            before_connect=lambda: self._refuse_if_paused(profile.name),
-        )
-        self._pools[profile.name] = pool
-        return pool
 
     # --- background ----------------------------------------------------------------------
 
@@ -811,9 +743,6 @@ class Worker:
         changed = {name: count for name, count in counts.items() if count}
         if changed:
             log.info("housekeeping", **changed)
-        now = _now()
-        for name in [name for name, pause in self._paused.items() if pause.until <= now]:
-            del self._paused[name]
 
     @contextlib.contextmanager
     def _surviving(self, step: str) -> Iterator[None]:
@@ -907,7 +836,7 @@ class Worker:
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
-        await asyncio.gather(*(pool.close() for pool in self._pools.values()), *self._closing_pools)
+        await self._accounts.close()
         if self._endpoint is not None:
             await self._endpoint.close()
 
