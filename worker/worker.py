@@ -17,7 +17,6 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -28,15 +27,13 @@ from worker.budget import ByteBudget
 from worker.caps import Room, fit_recipients
 from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classify
 from worker.crypto import PasswordCipher
-from worker.database_errors import explain, is_permission_denied, is_unreachable, where
+from worker.database import Database
 from worker.db import DATABASE_ERRORS
-from worker.errors import ConfigurationError
 from worker.health import HttpEndpoint, WorkerState
 from worker.hints import provider_hint
 from worker.journal import JOURNAL_DIR, ResultJournal
 from worker.listener import Listener
 from worker.metrics import WorkerMetrics
-from worker.migrate import schema_problem
 from worker.mime import (
     MessageBuildError,
     MessageContent,
@@ -137,9 +134,6 @@ class Worker:
         # start writes them), or lost because the journal could not be written either.
         self.results_journaled = 0
         self.results_lost = 0
-        self._engine = engine
-        # Single statements that are their own transaction: no BEGIN and COMMIT round trips.
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._settings = settings
         self._until_empty = until_empty
         self._policy = RetryPolicy.from_settings(settings)
@@ -160,12 +154,11 @@ class Worker:
         self._next_due_at: datetime | None = None
         self._tally = _Tally()
         self._results = ResultWriter(engine)
+        self._database = Database(engine, url=listen_dsn, on_back=self._results.retry_now)
         self._journal = ResultJournal(settings.data_dir / JOURNAL_DIR)
         self._presets = load_presets()
         self._rows_arrived = False  # a NOTIFY came since the last claim
         self._listener = Listener(listen_dsn, f"{settings.db_schema}_outbox", self._notified)
-        self._database_url = listen_dsn  # names the server in what the worker says
-        self._database_down = False
         self._metrics = WorkerMetrics(in_flight=lambda: len(self._in_flight))
         self._endpoint: HttpEndpoint | None = None
         if settings.http_address is not None:
@@ -204,7 +197,7 @@ class Worker:
             asyncio.create_task(self._report_progress(), name="progress"),
         ]
         try:
-            await self._wait_for_schema()
+            await self._database.wait_for_schema(self._settings.db_schema, self._stop)
             await self._replay_journal()
             await self._housekeeping()
             await self._fetch_loop()
@@ -216,35 +209,6 @@ class Worker:
             seconds=round(time.monotonic() - self._metrics.started),
             **dataclasses.asdict(self._tally),
         )
-
-    async def _wait_for_schema(self) -> None:
-        """Until the database answers; then refuse a database without this worker's schema.
-
-        An unreachable database is waited for (a worker may start before its database); one
-        that refuses us (a wrong password, no such database, never migrated) needs a person,
-        so the worker stops and says what to do (:class:`ConfigurationError`).
-        """
-        delay = 0.5
-        while not self._stop.is_set():
-            try:
-                async with self._engine.connect() as connection:
-                    revision = await Repository(connection).schema_revision()
-            except DATABASE_ERRORS as exc:
-                if is_permission_denied(exc):
-                    # A role granted as before version 0005 of docs/security.md: go on unchecked.
-                    log.warning("schema_version_unreadable", error=explain(exc, self._database_url))
-                    return
-                if not is_unreachable(exc):
-                    raise ConfigurationError(explain(exc, self._database_url)) from None
-                self._database_unavailable(exc)
-                await self._sleep_unless_stopped(delay)
-                delay = min(10.0, delay * 2)
-                continue
-            self._database_available()
-            problem = schema_problem(revision, schema=self._settings.db_schema)
-            if problem is not None:
-                raise ConfigurationError(f"{where(self._database_url)}: {problem}")
-            return
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -288,12 +252,10 @@ class Worker:
         """In until-empty mode: nothing is due now or within one poll interval."""
         await self._results.flushed()
         await self._housekeeping()
-        work_due = True
-        with self._surviving("due_work_check"):
-            async with self._engine.connect() as connection:
-                repository = Repository(connection)
-                work_due = await repository.work_due_within(self._settings.poll_interval)
-        return not work_due
+        poll = self._settings.poll_interval
+        return not await self._database.run(
+            "due_work_check", lambda repository: repository.work_due_within(poll), default=True
+        )
 
     async def _claim(self) -> list[Claimed]:
         free = self._free_slots()
@@ -301,20 +263,23 @@ class Worker:
             # While busy, wait until a quarter of the slots are free: one claim then serves
             # many messages, instead of one claim transaction per finished send.
             return []
-        try:
-            if self._capped_profiles:
-                async with self._engine.begin() as connection:
-                    claimed = await self._claim_within_caps(Repository(connection), free)
-            else:
-                # No cap to lock and count first: one statement claims for every profile.
-                async with self._autocommit.connect() as connection:
-                    claimed = await self._claim_rows(
-                        Repository(connection), free_slots=free, include_capped=False
-                    )
-        except DATABASE_ERRORS as exc:
-            self._database_unavailable(exc)
-            return []
-        self._database_available()
+        claimed: list[Claimed]
+        if self._capped_profiles:
+            claimed = await self._database.run(
+                "claim",
+                lambda repository: self._claim_within_caps(repository, free),
+                default=[],
+                transaction=True,
+            )
+        else:
+            # No cap to lock and count first: one statement claims for every profile.
+            claimed = await self._database.run(
+                "claim",
+                lambda repository: self._claim_rows(
+                    repository, free_slots=free, include_capped=False
+                ),
+                default=[],
+            )
         self._metrics.claimed(claimed)
         if claimed:
             log.debug("messages_claimed", count=len(claimed), ids=[m.id for m in claimed])
@@ -435,9 +400,9 @@ class Worker:
         self._wake.set()
 
     async def _learn_next_due(self) -> None:
-        with self._surviving("next_due_check"):
-            async with self._autocommit.connect() as connection:
-                self._note_due(await Repository(connection).next_scheduled())
+        self._note_due(
+            await self._database.run("next_due_check", Repository.next_scheduled, default=None)
+        )
 
     def _note_due(self, moment: datetime | None) -> None:
         if moment is not None and (self._next_due_at is None or moment < self._next_due_at):
@@ -589,8 +554,8 @@ class Worker:
     async def _content(self, message: Claimed) -> MessageContent:
         attachments: list[OutgoingAttachment] = []
         if message.attachment_bytes:
-            async with self._engine.connect() as connection:
-                rows = await Repository(connection).load_attachments(message.id)
+            async with self._database.repository() as repository:
+                rows = await repository.load_attachments(message.id)
             attachments = [
                 OutgoingAttachment(filename=name, content_type=kind, content=content)
                 for name, kind, content in rows
@@ -635,11 +600,11 @@ class Worker:
         )
 
     async def _daily_window_frees_at(self, profile: Profile) -> datetime | None:
-        frees_at = None
-        with self._surviving("daily_window_check"):
-            async with self._engine.connect() as connection:
-                frees_at = await Repository(connection).daily_window_frees_at(profile.name)
-        return frees_at
+        return await self._database.run(
+            "daily_window_check",
+            lambda repository: repository.daily_window_frees_at(profile.name),
+            default=None,
+        )
 
     def _deferred(self, context: AttemptContext, pause: PauseProfile) -> Outcome:
         failure = Failure(
@@ -692,10 +657,7 @@ class Worker:
             done = self._tally.since(last)
             if not any(done.values()):
                 continue
-            pending = None
-            with self._surviving("progress"):
-                async with self._autocommit.connect() as connection:
-                    pending = await Repository(connection).count_pending()
+            pending = await self._database.run("progress", Repository.count_pending, default=None)
             seconds = time.monotonic() - last_at
             log.info(
                 "progress",
@@ -708,30 +670,27 @@ class Worker:
 
     async def _renew_leases(self) -> bool:
         """Extend the leases of the rows this worker holds; False if that failed."""
-        renewed = False
-        with self._surviving("lease_renewal"):
-            async with self._engine.begin() as connection:
-                await Repository(connection).renew_leases(
-                    worker=self.name,
-                    lease_seconds=self._settings.lease_seconds,
-                    held=self._held_ids(),
-                )
-            renewed = True
-        if renewed:
-            self._database_available()
-        return renewed
+        renewed = await self._database.run(
+            "lease_renewal",
+            lambda repository: repository.renew_leases(
+                worker=self.name, lease_seconds=self._settings.lease_seconds, held=self._held_ids()
+            ),
+            default=None,
+            transaction=True,
+        )
+        return renewed is not None
 
     async def _housekeeping(self) -> None:
-        with self._surviving("housekeeping"):
-            async with self._engine.begin() as connection:
-                repository = Repository(connection)
-                counts = await repository.housekeeping(
-                    max_attempts=self._settings.max_attempts,
-                    lease_seconds=self._settings.lease_seconds,
-                )
-                capped_profiles = await repository.any_capped_profile()
-                next_scheduled = await repository.next_scheduled()
-            self._after_housekeeping(counts, capped_profiles, next_scheduled)
+        async def tidy(repository: Repository) -> tuple[dict[str, int], bool, datetime | None]:
+            counts = await repository.housekeeping(
+                max_attempts=self._settings.max_attempts,
+                lease_seconds=self._settings.lease_seconds,
+            )
+            return counts, await repository.any_capped_profile(), await repository.next_scheduled()
+
+        found = await self._database.run("housekeeping", tidy, default=None, transaction=True)
+        if found is not None:
+            self._after_housekeeping(*found)
 
     def _after_housekeeping(
         self, counts: dict[str, int], capped_profiles: bool, next_scheduled: datetime | None
@@ -743,32 +702,6 @@ class Worker:
         changed = {name: count for name, count in counts.items() if count}
         if changed:
             log.info("housekeeping", **changed)
-
-    @contextlib.contextmanager
-    def _surviving(self, step: str) -> Iterator[None]:
-        """One step of the loop or of housekeeping; whatever it raises never stops the worker.
-
-        An unreachable database is noted (and said once); anything else, such as a value the
-        worker cannot read, is logged with its traceback, and the step is simply tried again
-        at its next turn.
-        """
-        try:
-            yield
-        except DATABASE_ERRORS as exc:
-            self._database_unavailable(exc)
-        except Exception:  # see above
-            log.exception(f"{step}_failed")
-
-    def _database_unavailable(self, exc: BaseException) -> None:
-        if not self._database_down:  # said once per outage, naming the server
-            log.warning("database_unavailable", error=explain(exc, self._database_url))
-        self._database_down = True
-
-    def _database_available(self) -> None:
-        if self._database_down:
-            log.info("database_available")
-            self._results.retry_now()  # results kept during the outage are written first
-        self._database_down = False
 
     # --- the journal ---------------------------------------------------------------------
 
