@@ -17,18 +17,17 @@ import random
 import secrets
 import socket
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.accounts import Accounts
 from worker.budget import ByteBudget
-from worker.caps import Room, fit_recipients
+from worker.claims import Claims
 from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classify
 from worker.crypto import PasswordCipher
 from worker.database import Database
-from worker.db import DATABASE_ERRORS
 from worker.health import HttpEndpoint, WorkerState
 from worker.hints import provider_hint
 from worker.journal import JOURNAL_DIR, ResultJournal
@@ -42,7 +41,6 @@ from worker.mime import (
     Sender,
     render,
 )
-from worker.moments import utc_iso
 from worker.outcomes import (
     AttemptContext,
     Claimed,
@@ -144,10 +142,6 @@ class Worker:
         self._claim_floor = max(1, settings.concurrency // 4)
         self._accounts = Accounts(cipher, idle_check_after=settings.idle_check_after)
         self._attachment_budget = ByteBudget(settings.attachment_budget)
-        self._cap_reached: dict[str, datetime] = {}  # so each cap hit is logged once
-        # Whether an enabled profile has a cap, as of the last housekeeping. Until a worker
-        # knows of one, its claims leave capped profiles out, so a new cap is never passed.
-        self._capped_profiles = False
         # The earliest known moment something scheduled becomes due (a retry, a pause's end,
         # a cap's room), from housekeeping and this worker's own results. While LISTEN is
         # connected, an idle worker sleeps until then instead of polling.
@@ -155,6 +149,9 @@ class Worker:
         self._tally = _Tally()
         self._results = ResultWriter(engine)
         self._database = Database(engine, url=listen_dsn, on_back=self._results.retry_now)
+        self._claims = Claims(
+            self._database, worker=self.name, settings=settings, held=self._held_ids
+        )
         self._journal = ResultJournal(settings.data_dir / JOURNAL_DIR)
         self._presets = load_presets()
         self._rows_arrived = False  # a NOTIFY came since the last claim
@@ -263,121 +260,17 @@ class Worker:
             # While busy, wait until a quarter of the slots are free: one claim then serves
             # many messages, instead of one claim transaction per finished send.
             return []
-        claimed: list[Claimed]
-        if self._capped_profiles:
-            claimed = await self._database.run(
-                "claim",
-                lambda repository: self._claim_within_caps(repository, free),
-                default=[],
-                transaction=True,
-            )
-        else:
-            # No cap to lock and count first: one statement claims for every profile.
-            claimed = await self._database.run(
-                "claim",
-                lambda repository: self._claim_rows(
-                    repository, free_slots=free, include_capped=False
-                ),
-                default=[],
-            )
-        self._metrics.claimed(claimed)
-        if claimed:
-            log.debug("messages_claimed", count=len(claimed), ids=[m.id for m in claimed])
-        return claimed
-
-    async def _claim_within_caps(self, repository: Repository, free: int) -> list[Claimed]:
-        """Claim due rows; capped profiles get only what their caps still allow.
-
-        Runs in one transaction that holds the capped profiles' locks until it commits, so
-        workers claiming at the same moment count each other's claims.
-        """
-        rooms = await repository.cap_rooms()
-        claimed = await self._claim_rows(
-            repository,
-            free_slots=free,
-            cap_room={name: room.messages for name, room in rooms.items()},
-        )
-        claimed, excess = fit_recipients(claimed, rooms)
-        if excess:
-            reason = "waiting: the daily recipient cap has no room for this message yet"
-            await repository.release_claimed([m.id for m in excess], reason=reason)
-            for name in {message.profile.name for message in excess}:
-                rooms[name] = rooms[name].without_recipient_room()
-        for name, room in rooms.items():
-            if room.full_cap is not None:
-                await self._defer_until_room(repository, name, room)
-        return claimed
-
-    async def _claim_rows(
-        self,
-        repository: Repository,
-        *,
-        free_slots: int,
-        cap_room: dict[str, int] | None = None,
-        include_capped: bool = True,
-    ) -> list[Claimed]:
-        """Claim due rows; if one of them cannot be read, read them one by one instead."""
-        try:
-            return await repository.claim_due(
-                worker=self.name,
-                lease_seconds=self._settings.lease_seconds,
-                free_slots=free_slots,
-                per_connection=self._settings.claim_depth,
-                max_message_bytes=self._settings.max_message_bytes,
-                cap_room=cap_room,
-                include_capped=include_capped,
-            )
-        except DATABASE_ERRORS:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a row this worker cannot read, e.g. a bad value
-            log.error("claim_unreadable", error=f"{type(exc).__name__}: {exc}")
-            return await self._read_claim_row_by_row(repository)
-
-    async def _read_claim_row_by_row(self, repository: Repository) -> list[Claimed]:
-        """The rows of a claim that could not be read as a whole; those that cannot be read
-        alone are set aside (failed, with the reason), so they never stop the others.
-
-        The claim has taken effect (or, inside a transaction, is still in it): its rows are
-        the ones this worker claimed but does not hold.
-        """
-        claimed = []
-        held = self._held_ids()
-        for outbox_id in await repository.unheld_claims(worker=self.name, held=held):
-            try:
-                message = await repository.load_claimed(
-                    outbox_id, worker=self.name, max_message_bytes=self._settings.max_message_bytes
-                )
-            except DATABASE_ERRORS:
-                raise
-            except Exception as exc:  # noqa: BLE001 - this row alone is the problem
-                reason = (
-                    f"the worker cannot read this message ({type(exc).__name__}: {exc});"
-                    " it was set aside and will not be sent"
-                )
-                await repository.set_aside(outbox_id, worker=self.name, reason=storable(reason))
-                log.error("message_set_aside", outbox_id=outbox_id, reason=reason)
-                continue
-            if message is not None:
-                claimed.append(message)
-        return sorted(claimed, key=lambda message: (-message.priority, message.id))
+        claim = await self._claims.claim(free)
+        self._note_due(claim.room_at)
+        self._metrics.claimed(claim.messages)
+        if claim.messages:
+            ids = [m.id for m in claim.messages]
+            log.debug("messages_claimed", count=len(claim.messages), ids=ids)
+        return claim.messages
 
     def _held_ids(self) -> list[int]:
         """Rows this worker holds: being sent, or sent with the result not written yet."""
         return sorted(self._in_flight.keys() | self._results.held_ids())
-
-    async def _defer_until_room(self, repository: Repository, name: str, room: Room) -> None:
-        """A full profile's due messages wait, saying which cap and until when."""
-        frees_at = await repository.cap_frees_at(name, room)
-        if frees_at is None:  # only sends in flight fill the cap: look again soon
-            frees_at = _now() + timedelta(seconds=self._settings.poll_interval)
-        reason = f"waiting: {room.full_cap} reached; room again at {utc_iso(frees_at)}"
-        deferred = await repository.defer_for_cap(name, until=frees_at, reason=reason)
-        self._note_due(frees_at)
-        if deferred and self._cap_reached.get(name) != frees_at:
-            self._cap_reached[name] = frees_at
-            log.info(
-                "profile_cap_reached", profile=name, cap=room.full_cap, frees_at=utc_iso(frees_at)
-            )
 
     async def _wait_for_work(self) -> None:
         """Until a NOTIFY, a free slot, a stop, or the time to look again.
@@ -695,9 +588,9 @@ class Worker:
     def _after_housekeeping(
         self, counts: dict[str, int], capped_profiles: bool, next_scheduled: datetime | None
     ) -> None:
-        if counts["reclaimed"] or (capped_profiles and not self._capped_profiles):
+        if counts["reclaimed"] or (capped_profiles and not self._claims.capped_profiles):
             self._wake.set()  # rows due now that no NOTIFY announced
-        self._capped_profiles = capped_profiles
+        self._claims.capped_profiles = capped_profiles
         self._note_due(next_scheduled)
         changed = {name: count for name, count in counts.items() if count}
         if changed:
