@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from worker.classify import Failure
+from worker.classify import Failure, FailureKind, Stage
 from worker.moments import utc_iso
 from worker.profiles import Profile
 from worker.retry import Decision, Fail, PauseProfile, Retry
@@ -23,9 +23,12 @@ __all__ = [
     "AttemptContext",
     "Claimed",
     "Outcome",
+    "deferred_outcome",
     "failed_outcome",
+    "interrupted_outcome",
     "released_outcome",
     "sent_outcome",
+    "set_aside_outcome",
     "storable",
 ]
 
@@ -224,6 +227,51 @@ def released_outcome(context: AttemptContext, *, finished_at: datetime, why: str
         next_attempt_at=finished_at,
         uncount_attempt=True,
         error=why,
+    )
+
+
+def deferred_outcome(
+    context: AttemptContext, pause: PauseProfile, *, finished_at: datetime
+) -> Outcome:
+    """The profile is paused: the message waits for the pause's end, its attempt not counted."""
+    failure = Failure(
+        kind=FailureKind.PROFILE, stage=Stage.CONNECT, reason=pause.reason, hint=pause.hint
+    )
+    outcome = failed_outcome(
+        context, finished_at=finished_at, failure=failure, decision=pause, tls_version=None
+    )
+    return dataclasses.replace(outcome, pause=None)  # the pause is written once, by its cause
+
+
+def interrupted_outcome(
+    context: AttemptContext, *, finished_at: datetime, during_send: bool
+) -> Outcome:
+    """The worker stopped before the attempt ended: the message goes back to the queue.
+
+    Stopped ``during_send`` (the SMTP transaction began), the attempt counts: the server may
+    have taken the message.
+    """
+    if during_send:
+        why = "the worker stopped during the send; it will be retried"
+        released = released_outcome(context, finished_at=finished_at, why=why)
+        return dataclasses.replace(released, uncount_attempt=False)
+    why = "returned to the queue at worker shutdown"
+    return released_outcome(context, finished_at=finished_at, why=why)
+
+
+def set_aside_outcome(context: AttemptContext, exc: Exception, *, finished_at: datetime) -> Outcome:
+    """The outcome of a message whose handling raised what nobody foresaw: failed, with why.
+
+    Retrying would most likely raise again; a failed row with the reason is what a person
+    can look at (and requeue once the cause is fixed).
+    """
+    reason = storable(
+        f"the worker could not handle this message ({type(exc).__name__}: {exc});"
+        " it was set aside, not retried"
+    )
+    failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=reason)
+    return failed_outcome(
+        context, finished_at=finished_at, failure=failure, decision=Fail(reason), tls_version=None
     )
 
 

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import random
 import secrets
 import socket
 import time
@@ -23,53 +22,22 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.accounts import Accounts
-from worker.budget import ByteBudget
+from worker.attempts import Attempts, InFlight
 from worker.claims import Claims
-from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classify
 from worker.crypto import PasswordCipher
 from worker.database import Database
 from worker.health import HttpEndpoint, WorkerState
-from worker.hints import provider_hint
 from worker.journal import JOURNAL_DIR, ResultJournal
 from worker.listener import Listener
 from worker.metrics import WorkerMetrics
-from worker.mime import (
-    MessageBuildError,
-    MessageContent,
-    OutgoingAttachment,
-    RenderedMessage,
-    Sender,
-    render,
-)
-from worker.outcomes import (
-    AttemptContext,
-    Claimed,
-    Outcome,
-    failed_outcome,
-    released_outcome,
-    sent_outcome,
-    storable,
-)
-from worker.presets import load_presets
-from worker.profiles import Profile
+from worker.outcomes import AttemptContext, Claimed, Outcome, interrupted_outcome
 from worker.repository import Repository
 from worker.results import ResultWriter
-from worker.retry import Fail, PauseProfile, RetryPolicy, decide
 from worker.settings import Settings
-from worker.smtp import ConnectFailed, ProfilePaused, SmtpSession
 
 __all__ = ["Worker"]
 
 log = structlog.get_logger("worker")
-
-# A stored password that no configured key opens: the key changed, or the token is damaged.
-_UNUSABLE_HINT = (
-    "configure the key the password was saved with (MAILWORKER_SECRET_KEY, older keys after"
-    " the newest, comma-separated), or save the password again: mailworker profiles edit"
-)
-# Messages smaller than this are built in the event loop (a fraction of a millisecond); larger
-# ones in a thread, as building tens of megabytes would stall every other send.
-_RENDER_IN_LOOP_BELOW = 256 * 1024
 
 
 @dataclasses.dataclass
@@ -95,12 +63,6 @@ class _Tally:
         return {
             name: value - getattr(earlier, name) for name, value in dataclasses.asdict(self).items()
         }
-
-
-@dataclasses.dataclass(eq=False)
-class _InFlight:
-    task: asyncio.Task[None]
-    started: bool = False  # the SMTP transaction began: the message can no longer be put back
 
 
 class Worker:
@@ -134,14 +96,11 @@ class Worker:
         self.results_lost = 0
         self._settings = settings
         self._until_empty = until_empty
-        self._policy = RetryPolicy.from_settings(settings)
-        self._rng = random.Random()  # noqa: S311 - retry jitter, not security
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
-        self._in_flight: dict[int, _InFlight] = {}
+        self._in_flight: dict[int, InFlight] = {}
         self._claim_floor = max(1, settings.concurrency // 4)
         self._accounts = Accounts(cipher, idle_check_after=settings.idle_check_after)
-        self._attachment_budget = ByteBudget(settings.attachment_budget)
         # The earliest known moment something scheduled becomes due (a retry, a pause's end,
         # a cap's room), from housekeeping and this worker's own results. While LISTEN is
         # connected, an idle worker sleeps until then instead of polling.
@@ -149,11 +108,13 @@ class Worker:
         self._tally = _Tally()
         self._results = ResultWriter(engine)
         self._database = Database(engine, url=listen_dsn, on_back=self._results.retry_now)
+        self._attempts = Attempts(
+            settings=settings, database=self._database, accounts=self._accounts
+        )
         self._claims = Claims(
             self._database, worker=self.name, settings=settings, held=self._held_ids
         )
         self._journal = ResultJournal(settings.data_dir / JOURNAL_DIR)
-        self._presets = load_presets()
         self._rows_arrived = False  # a NOTIFY came since the last claim
         self._listener = Listener(listen_dsn, f"{settings.db_schema}_outbox", self._notified)
         self._metrics = WorkerMetrics(in_flight=lambda: len(self._in_flight))
@@ -309,7 +270,7 @@ class Worker:
 
     def _start(self, message: Claimed) -> None:
         task = asyncio.create_task(self._process(message), name=f"send-{message.id}")
-        self._in_flight[message.id] = _InFlight(task)
+        self._in_flight[message.id] = InFlight(task)
         task.add_done_callback(lambda _task: self._finished(message.id))
 
     def _finished(self, message_id: int) -> None:
@@ -319,22 +280,20 @@ class Worker:
     # --- one message ---------------------------------------------------------------------
 
     async def _process(self, message: Claimed) -> None:
+        """One message from claim to result: its attempt, then the outcome to the writer."""
         structlog.contextvars.bind_contextvars(
             outbox_id=message.id, profile=message.profile.name, attempt=message.attempts
         )
         context = AttemptContext(claimed=message, worker=self.name, started_at=_now())
+        in_flight = self._in_flight[message.id]
         try:
-            outcome = await self._attempt(context)
+            outcome = await self._attempts.make(context, in_flight)
         except asyncio.CancelledError:
-            self._record(self._interrupted(context))
+            self._record(
+                interrupted_outcome(context, finished_at=_now(), during_send=in_flight.started)
+            )
             raise
-        except Exception as exc:  # unforeseen: set this message aside, go on
-            log.exception("attempt_crashed")
-            outcome = _set_aside(context, exc)
         self._record(outcome)
-        _log_outcome(outcome)
-        if outcome.resume_profile:
-            self._accounts.of(message.profile).resumed()
 
     def _record(self, outcome: Outcome) -> None:
         self._results.put(outcome)
@@ -342,181 +301,6 @@ class Worker:
         self._metrics.observe(outcome)
         if outcome.status == "pending":
             self._note_due(outcome.next_attempt_at)
-
-    async def _attempt(self, context: AttemptContext) -> Outcome:
-        message = context.claimed
-        now = _now()
-        if message.expires_at is not None and message.expires_at <= now:
-            return failed_outcome(
-                context,
-                finished_at=now,
-                failure=Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason="expired"),
-                decision=Fail("expired: not sent before expires_at"),
-                tls_version=None,
-            )
-        if message.message_bytes > self._settings.max_message_bytes:
-            reason = (
-                f"the message is {message.message_bytes} bytes with its attachments, more than"
-                f" the limit of {self._settings.max_message_bytes} bytes"
-                " (MAILWORKER_MAX_MESSAGE_BYTES)"
-            )
-            failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=reason)
-            return await self._after_failure(context, failure, tls_version=None)
-        paused = self._accounts.of(message.profile).paused()
-        if paused is not None:
-            return self._deferred(context, paused)
-        too_many = message.profile.recipient_limit(message.recipients)
-        if too_many is not None:
-            reason = too_many.failure()
-            failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=reason)
-            return await self._after_failure(context, failure, tls_version=None)
-        return await self._send(context)
-
-    async def _send(self, context: AttemptContext) -> Outcome:
-        """Build the message once a connection is free, and send it.
-
-        Built only then: a claim holds many rows that wait for the profile's few
-        connections, and a built message with its attachments can be tens of megabytes.
-        """
-        message = context.claimed
-        tls_version: str | None = None
-        try:
-            account = self._accounts.of(message.profile)
-            async with (
-                self._attachment_budget.hold(message.attachment_bytes),
-                account.session() as session,
-            ):
-                tls_version = session.tls_version
-                try:
-                    rendered = await self._render(message, session)
-                except MessageBuildError as exc:
-                    failure = classify(exc, Stage.BUILD)
-                    return await self._after_failure(context, failure, tls_version=None)
-                self._in_flight[message.id].started = True
-                refused, reply = await session.client.sendmail(
-                    rendered.sender,
-                    rendered.recipients,
-                    rendered.data,
-                    mail_options=rendered.mail_options,
-                )
-                recipients = rendered.recipients
-        except ProfilePaused as exc:
-            return self._deferred(context, exc.pause)
-        except ConnectFailed as exc:
-            failure = classify(exc.__cause__ or exc, exc.stage)
-            return await self._after_failure(context, failure, tls_version=tls_version)
-        except ProfileUnusable as exc:
-            failure = classify(exc, Stage.CONNECT)
-            if failure.hint is None:
-                failure = dataclasses.replace(failure, hint=_UNUSABLE_HINT)
-            return await self._after_failure(context, failure, tls_version=None)
-        except Exception as exc:  # noqa: BLE001 - every send error is classified, none escapes
-            failure = classify(exc, Stage.SEND)
-            return await self._after_failure(context, failure, tls_version=tls_version)
-        return sent_outcome(
-            context,
-            finished_at=_now(),
-            reply=reply,
-            refused={address: (r.code, r.message) for address, r in refused.items()},
-            recipients=recipients,
-            tls_version=tls_version,
-        )
-
-    async def _render(self, message: Claimed, session: SmtpSession) -> RenderedMessage:
-        """The message's bytes; a large one is built in a thread, so no send waits for it.
-
-        A message with an address that needs SMTPUTF8 cannot be built for a server that does
-        not offer it: :class:`MessageBuildError`, and the message fails with that reason.
-        """
-        content = await self._content(message)
-        if message.message_bytes < _RENDER_IN_LOOP_BELOW:
-            rendered = render(_sender(message.profile), content)
-        else:
-            rendered = await asyncio.to_thread(render, _sender(message.profile), content)
-        if rendered.utf8_address is not None:
-            client = session.client
-            if client.is_ehlo_or_helo_needed:  # no TLS and no login: nothing has said EHLO yet
-                await client.ehlo()
-            if not client.supports_extension("smtputf8"):
-                raise MessageBuildError(
-                    "the server does not offer SMTPUTF8, needed for the address"
-                    f" {rendered.utf8_address!r} (its part before the @ is not ASCII)"
-                )
-        return rendered
-
-    async def _content(self, message: Claimed) -> MessageContent:
-        attachments: list[OutgoingAttachment] = []
-        if message.attachment_bytes:
-            async with self._database.repository() as repository:
-                rows = await repository.load_attachments(message.id)
-            attachments = [
-                OutgoingAttachment(filename=name, content_type=kind, content=content)
-                for name, kind, content in rows
-            ]
-        return MessageContent(
-            to=message.to_addrs,
-            cc=message.cc_addrs,
-            bcc=message.bcc_addrs,
-            subject=message.subject,
-            body_text=message.body_text,
-            body_html=message.body_html,
-            headers={str(k): str(v) for k, v in message.headers.items()},
-            message_id=message.message_id,
-            attachments=attachments,
-        )
-
-    async def _after_failure(
-        self, context: AttemptContext, failure: Failure, *, tls_version: str | None
-    ) -> Outcome:
-        message = context.claimed
-        now = _now()
-        # The server's words are stored: no byte PostgreSQL refuses may reach it.
-        failure = dataclasses.replace(failure, reason=storable(failure.reason))
-        failure = provider_hint(failure, message.profile, self._presets)
-        frees_at = (
-            await self._daily_window_frees_at(message.profile) if failure.daily_limit else None
-        )
-        decision = decide(
-            failure,
-            attempt=message.attempts,
-            age=now - message.created_at,
-            pause_count=message.profile_pause_count,
-            now=now,
-            policy=self._policy,
-            rng=self._rng,
-            daily_window_frees_at=frees_at,
-        )
-        if isinstance(decision, PauseProfile):
-            self._accounts.of(message.profile).pause(decision)
-        return failed_outcome(
-            context, finished_at=now, failure=failure, decision=decision, tls_version=tls_version
-        )
-
-    async def _daily_window_frees_at(self, profile: Profile) -> datetime | None:
-        return await self._database.run(
-            "daily_window_check",
-            lambda repository: repository.daily_window_frees_at(profile.name),
-            default=None,
-        )
-
-    def _deferred(self, context: AttemptContext, pause: PauseProfile) -> Outcome:
-        failure = Failure(
-            kind=FailureKind.PROFILE, stage=Stage.CONNECT, reason=pause.reason, hint=pause.hint
-        )
-        outcome = failed_outcome(
-            context, finished_at=_now(), failure=failure, decision=pause, tls_version=None
-        )
-        return dataclasses.replace(outcome, pause=None)  # the pause is written once
-
-    def _interrupted(self, context: AttemptContext) -> Outcome:
-        in_flight = self._in_flight.get(context.claimed.id)
-        if in_flight is not None and in_flight.started:
-            why = "the worker stopped during the send; it will be retried"
-            return dataclasses.replace(
-                released_outcome(context, finished_at=_now(), why=why), uncount_attempt=False
-            )
-        why = "returned to the queue at worker shutdown"
-        return released_outcome(context, finished_at=_now(), why=why)
 
     # --- background ----------------------------------------------------------------------
 
@@ -665,54 +449,6 @@ class Worker:
         await self._accounts.close()
         if self._endpoint is not None:
             await self._endpoint.close()
-
-
-def _set_aside(context: AttemptContext, exc: Exception) -> Outcome:
-    """The outcome of a message whose handling raised what nobody foresaw: failed, with why.
-
-    Retrying would most likely raise again; a failed row with the reason is what a person
-    can look at (and requeue once the cause is fixed).
-    """
-    reason = storable(
-        f"the worker could not handle this message ({type(exc).__name__}: {exc});"
-        " it was set aside, not retried"
-    )
-    failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=reason)
-    return failed_outcome(
-        context, finished_at=_now(), failure=failure, decision=Fail(reason), tls_version=None
-    )
-
-
-def _sender(profile: Profile) -> Sender:
-    return Sender(
-        address=profile.from_address,
-        display_name=profile.display_name,
-        reply_to=profile.reply_to,
-    )
-
-
-def _log_outcome(outcome: Outcome) -> None:
-    fields = {
-        "outcome": outcome.attempt_outcome,
-        "smtp_code": outcome.smtp_code,
-        "tls_version": outcome.tls_version,
-        "duration_ms": round((outcome.finished_at - outcome.started_at).total_seconds() * 1000),
-    }
-    if outcome.status == "sent":
-        refused = [a for a, r in outcome.recipients.items() if r.get("code") != 250]
-        log.info("mail_sent", **fields, refused=refused or None)
-    elif outcome.status == "failed":
-        log.warning("mail_failed", **fields, reason=outcome.status_reason)
-    elif outcome.attempt_outcome == "retry":
-        at = _iso(outcome.next_attempt_at)
-        log.info("retry_scheduled", **fields, at=at, reason=outcome.last_error)
-    else:
-        until = _iso(outcome.next_attempt_at)
-        log.info("mail_deferred", **fields, until=until, reason=outcome.status_reason)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
 
 
 def _now() -> datetime:
