@@ -1,10 +1,14 @@
-"""The delivery worker: claims due messages, sends them over SMTP, records what happened.
+"""The delivery loop: claim due rows, attempt each in a task of its own, record the outcomes.
 
-The loop, top to bottom: claim a fair batch of due rows (``FOR UPDATE SKIP LOCKED``), start
-one task per message, then sleep until a NOTIFY, the poll interval, a free slot or
-:meth:`Worker.stop` — whichever comes first. Results go to a :class:`ResultWriter` that
-batches them and survives a database outage. A background task renews the leases of
-in-flight rows and runs housekeeping (lost leases, expired and unroutable rows).
+One row's path, top to bottom: :meth:`Worker._turn` claims a fair batch of due rows
+(:mod:`worker.claims`, ``FOR UPDATE SKIP LOCKED``) and starts a task per message;
+:meth:`Worker._process` makes the attempt (:mod:`worker.attempts`, through the profile's
+account in :mod:`worker.accounts`) and hands the outcome to the :class:`ResultWriter`, which
+batches results and survives a database outage. Between claims the loop sleeps until a
+NOTIFY, a free slot, the next scheduled moment or :meth:`Worker.stop`, whichever comes first.
+A background task renews the leases of the rows the worker holds and runs housekeeping (lost
+leases, expired and unroutable rows). Every step reaches the database through
+:mod:`worker.database`, so none of them stops the worker when the database is away.
 """
 
 from __future__ import annotations
@@ -66,13 +70,10 @@ class _Tally:
 
 
 class Worker:
-    """One worker process's delivery loop.
+    """One worker process's delivery loop: :meth:`run` until :meth:`stop`.
 
-    Settings used (see :class:`worker.settings.Settings`): ``concurrency``, ``claim_depth``,
-    ``attachment_budget``, ``poll_interval``, ``housekeeping_interval``, ``lease_seconds``,
-    ``shutdown_grace``, the retry and pause settings, ``idle_check_after``, ``worker_name``,
-    ``http_address`` and ``health_stale_after`` (the ``/healthz`` and ``/metrics`` endpoint,
-    if an address is set).
+    What it does is set by ``settings``: docs/configuration.md, generated from
+    :class:`worker.settings.Settings` by ``mailworker config reference``, describes each one.
     ``until_empty``: return once nothing is due and nothing is in flight (batch jobs, tests).
     """
 
@@ -145,6 +146,8 @@ class Worker:
         self._wake.set()
 
     async def run(self) -> None:
+        """Deliver until :meth:`stop` (or, ``until_empty``, until nothing is left); then give
+        in-flight sends the grace period and write every result, or journal it."""
         if self._endpoint is not None:
             await self._endpoint.start()
         log.info("worker_started", worker=self.name, concurrency=self._settings.concurrency)
@@ -202,19 +205,6 @@ class Worker:
         await self._wait_for_work()
         return False
 
-    async def _sleep_unless_stopped(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-
-    async def _nothing_left(self) -> bool:
-        """In until-empty mode: nothing is due now or within one poll interval."""
-        await self._results.flushed()
-        await self._housekeeping()
-        poll = self._settings.poll_interval
-        return not await self._database.run(
-            "due_work_check", lambda repository: repository.work_due_within(poll), default=True
-        )
-
     async def _claim(self) -> list[Claimed]:
         free = self._free_slots()
         if free <= 0 or (self._in_flight and free < self._claim_floor):
@@ -229,9 +219,40 @@ class Worker:
             log.debug("messages_claimed", count=len(claim.messages), ids=ids)
         return claim.messages
 
-    def _held_ids(self) -> list[int]:
-        """Rows this worker holds: being sent, or sent with the result not written yet."""
-        return sorted(self._in_flight.keys() | self._results.held_ids())
+    def _start(self, message: Claimed) -> None:
+        """A task of its own for ``message``; in flight until it ends."""
+        task = asyncio.create_task(self._process(message), name=f"send-{message.id}")
+        self._in_flight[message.id] = InFlight(task)
+        task.add_done_callback(lambda _task: self._finished(message.id))
+
+    async def _process(self, message: Claimed) -> None:
+        """One message from claim to result: its attempt, then the outcome to the writer."""
+        structlog.contextvars.bind_contextvars(
+            outbox_id=message.id, profile=message.profile.name, attempt=message.attempts
+        )
+        context = AttemptContext(claimed=message, worker=self.name, started_at=_now())
+        in_flight = self._in_flight[message.id]
+        try:
+            outcome = await self._attempts.make(context, in_flight)
+        except asyncio.CancelledError:
+            self._record(
+                interrupted_outcome(context, finished_at=_now(), during_send=in_flight.started)
+            )
+            raise
+        self._record(outcome)
+
+    def _record(self, outcome: Outcome) -> None:
+        """Hand ``outcome`` to the result writer; count it; note when its row is due again."""
+        self._results.put(outcome)
+        self._tally.add(outcome)
+        self._metrics.observe(outcome)
+        if outcome.status == "pending":
+            self._note_due(outcome.next_attempt_at)
+
+    def _finished(self, message_id: int) -> None:
+        """A message's task ended: a slot is free, so the loop may claim again."""
+        self._in_flight.pop(message_id, None)
+        self._wake.set()
 
     async def _wait_for_work(self) -> None:
         """Until a NOTIFY, a free slot, a stop, or the time to look again.
@@ -253,54 +274,39 @@ class Worker:
         self._rows_arrived = True
         self._wake.set()
 
-    async def _learn_next_due(self) -> None:
-        self._note_due(
-            await self._database.run("next_due_check", Repository.next_scheduled, default=None)
-        )
+    # --- the loop's helpers --------------------------------------------------------------
+
+    def _free_slots(self) -> int:
+        return self._settings.concurrency - len(self._in_flight)
+
+    def _held_ids(self) -> list[int]:
+        """Rows this worker holds: being sent, or sent with the result not written yet."""
+        return sorted(self._in_flight.keys() | self._results.held_ids())
 
     def _note_due(self, moment: datetime | None) -> None:
         if moment is not None and (self._next_due_at is None or moment < self._next_due_at):
             self._next_due_at = moment
 
-    def _free_slots(self) -> int:
-        return self._settings.concurrency - len(self._in_flight)
+    async def _learn_next_due(self) -> None:
+        self._note_due(
+            await self._database.run("next_due_check", Repository.next_scheduled, default=None)
+        )
+
+    async def _nothing_left(self) -> bool:
+        """In until-empty mode: nothing is due now or within one poll interval."""
+        await self._results.flushed()
+        await self._housekeeping()
+        poll = self._settings.poll_interval
+        return not await self._database.run(
+            "due_work_check", lambda repository: repository.work_due_within(poll), default=True
+        )
 
     def _state(self) -> WorkerState:
         return WorkerState(saturated=self._free_slots() <= 0, stopping=self._stop.is_set())
 
-    def _start(self, message: Claimed) -> None:
-        task = asyncio.create_task(self._process(message), name=f"send-{message.id}")
-        self._in_flight[message.id] = InFlight(task)
-        task.add_done_callback(lambda _task: self._finished(message.id))
-
-    def _finished(self, message_id: int) -> None:
-        self._in_flight.pop(message_id, None)
-        self._wake.set()
-
-    # --- one message ---------------------------------------------------------------------
-
-    async def _process(self, message: Claimed) -> None:
-        """One message from claim to result: its attempt, then the outcome to the writer."""
-        structlog.contextvars.bind_contextvars(
-            outbox_id=message.id, profile=message.profile.name, attempt=message.attempts
-        )
-        context = AttemptContext(claimed=message, worker=self.name, started_at=_now())
-        in_flight = self._in_flight[message.id]
-        try:
-            outcome = await self._attempts.make(context, in_flight)
-        except asyncio.CancelledError:
-            self._record(
-                interrupted_outcome(context, finished_at=_now(), during_send=in_flight.started)
-            )
-            raise
-        self._record(outcome)
-
-    def _record(self, outcome: Outcome) -> None:
-        self._results.put(outcome)
-        self._tally.add(outcome)
-        self._metrics.observe(outcome)
-        if outcome.status == "pending":
-            self._note_due(outcome.next_attempt_at)
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
 
     # --- background ----------------------------------------------------------------------
 
