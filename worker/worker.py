@@ -35,6 +35,7 @@ from worker.journal import JOURNAL_DIR, ResultJournal
 from worker.listener import Listener
 from worker.metrics import WorkerMetrics
 from worker.outcomes import AttemptContext, Claimed, Outcome, interrupted_outcome
+from worker.progress import Progress
 from worker.repository import Repository
 from worker.results import ResultWriter
 from worker.settings import Settings
@@ -42,31 +43,6 @@ from worker.settings import Settings
 __all__ = ["Worker"]
 
 log = structlog.get_logger("worker")
-
-
-@dataclasses.dataclass
-class _Tally:
-    """What this worker's attempts came to since it started."""
-
-    sent: int = 0
-    failed: int = 0
-    retried: int = 0
-    deferred: int = 0
-
-    def add(self, outcome: Outcome) -> None:
-        if outcome.status == "sent":
-            self.sent += 1
-        elif outcome.status == "failed":
-            self.failed += 1
-        elif outcome.attempt_outcome == "retry":
-            self.retried += 1
-        elif outcome.attempt_outcome == "deferred":
-            self.deferred += 1
-
-    def since(self, earlier: _Tally) -> dict[str, int]:
-        return {
-            name: value - getattr(earlier, name) for name, value in dataclasses.asdict(self).items()
-        }
 
 
 class Worker:
@@ -106,11 +82,15 @@ class Worker:
         # a cap's room), from housekeeping and this worker's own results. While LISTEN is
         # connected, an idle worker sleeps until then instead of polling.
         self._next_due_at: datetime | None = None
-        self._tally = _Tally()
         self._results = ResultWriter(engine)
         self._database = Database(engine, url=listen_dsn, on_back=self._results.retry_now)
         self._attempts = Attempts(
             settings=settings, database=self._database, accounts=self._accounts
+        )
+        self._progress = Progress(
+            self._database,
+            interval=settings.progress_interval,
+            in_flight=lambda: len(self._in_flight),
         )
         self._claims = Claims(
             self._database, worker=self.name, settings=settings, held=self._held_ids
@@ -155,11 +135,11 @@ class Worker:
             asyncio.create_task(self._results.run(), name="result-writer"),
             asyncio.create_task(self._listener.run(self._stop), name="listener"),
             asyncio.create_task(self._maintain(), name="maintenance"),
-            asyncio.create_task(self._report_progress(), name="progress"),
+            asyncio.create_task(self._progress.report(self._stop), name="progress"),
         ]
         try:
             await self._database.wait_for_schema(self._settings.db_schema, self._stop)
-            await self._replay_journal()
+            await self._results.replay(self._journal, give_up=self._stop)
             await self._housekeeping()
             await self._fetch_loop()
         finally:
@@ -168,7 +148,7 @@ class Worker:
             "worker_stopped",
             worker=self.name,
             seconds=round(time.monotonic() - self._metrics.started),
-            **dataclasses.asdict(self._tally),
+            **dataclasses.asdict(self._progress.tally),
         )
 
     # --- the loop ------------------------------------------------------------------------
@@ -244,7 +224,7 @@ class Worker:
     def _record(self, outcome: Outcome) -> None:
         """Hand ``outcome`` to the result writer; count it; note when its row is due again."""
         self._results.put(outcome)
-        self._tally.add(outcome)
+        self._progress.tally.add(outcome)
         self._metrics.observe(outcome)
         if outcome.status == "pending":
             self._note_due(outcome.next_attempt_at)
@@ -331,26 +311,6 @@ class Worker:
                 since_housekeeping = 0.0
                 await self._housekeeping()
 
-    async def _report_progress(self) -> None:
-        """While messages move, a line every few seconds: what the attempts came to since the
-        last line, the rate, and what is left (the log of a busy worker, summed up)."""
-        last, last_at = dataclasses.replace(self._tally), time.monotonic()
-        while not self._stop.is_set():
-            await self._sleep_unless_stopped(self._settings.progress_interval)
-            done = self._tally.since(last)
-            if not any(done.values()):
-                continue
-            pending = await self._database.run("progress", Repository.count_pending, default=None)
-            seconds = time.monotonic() - last_at
-            log.info(
-                "progress",
-                **done,
-                sent_per_second=round(done["sent"] / seconds, 1),
-                in_flight=len(self._in_flight),
-                pending=pending,
-            )
-            last, last_at = dataclasses.replace(self._tally), time.monotonic()
-
     async def _renew_leases(self) -> bool:
         """Extend the leases of the rows this worker holds; False if that failed."""
         renewed = await self._database.run(
@@ -386,48 +346,6 @@ class Worker:
         if changed:
             log.info("housekeeping", **changed)
 
-    # --- the journal ---------------------------------------------------------------------
-
-    async def _replay_journal(self) -> None:
-        """Write the results a worker left in the journal at exit, before claiming anything.
-
-        Until they are written, their messages look like rows of a dead worker; written, a
-        delivered one is ``sent`` and is never sent again. Stopping meanwhile leaves the rest
-        for the next start.
-        """
-        for entry in self._journal.take():
-            try:
-                written = await self._results.write(
-                    entry.outcomes, replayed=True, give_up=self._stop
-                )
-                if written:
-                    entry.remove()
-                    log.info("journal_replayed", results=len(entry.outcomes), file=str(entry.path))
-            finally:
-                entry.release()
-
-    def _journal_unwritten(self) -> None:
-        """At exit, with the database out of reach: keep the unwritten results on disk."""
-        unwritten = self._results.unwritten()
-        try:
-            path = self._journal.save(unwritten, worker=self.name)
-        except OSError as exc:
-            self.results_lost = len(unwritten)
-            log.error(
-                "results_lost",
-                count=len(unwritten),
-                error=str(exc),
-                sent=[o.message_id for o in unwritten if o.status == "sent"],
-            )
-            return
-        self.results_journaled = len(unwritten)
-        log.error(
-            "results_journaled",
-            count=len(unwritten),
-            file=str(path),
-            hint="the next worker started on this data folder writes them to the database",
-        )
-
     # --- shutdown ------------------------------------------------------------------------
 
     async def _shutdown(self, helpers: list[asyncio.Task[None]]) -> None:
@@ -448,7 +366,9 @@ class Worker:
         try:
             await asyncio.wait_for(writer, timeout=max(5.0, self._settings.shutdown_grace))
         except TimeoutError:
-            self._journal_unwritten()
+            self.results_journaled, self.results_lost = self._results.journal_unwritten(
+                self._journal, worker=self.name
+            )
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
