@@ -62,11 +62,7 @@ class Worker:
         cipher: PasswordCipher,
         until_empty: bool = False,
     ) -> None:
-        # A random part per start: a container restarted with the same host name and PID 1
-        # must not take its previous run's rows for its own.
-        self.name = settings.worker_name or (
-            f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        )
+        self.name = settings.worker_name or _unique_name()
         # Results the database did not take before the exit: kept in the journal (the next
         # start writes them), or lost because the journal could not be written either.
         self.results_journaled = 0
@@ -375,6 +371,12 @@ class Worker:
         await self._accounts.close()
         if self._endpoint is not None:
             await self._endpoint.close()
+
+
+def _unique_name() -> str:
+    # A random part per start: a container restarted with the same host name and PID 1
+    # must not take its previous run's rows for its own.
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def _now() -> datetime:
