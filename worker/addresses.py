@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.utils import quote
@@ -32,6 +33,7 @@ __all__ = [
     "Mailbox",
     "address_forms",
     "address_problem",
+    "count_recipients",
     "local_part",
     "parse_address",
     "parse_mailbox",
@@ -142,6 +144,11 @@ def recipient_key(text: str) -> str:
         return parse_mailbox(text).address.lower()
     except AddressError:
         return text.strip().lower()
+
+
+def count_recipients(entries: Iterable[str]) -> int:
+    """How many recipients ``entries`` name: each address once (:func:`recipient_key`)."""
+    return len({recipient_key(entry) for entry in entries})
 
 
 def address_forms(text: str) -> list[str]:

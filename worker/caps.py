@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from worker.delivery import Claimed
+from worker.outcomes import Claimed
 
 __all__ = ["CapUsage", "Room", "fit_recipients", "room_of"]
 

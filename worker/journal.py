@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from worker.delivery import Outcome
+from worker.outcomes import Outcome
 from worker.retry import PauseProfile
 
 __all__ = ["JOURNAL_DIR", "JournalEntry", "ResultJournal"]

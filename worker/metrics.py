@@ -3,7 +3,7 @@
 Two kinds of numbers:
 
 - What this worker did, counted as it happens: :meth:`WorkerMetrics.observe` takes every
-  attempt's :class:`~worker.delivery.Outcome`, :meth:`WorkerMetrics.claimed` every claim.
+  attempt's :class:`~worker.outcomes.Outcome`, :meth:`WorkerMetrics.claimed` every claim.
 - What the database holds, the same for every worker: queue depth, the oldest pending
   message's age, cap usage and paused profiles. They are read at scrape time in one
   :class:`DatabaseSnapshot` (see :meth:`worker.repository.Repository.metrics_snapshot`) and
@@ -32,7 +32,7 @@ from prometheus_client.exposition import choose_encoder
 from worker import __version__
 from worker.caps import CapUsage
 from worker.classify import pause_class
-from worker.delivery import Claimed, Outcome
+from worker.outcomes import Claimed, Outcome
 
 __all__ = [
     "ATTEMPT_BUCKETS",

@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from worker.addresses import address_problem, recipient_key, recipient_problem
+from worker.addresses import address_problem, count_recipients, recipient_problem
 from worker.errors import InvalidMessage, ProfileNotFound
 from worker.mime import SERVICE_HEADERS
 from worker.models import MESSAGE_KINDS, PRODUCER_TIMES_END
@@ -103,6 +103,11 @@ class OutboxMessage:
     expires_at: datetime | None = None
     idempotency_key: str | None = None
     kind: str = "notification"
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """To, Cc and Bcc together, as written."""
+        return (*self.to, *self.cc, *self.bcc)
 
     def problems(self, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[str]:
         """Every reason this message cannot be enqueued, in words; empty when it can."""
@@ -312,28 +317,14 @@ async def _require_profile(repository: Repository, name: str | None) -> Profile:
 
 def recipient_count(message: OutboxMessage) -> int:
     """The distinct addresses of To, Cc and Bcc, ignoring case and display names: one RCPT each."""
-    return len({recipient_key(entry) for entry in (*message.to, *message.cc, *message.bcc)})
+    return count_recipients(message.recipients)
 
 
 def recipient_limit_problems(message: OutboxMessage, profile: Profile) -> list[str]:
-    """Why the profile could never send ``message`` to so many recipients; empty if it can.
-
-    The message is refused, not split: copies to parts of the list would each show only
-    their part in To and Cc, and one message would become several.
-    """
-    count = recipient_count(message)
-    limits = (
-        (profile.max_recipients_per_message, "per message"),
-        # Over the whole daily recipient cap the message would wait for room forever.
-        (profile.daily_recipient_cap, "a day (its daily recipient cap)"),
-    )
-    for limit, per in limits:
-        if limit is not None and count > limit:
-            return [
-                f"the message has {count} recipients (to, cc and bcc together); profile"
-                f" {profile.name!r} allows at most {limit} {per}: send it as several messages"
-            ]
-    return []
+    """Why the profile could never send ``message`` to so many recipients; empty if it can
+    (:meth:`Profile.recipient_limit`, the rule the worker applies too)."""
+    limit = profile.recipient_limit(message.recipients)
+    return [] if limit is None else [limit.refusal()]
 
 
 def _address_tuple(addresses: Recipients) -> tuple[str, ...]:

@@ -12,14 +12,14 @@ import dataclasses
 import ipaddress
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
-from worker.addresses import address_problem, local_part
+from worker.addresses import address_problem, count_recipients, local_part
 from worker.errors import InvalidProfile
 from worker.presets import LoginRule, Preset, unknown_preset_problem
 
@@ -30,6 +30,7 @@ __all__ = [
     "Profile",
     "ProfileEntry",
     "ProfileFields",
+    "RecipientLimit",
     "build_fields",
     "clean_password",
     "default_login",
@@ -108,8 +109,62 @@ class Profile:
     def has_password(self) -> bool:
         return self.password_encrypted is not None
 
+    def recipient_limit(self, recipients: Iterable[str]) -> RecipientLimit | None:
+        """The limit of this profile that a message to ``recipients`` (to, cc and bcc
+        together) exceeds; None if it can be sent. Enqueue refuses such a message, the worker
+        fails it: one rule for both.
+
+        Each address counts once, whatever its case or display name: one RCPT each. Over the
+        whole daily recipient cap the message would wait for room forever.
+        """
+        count = count_recipients(recipients)
+        if self.max_recipients_per_message is not None and count > self.max_recipients_per_message:
+            return RecipientLimit(
+                profile=self.name, count=count, limit=self.max_recipients_per_message, daily=False
+            )
+        if self.daily_recipient_cap is not None and count > self.daily_recipient_cap:
+            return RecipientLimit(
+                profile=self.name, count=count, limit=self.daily_recipient_cap, daily=True
+            )
+        return None
+
 
 _PROFILE_FIELDS = frozenset(field.name for field in dataclasses.fields(Profile))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RecipientLimit:
+    """A message has more recipients than its profile can ever take in one message."""
+
+    profile: str
+    count: int  # distinct addresses of to, cc and bcc
+    limit: int
+    daily: bool  # the daily recipient cap; otherwise max_recipients_per_message
+
+    def refusal(self) -> str:
+        """Why enqueue refuses the message, and what to do instead.
+
+        Refused, not split: copies to parts of the list would each show only their part in
+        To and Cc, and one message would become several.
+        """
+        per = "a day (its daily recipient cap)" if self.daily else "per message"
+        return (
+            f"the message has {self.count} recipients (to, cc and bcc together); profile"
+            f" {self.profile!r} allows at most {self.limit} {per}: send it as several messages"
+        )
+
+    def failure(self) -> str:
+        """Why the worker fails a message that enqueue never checked (a row put in with SQL,
+        or a profile whose limits were lowered since)."""
+        if self.daily:
+            return (
+                f"the message has {self.count} recipients, more than the daily cap of"
+                f" {self.limit} recipients of profile {self.profile}"
+            )
+        return (
+            f"the message has {self.count} recipients; profile {self.profile} allows at most"
+            f" {self.limit} per message"
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

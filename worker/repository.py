@@ -6,6 +6,7 @@ an enqueue can join the caller's own transaction.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from worker import queries
 from worker.addresses import address_forms
 from worker.caps import CapUsage, Room, room_of
-from worker.delivery import Claimed, Outcome
 from worker.message_status import MessageStatus
 from worker.metrics import DatabaseSnapshot, PausedProfile, QueueDepth
 from worker.operations import (
@@ -25,35 +25,46 @@ from worker.operations import (
     MessageFilter,
     ProfileStatus,
 )
+from worker.outcomes import Claimed, Outcome
 from worker.profiles import Profile
 
 __all__ = ["Repository"]
 
 
 class Repository:
+    """The service's database operations over one connection, each method named for its intent.
+
+    Every statement comes from :mod:`worker.queries`; rows come back as the service's types.
+    """
+
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
     # --- profiles ----------------------------------------------------------------------------
 
     async def list_profiles(self) -> list[Profile]:
+        """Every profile, by account name."""
         result = await self._connection.execute(queries.select_profiles())
         return [Profile.from_row(row) for row in result.mappings()]
 
     async def get_profile(self, name: str) -> Profile | None:
+        """The profile with this account name; None: no such profile."""
         result = await self._connection.execute(queries.select_profile_by_name(name))
         row = result.mappings().one_or_none()
         return None if row is None else Profile.from_row(row)
 
     async def get_default_profile(self) -> Profile | None:
+        """The profile marked as the default one; None: no profile is."""
         result = await self._connection.execute(queries.select_default_profile())
         row = result.mappings().one_or_none()
         return None if row is None else Profile.from_row(row)
 
     async def profile_exists(self, name: str) -> bool:
+        """Whether a profile with this account name exists."""
         return bool(await self._connection.scalar(queries.profile_exists(name)))
 
     async def create_profile(self, values: Mapping[str, Any]) -> int:
+        """Store a new profile from its column values; its id."""
         return int((await self._connection.execute(queries.insert_profile(values))).scalar_one())
 
     async def update_profile(self, name: str, values: Mapping[str, Any]) -> bool:
@@ -69,6 +80,7 @@ class Repository:
         return True
 
     async def remove_profile(self, name: str) -> bool:
+        """Delete the named profile; ``False`` when there is no such profile."""
         result = await self._connection.execute(queries.delete_profile(name))
         return result.scalar_one_or_none() is not None
 
@@ -136,7 +148,7 @@ class Repository:
         }
         result = await self._connection.execute(queries.claim_due(), parameters)
         return sorted(
-            (Claimed.from_row(row) for row in result.mappings()),
+            (_claimed(row) for row in result.mappings()),
             key=lambda claimed: (-claimed.priority, claimed.id),
         )
 
@@ -152,7 +164,7 @@ class Repository:
         parameters = {"id": outbox_id, "worker": worker, "max_message_bytes": max_message_bytes}
         result = await self._connection.execute(queries.select_claimed(), parameters)
         row = result.mappings().one_or_none()
-        return None if row is None else Claimed.from_row(row)
+        return None if row is None else _claimed(row)
 
     async def set_aside(self, outbox_id: int, *, worker: str, reason: str) -> None:
         """Fail a claimed row the worker cannot handle, saying why, without reading it."""
@@ -161,6 +173,7 @@ class Repository:
         )
 
     async def load_attachments(self, outbox_id: int) -> list[tuple[str, str, bytes]]:
+        """A message's attachments as ``(filename, content type, content)``, in order."""
         result = await self._connection.execute(queries.select_attachments(outbox_id))
         return [(row.filename, row.content_type, row.content) for row in result]
 
@@ -182,11 +195,11 @@ class Repository:
         if not outcomes:
             return
         await self._connection.execute(
-            queries.finish_message(), [outcome.row_update() for outcome in outcomes]
+            queries.finish_message(), [_finish_values(outcome) for outcome in outcomes]
         )
         await self._connection.execute(
             queries.insert_attempts_once() if replayed else queries.insert_attempts(),
-            [outcome.attempt_row() for outcome in outcomes],
+            [_attempt_values(outcome) for outcome in outcomes],
         )
         for outcome in outcomes:
             if outcome.pause is not None:
@@ -204,13 +217,16 @@ class Repository:
         return int(await self._connection.scalar(queries.count_pending()) or 0)
 
     async def work_due_within(self, seconds: float) -> bool:
+        """Whether a message of a usable profile becomes due within ``seconds``."""
         return bool(await self._connection.scalar(queries.work_due_within(seconds)))
 
     async def next_scheduled(self) -> datetime | None:
+        """The earliest future moment a message becomes due or a pause ends (None: none)."""
         moment: datetime | None = await self._connection.scalar(queries.next_scheduled())
         return moment
 
     async def any_capped_profile(self) -> bool:
+        """Whether an enabled profile has a cap (claims then lock and count caps first)."""
         return bool(await self._connection.scalar(queries.any_capped_profile()))
 
     async def housekeeping(self, *, max_attempts: int, lease_seconds: float) -> dict[str, int]:
@@ -264,12 +280,14 @@ class Repository:
         return None if oldest is None else oldest + timedelta(days=1)
 
     async def defer_for_cap(self, name: str, *, until: datetime, reason: str) -> int:
+        """The profile's due messages wait until its cap has room; how many."""
         result = await self._connection.execute(
             queries.defer_for_cap(name, until=until, reason=reason)
         )
         return result.rowcount
 
     async def release_claimed(self, ids: list[int], *, reason: str) -> None:
+        """Put claimed rows back in the queue untouched; their attempt does not count."""
         await self._connection.execute(queries.release_claimed(ids, reason=reason))
 
     # --- status ------------------------------------------------------------------------------
@@ -388,6 +406,7 @@ class Repository:
         await self._connection.execute(queries.wake_workers(channel))
 
     async def count_purgeable(self, statuses: Sequence[str], cutoff: datetime) -> int:
+        """How many finished rows of ``statuses`` finished before ``cutoff``."""
         query = queries.count_purgeable(list(statuses), cutoff)
         return int(await self._connection.scalar(query) or 0)
 
@@ -413,3 +432,54 @@ class Repository:
 
 
 _CAP_COLUMNS = ("daily_cap", "daily_recipient_cap", "per_minute_cap")
+
+
+def _claimed(row: Mapping[Any, Any]) -> Claimed:
+    """A row of :func:`worker.queries.claim_due` (or ``select_claimed``): the message's
+    columns, and its profile's under :data:`worker.queries.CLAIMED_PROFILE_PREFIX`."""
+    prefix = queries.CLAIMED_PROFILE_PREFIX
+    profile_row = {
+        str(key).removeprefix(prefix): value
+        for key, value in row.items()
+        if str(key).startswith(prefix)
+    }
+    message = {key: value for key, value in row.items() if key in _CLAIMED_FIELDS}
+    return Claimed(profile=Profile.from_row(profile_row), **message)
+
+
+_CLAIMED_FIELDS = frozenset(field.name for field in dataclasses.fields(Claimed)) - {"profile"}
+
+
+def _finish_values(outcome: Outcome) -> dict[str, Any]:
+    """Bind parameters of :func:`worker.queries.finish_message` for one result."""
+    return {
+        "b_id": outcome.message_id,
+        "b_attempt_no": outcome.attempt_no,
+        "b_worker": outcome.worker,
+        "b_force": outcome.force,
+        "b_status": outcome.status,
+        "b_status_reason": outcome.status_reason,
+        "b_uncount": 1 if outcome.uncount_attempt else 0,
+        "b_next_attempt_at": outcome.next_attempt_at,
+        "b_last_error": outcome.last_error,
+        "b_smtp_response": outcome.smtp_response,
+        "b_sent_at": outcome.sent_at,
+    }
+
+
+def _attempt_values(outcome: Outcome) -> dict[str, Any]:
+    """The attempt record of one result, by column of ``mail.attempt``."""
+    return {
+        "outbox_id": outcome.message_id,
+        "attempt_no": outcome.attempt_no,
+        "profile": outcome.profile,
+        "worker_id": outcome.worker,
+        "started_at": outcome.started_at,
+        "finished_at": outcome.finished_at,
+        "outcome": outcome.attempt_outcome,
+        "smtp_code": outcome.smtp_code,
+        "smtp_text": outcome.smtp_text,
+        "tls_version": outcome.tls_version,
+        "error": outcome.error,
+        "recipients": dict(outcome.recipients),
+    }

@@ -20,16 +20,22 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.db import DATABASE_ERRORS
-from worker.delivery import Outcome
 from worker.errors import first_line
+from worker.journal import ResultJournal
+from worker.outcomes import Outcome
 from worker.repository import Repository
 
 __all__ = ["ResultWriter"]
 
 log = structlog.get_logger("worker.results")
+# The journal's events at start and exit are the loop's, under its logger as they always were.
+_loop_log = structlog.get_logger("worker")
 
 
 class ResultWriter:
+    """Writes the worker's attempt results in batches, in the order they came (:meth:`run`),
+    until the database takes them."""
+
     def __init__(
         self, engine: AsyncEngine, *, max_batch: int = 500, retry_cap: float = 5.0
     ) -> None:
@@ -45,6 +51,7 @@ class ResultWriter:
 
     @property
     def backlog(self) -> int:
+        """How many results wait to be written."""
         return len(self._queue)
 
     def held_ids(self) -> set[int]:
@@ -56,6 +63,7 @@ class ResultWriter:
         return list(self._queue)
 
     def put(self, outcome: Outcome) -> None:
+        """Queue ``outcome`` to be written; never waits."""
         self._queue.append(outcome)
         self._idle.clear()
         self._wake.set()
@@ -86,6 +94,48 @@ class ResultWriter:
         """Write what is queued, then let :meth:`run` return."""
         self._closing = True
         self._wake.set()
+
+    async def replay(self, journal: ResultJournal, *, give_up: asyncio.Event) -> None:
+        """Write the results a worker left in ``journal`` at exit (before claiming anything).
+
+        Until they are written, their messages look like rows of a dead worker; written, a
+        delivered one is ``sent`` and is never sent again. ``give_up`` set meanwhile leaves
+        the rest for the next start.
+        """
+        for entry in journal.take():
+            try:
+                if await self.write(entry.outcomes, replayed=True, give_up=give_up):
+                    entry.remove()
+                    _loop_log.info(
+                        "journal_replayed", results=len(entry.outcomes), file=str(entry.path)
+                    )
+            finally:
+                entry.release()
+
+    def journal_unwritten(self, journal: ResultJournal, *, worker: str) -> tuple[int, int]:
+        """At exit, with the database out of reach: keep the unwritten results in ``journal``.
+
+        Returns how many were journaled and how many were lost (the journal could not be
+        written either: logged with the ids of the messages that were sent).
+        """
+        unwritten = self.unwritten()
+        try:
+            path = journal.save(unwritten, worker=worker)
+        except OSError as exc:
+            _loop_log.error(
+                "results_lost",
+                count=len(unwritten),
+                error=str(exc),
+                sent=[o.message_id for o in unwritten if o.status == "sent"],
+            )
+            return 0, len(unwritten)
+        _loop_log.error(
+            "results_journaled",
+            count=len(unwritten),
+            file=str(path),
+            hint="the next worker started on this data folder writes them to the database",
+        )
+        return len(unwritten), 0
 
     async def write(
         self,

@@ -21,17 +21,20 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import aiosmtplib
 import structlog
 
 from worker.classify import Stage, StartTlsUnavailable, UnencryptedLogin
 from worker.profiles import Profile
+from worker.retry import PauseProfile
 
 __all__ = [
     "ConnectFailed",
     "ConnectionPool",
+    "ProfilePaused",
     "SmtpSession",
     "TlsPlan",
     "open_connection",
@@ -71,6 +74,14 @@ class ConnectFailed(Exception):
         self.stage = stage
 
 
+class ProfilePaused(Exception):
+    """The profile is paused: no connection is opened for it until ``pause.until``."""
+
+    def __init__(self, pause: PauseProfile) -> None:
+        super().__init__(pause.reason)
+        self.pause = pause
+
+
 @dataclasses.dataclass(eq=False)
 class SmtpSession:
     """One open, authenticated connection and what we know about it."""
@@ -84,22 +95,17 @@ class ConnectionPool:
     """Up to ``profile.max_connections`` reusable connections to the profile's server.
 
     Connections are opened one at a time, so a wrong password costs one login attempt, not
-    one per waiting message. An idle connection is checked with NOOP before reuse.
+    one per waiting message: while :attr:`pause` lasts, no connection is opened
+    (:class:`ProfilePaused`). An idle connection is checked with NOOP before reuse.
     """
 
     def __init__(
-        self,
-        profile: Profile,
-        password: str | None,
-        *,
-        idle_check_after: float = 30.0,
-        before_connect: Callable[[], None] = lambda: None,
+        self, profile: Profile, password: str | None, *, idle_check_after: float = 30.0
     ) -> None:
         self.profile = profile
+        # This worker's pause of the profile, set after a failure such as a refused login.
+        self.pause: PauseProfile | None = None
         self._password = password
-        # Called before each new connection; raising refuses it (e.g. the profile was just
-        # paused by a failure of the connection opened before this one).
-        self._before_connect = before_connect
         self._idle_check_after = idle_check_after
         self._slots = asyncio.Semaphore(profile.max_connections)
         self._open_lock = asyncio.Lock()
@@ -131,6 +137,12 @@ class ConnectionPool:
             session.last_used = time.monotonic()
             await self._give_back(session)
 
+    def paused(self) -> PauseProfile | None:
+        """:attr:`pause` while it lasts; None once it ended."""
+        if self.pause is not None and self.pause.until <= datetime.now(UTC):
+            self.pause = None
+        return self.pause
+
     def serves(self, profile: Profile) -> bool:
         """Whether this pool's connections are right for ``profile`` (its settings may change)."""
         return _connection_settings(self.profile) == _connection_settings(profile)
@@ -152,7 +164,11 @@ class ConnectionPool:
             if await self._still_usable(session):
                 return session
         async with self._open_lock:
-            self._before_connect()
+            # Checked after the wait: the connection opened before this one may have just
+            # failed to log in and paused the profile.
+            pause = self.paused()
+            if pause is not None:
+                raise ProfilePaused(pause)
             return await self._open()
 
     async def _still_usable(self, session: SmtpSession) -> bool:

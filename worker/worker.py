@@ -1,10 +1,14 @@
-"""The delivery worker: claims due messages, sends them over SMTP, records what happened.
+"""The delivery loop: claim due rows, attempt each in a task of its own, record the outcomes.
 
-The loop, top to bottom: claim a fair batch of due rows (``FOR UPDATE SKIP LOCKED``), start
-one task per message, then sleep until a NOTIFY, the poll interval, a free slot or
-:meth:`Worker.stop` — whichever comes first. Results go to a :class:`ResultWriter` that
-batches them and survives a database outage. A background task renews the leases of
-in-flight rows and runs housekeeping (lost leases, expired and unroutable rows).
+One row's path, top to bottom: :meth:`Worker._turn` claims a fair batch of due rows
+(:mod:`worker.claims`, ``FOR UPDATE SKIP LOCKED``) and starts a task per message;
+:meth:`Worker._process` makes the attempt (:mod:`worker.attempts`, through the profile's
+account in :mod:`worker.accounts`) and hands the outcome to the :class:`ResultWriter`, which
+batches results and survives a database outage. Between claims the loop sleeps until a
+NOTIFY, a free slot, the next scheduled moment or :meth:`Worker.stop`, whichever comes first.
+A background task renews the leases of the rows the worker holds and runs housekeeping (lost
+leases, expired and unroutable rows). Every step reaches the database through
+:mod:`worker.database`, so none of them stops the worker when the database is away.
 """
 
 from __future__ import annotations
@@ -13,117 +17,39 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import random
 import secrets
 import socket
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from worker.addresses import recipient_key
-from worker.budget import ByteBudget
-from worker.caps import Room, fit_recipients
-from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classify
+from worker.accounts import Accounts
+from worker.attempts import Attempts, InFlight
+from worker.claims import Claims
 from worker.crypto import PasswordCipher
-from worker.database_errors import explain, is_permission_denied, is_unreachable, where
-from worker.db import DATABASE_ERRORS
-from worker.delivery import (
-    AttemptContext,
-    Claimed,
-    Outcome,
-    failed_outcome,
-    released_outcome,
-    sent_outcome,
-    storable,
-)
-from worker.errors import ConfigurationError, SecretKeyError
+from worker.database import Database
 from worker.health import HttpEndpoint, WorkerState
-from worker.hints import provider_hint
 from worker.journal import JOURNAL_DIR, ResultJournal
 from worker.listener import Listener
 from worker.metrics import WorkerMetrics
-from worker.migrate import schema_problem
-from worker.mime import (
-    MessageBuildError,
-    MessageContent,
-    OutgoingAttachment,
-    RenderedMessage,
-    Sender,
-    render,
-)
-from worker.moments import utc_iso
-from worker.presets import load_presets
-from worker.profiles import Profile
+from worker.outcomes import AttemptContext, Claimed, Outcome, interrupted_outcome
+from worker.progress import Progress
 from worker.repository import Repository
 from worker.results import ResultWriter
-from worker.retry import Fail, PauseProfile, RetryPolicy, decide
 from worker.settings import Settings
-from worker.smtp import ConnectFailed, ConnectionPool, SmtpSession
 
 __all__ = ["Worker"]
 
 log = structlog.get_logger("worker")
 
-# A stored password that no configured key opens: the key changed, or the token is damaged.
-_UNUSABLE_HINT = (
-    "configure the key the password was saved with (MAILWORKER_SECRET_KEY, older keys after"
-    " the newest, comma-separated), or save the password again: mailworker profiles edit"
-)
-# Messages smaller than this are built in the event loop (a fraction of a millisecond); larger
-# ones in a thread, as building tens of megabytes would stall every other send.
-_RENDER_IN_LOOP_BELOW = 256 * 1024
-
-
-class ProfilePaused(Exception):
-    """The profile was paused while this message waited for a connection."""
-
-    def __init__(self, pause: PauseProfile) -> None:
-        super().__init__(pause.reason)
-        self.pause = pause
-
-
-@dataclasses.dataclass
-class _Tally:
-    """What this worker's attempts came to since it started."""
-
-    sent: int = 0
-    failed: int = 0
-    retried: int = 0
-    deferred: int = 0
-
-    def add(self, outcome: Outcome) -> None:
-        if outcome.status == "sent":
-            self.sent += 1
-        elif outcome.status == "failed":
-            self.failed += 1
-        elif outcome.attempt_outcome == "retry":
-            self.retried += 1
-        elif outcome.attempt_outcome == "deferred":
-            self.deferred += 1
-
-    def since(self, earlier: _Tally) -> dict[str, int]:
-        return {
-            name: value - getattr(earlier, name) for name, value in dataclasses.asdict(self).items()
-        }
-
-
-@dataclasses.dataclass(eq=False)
-class _InFlight:
-    task: asyncio.Task[None]
-    started: bool = False  # the SMTP transaction began: the message can no longer be put back
-
 
 class Worker:
-    """One worker process's delivery loop.
+    """One worker process's delivery loop: :meth:`run` until :meth:`stop`.
 
-    Settings used (see :class:`worker.settings.Settings`): ``concurrency``, ``claim_depth``,
-    ``attachment_budget``, ``poll_interval``, ``housekeeping_interval``, ``lease_seconds``,
-    ``shutdown_grace``, the retry and pause settings, ``idle_check_after``, ``worker_name``,
-    ``http_address`` and ``health_stale_after`` (the ``/healthz`` and ``/metrics`` endpoint,
-    if an address is set).
+    What it does is set by ``settings``: docs/configuration.md, generated from
+    :class:`worker.settings.Settings` by ``mailworker config reference``, describes each one.
     ``until_empty``: return once nothing is due and nothing is in flight (batch jobs, tests).
     """
 
@@ -136,48 +62,38 @@ class Worker:
         cipher: PasswordCipher,
         until_empty: bool = False,
     ) -> None:
-        # A random part per start: a container restarted with the same host name and PID 1
-        # must not take its previous run's rows for its own.
-        self.name = settings.worker_name or (
-            f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        )
+        self.name = settings.worker_name or _unique_name()
         # Results the database did not take before the exit: kept in the journal (the next
         # start writes them), or lost because the journal could not be written either.
         self.results_journaled = 0
         self.results_lost = 0
-        self._engine = engine
-        # Single statements that are their own transaction: no BEGIN and COMMIT round trips.
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._settings = settings
-        self._cipher = cipher
         self._until_empty = until_empty
-        self._policy = RetryPolicy.from_settings(settings)
-        self._rng = random.Random()  # noqa: S311 - retry jitter, not security
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
-        self._in_flight: dict[int, _InFlight] = {}
+        self._in_flight: dict[int, InFlight] = {}
         self._claim_floor = max(1, settings.concurrency // 4)
-        self._pools: dict[str, ConnectionPool] = {}
-        self._attachment_budget = ByteBudget(settings.attachment_budget)
-        self._closing_pools: set[asyncio.Task[None]] = set()
-        self._paused: dict[str, PauseProfile] = {}
-        self._cap_reached: dict[str, datetime] = {}  # so each cap hit is logged once
-        # Whether an enabled profile has a cap, as of the last housekeeping. Until a worker
-        # knows of one, its claims leave capped profiles out, so a new cap is never passed.
-        self._capped_profiles = False
+        self._accounts = Accounts(cipher, idle_check_after=settings.idle_check_after)
         # The earliest known moment something scheduled becomes due (a retry, a pause's end,
         # a cap's room), from housekeeping and this worker's own results. While LISTEN is
         # connected, an idle worker sleeps until then instead of polling.
         self._next_due_at: datetime | None = None
-        self._resumed: set[str] = set()  # profiles whose probe succeeded since their last pause
-        self._tally = _Tally()
         self._results = ResultWriter(engine)
+        self._database = Database(engine, url=listen_dsn, on_back=self._results.retry_now)
+        self._attempts = Attempts(
+            settings=settings, database=self._database, accounts=self._accounts
+        )
+        self._progress = Progress(
+            self._database,
+            interval=settings.progress_interval,
+            in_flight=lambda: len(self._in_flight),
+        )
+        self._claims = Claims(
+            self._database, worker=self.name, settings=settings, held=self._held_ids
+        )
         self._journal = ResultJournal(settings.data_dir / JOURNAL_DIR)
-        self._presets = load_presets()
         self._rows_arrived = False  # a NOTIFY came since the last claim
         self._listener = Listener(listen_dsn, f"{settings.db_schema}_outbox", self._notified)
-        self._database_url = listen_dsn  # names the server in what the worker says
-        self._database_down = False
         self._metrics = WorkerMetrics(in_flight=lambda: len(self._in_flight))
         self._endpoint: HttpEndpoint | None = None
         if settings.http_address is not None:
@@ -206,6 +122,8 @@ class Worker:
         self._wake.set()
 
     async def run(self) -> None:
+        """Deliver until :meth:`stop` (or, ``until_empty``, until nothing is left); then give
+        in-flight sends the grace period and write every result, or journal it."""
         if self._endpoint is not None:
             await self._endpoint.start()
         log.info("worker_started", worker=self.name, concurrency=self._settings.concurrency)
@@ -213,11 +131,11 @@ class Worker:
             asyncio.create_task(self._results.run(), name="result-writer"),
             asyncio.create_task(self._listener.run(self._stop), name="listener"),
             asyncio.create_task(self._maintain(), name="maintenance"),
-            asyncio.create_task(self._report_progress(), name="progress"),
+            asyncio.create_task(self._progress.report(self._stop), name="progress"),
         ]
         try:
-            await self._wait_for_schema()
-            await self._replay_journal()
+            await self._database.wait_for_schema(self._settings.db_schema, self._stop)
+            await self._results.replay(self._journal, give_up=self._stop)
             await self._housekeeping()
             await self._fetch_loop()
         finally:
@@ -226,37 +144,8 @@ class Worker:
             "worker_stopped",
             worker=self.name,
             seconds=round(time.monotonic() - self._metrics.started),
-            **dataclasses.asdict(self._tally),
+            **dataclasses.asdict(self._progress.tally),
         )
-
-    async def _wait_for_schema(self) -> None:
-        """Until the database answers; then refuse a database without this worker's schema.
-
-        An unreachable database is waited for (a worker may start before its database); one
-        that refuses us (a wrong password, no such database, never migrated) needs a person,
-        so the worker stops and says what to do (:class:`ConfigurationError`).
-        """
-        delay = 0.5
-        while not self._stop.is_set():
-            try:
-                async with self._engine.connect() as connection:
-                    revision = await Repository(connection).schema_revision()
-            except DATABASE_ERRORS as exc:
-                if is_permission_denied(exc):
-                    # A role granted as before version 0005 of docs/security.md: go on unchecked.
-                    log.warning("schema_version_unreadable", error=explain(exc, self._database_url))
-                    return
-                if not is_unreachable(exc):
-                    raise ConfigurationError(explain(exc, self._database_url)) from None
-                self._database_unavailable(exc)
-                await self._sleep_unless_stopped(delay)
-                delay = min(10.0, delay * 2)
-                continue
-            self._database_available()
-            problem = schema_problem(revision, schema=self._settings.db_schema)
-            if problem is not None:
-                raise ConfigurationError(f"{where(self._database_url)}: {problem}")
-            return
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -292,139 +181,54 @@ class Worker:
         await self._wait_for_work()
         return False
 
-    async def _sleep_unless_stopped(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-
-    async def _nothing_left(self) -> bool:
-        """In until-empty mode: nothing is due now or within one poll interval."""
-        await self._results.flushed()
-        await self._housekeeping()
-        work_due = True
-        with self._surviving("due_work_check"):
-            async with self._engine.connect() as connection:
-                repository = Repository(connection)
-                work_due = await repository.work_due_within(self._settings.poll_interval)
-        return not work_due
-
     async def _claim(self) -> list[Claimed]:
         free = self._free_slots()
         if free <= 0 or (self._in_flight and free < self._claim_floor):
             # While busy, wait until a quarter of the slots are free: one claim then serves
             # many messages, instead of one claim transaction per finished send.
             return []
-        try:
-            if self._capped_profiles:
-                async with self._engine.begin() as connection:
-                    claimed = await self._claim_within_caps(Repository(connection), free)
-            else:
-                # No cap to lock and count first: one statement claims for every profile.
-                async with self._autocommit.connect() as connection:
-                    claimed = await self._claim_rows(
-                        Repository(connection), free_slots=free, include_capped=False
-                    )
-        except DATABASE_ERRORS as exc:
-            self._database_unavailable(exc)
-            return []
-        self._database_available()
-        self._metrics.claimed(claimed)
-        if claimed:
-            log.debug("messages_claimed", count=len(claimed), ids=[m.id for m in claimed])
-        return claimed
+        claim = await self._claims.claim(free)
+        self._note_due(claim.room_at)
+        self._metrics.claimed(claim.messages)
+        if claim.messages:
+            ids = [m.id for m in claim.messages]
+            log.debug("messages_claimed", count=len(claim.messages), ids=ids)
+        return claim.messages
 
-    async def _claim_within_caps(self, repository: Repository, free: int) -> list[Claimed]:
-        """Claim due rows; capped profiles get only what their caps still allow.
+    def _start(self, message: Claimed) -> None:
+        """A task of its own for ``message``; in flight until it ends."""
+        task = asyncio.create_task(self._process(message), name=f"send-{message.id}")
+        self._in_flight[message.id] = InFlight(task)
+        task.add_done_callback(lambda _task: self._finished(message.id))
 
-        Runs in one transaction that holds the capped profiles' locks until it commits, so
-        workers claiming at the same moment count each other's claims.
-        """
-        rooms = await repository.cap_rooms()
-        claimed = await self._claim_rows(
-            repository,
-            free_slots=free,
-            cap_room={name: room.messages for name, room in rooms.items()},
+    async def _process(self, message: Claimed) -> None:
+        """One message from claim to result: its attempt, then the outcome to the writer."""
+        structlog.contextvars.bind_contextvars(
+            outbox_id=message.id, profile=message.profile.name, attempt=message.attempts
         )
-        claimed, excess = fit_recipients(claimed, rooms)
-        if excess:
-            reason = "waiting: the daily recipient cap has no room for this message yet"
-            await repository.release_claimed([m.id for m in excess], reason=reason)
-            for name in {message.profile.name for message in excess}:
-                rooms[name] = rooms[name].without_recipient_room()
-        for name, room in rooms.items():
-            if room.full_cap is not None:
-                await self._defer_until_room(repository, name, room)
-        return claimed
-
-    async def _claim_rows(
-        self,
-        repository: Repository,
-        *,
-        free_slots: int,
-        cap_room: dict[str, int] | None = None,
-        include_capped: bool = True,
-    ) -> list[Claimed]:
-        """Claim due rows; if one of them cannot be read, read them one by one instead."""
+        context = AttemptContext(claimed=message, worker=self.name, started_at=_now())
+        in_flight = self._in_flight[message.id]
         try:
-            return await repository.claim_due(
-                worker=self.name,
-                lease_seconds=self._settings.lease_seconds,
-                free_slots=free_slots,
-                per_connection=self._settings.claim_depth,
-                max_message_bytes=self._settings.max_message_bytes,
-                cap_room=cap_room,
-                include_capped=include_capped,
+            outcome = await self._attempts.make(context, in_flight)
+        except asyncio.CancelledError:
+            self._record(
+                interrupted_outcome(context, finished_at=_now(), during_send=in_flight.started)
             )
-        except DATABASE_ERRORS:
             raise
-        except Exception as exc:  # noqa: BLE001 - a row this worker cannot read, e.g. a bad value
-            log.error("claim_unreadable", error=f"{type(exc).__name__}: {exc}")
-            return await self._read_claim_row_by_row(repository)
+        self._record(outcome)
 
-    async def _read_claim_row_by_row(self, repository: Repository) -> list[Claimed]:
-        """The rows of a claim that could not be read as a whole; those that cannot be read
-        alone are set aside (failed, with the reason), so they never stop the others.
+    def _record(self, outcome: Outcome) -> None:
+        """Hand ``outcome`` to the result writer; count it; note when its row is due again."""
+        self._results.put(outcome)
+        self._progress.tally.add(outcome)
+        self._metrics.observe(outcome)
+        if outcome.status == "pending":
+            self._note_due(outcome.next_attempt_at)
 
-        The claim has taken effect (or, inside a transaction, is still in it): its rows are
-        the ones this worker claimed but does not hold.
-        """
-        claimed = []
-        held = self._held_ids()
-        for outbox_id in await repository.unheld_claims(worker=self.name, held=held):
-            try:
-                message = await repository.load_claimed(
-                    outbox_id, worker=self.name, max_message_bytes=self._settings.max_message_bytes
-                )
-            except DATABASE_ERRORS:
-                raise
-            except Exception as exc:  # noqa: BLE001 - this row alone is the problem
-                reason = (
-                    f"the worker cannot read this message ({type(exc).__name__}: {exc});"
-                    " it was set aside and will not be sent"
-                )
-                await repository.set_aside(outbox_id, worker=self.name, reason=storable(reason))
-                log.error("message_set_aside", outbox_id=outbox_id, reason=reason)
-                continue
-            if message is not None:
-                claimed.append(message)
-        return sorted(claimed, key=lambda message: (-message.priority, message.id))
-
-    def _held_ids(self) -> list[int]:
-        """Rows this worker holds: being sent, or sent with the result not written yet."""
-        return sorted(self._in_flight.keys() | self._results.held_ids())
-
-    async def _defer_until_room(self, repository: Repository, name: str, room: Room) -> None:
-        """A full profile's due messages wait, saying which cap and until when."""
-        frees_at = await repository.cap_frees_at(name, room)
-        if frees_at is None:  # only sends in flight fill the cap: look again soon
-            frees_at = _now() + timedelta(seconds=self._settings.poll_interval)
-        reason = f"waiting: {room.full_cap} reached; room again at {utc_iso(frees_at)}"
-        deferred = await repository.defer_for_cap(name, until=frees_at, reason=reason)
-        self._note_due(frees_at)
-        if deferred and self._cap_reached.get(name) != frees_at:
-            self._cap_reached[name] = frees_at
-            log.info(
-                "profile_cap_reached", profile=name, cap=room.full_cap, frees_at=utc_iso(frees_at)
-            )
+    def _finished(self, message_id: int) -> None:
+        """A message's task ended: a slot is free, so the loop may claim again."""
+        self._in_flight.pop(message_id, None)
+        self._wake.set()
 
     async def _wait_for_work(self) -> None:
         """Until a NOTIFY, a free slot, a stop, or the time to look again.
@@ -446,287 +250,39 @@ class Worker:
         self._rows_arrived = True
         self._wake.set()
 
-    async def _learn_next_due(self) -> None:
-        with self._surviving("next_due_check"):
-            async with self._autocommit.connect() as connection:
-                self._note_due(await Repository(connection).next_scheduled())
+    # --- the loop's helpers --------------------------------------------------------------
+
+    def _free_slots(self) -> int:
+        return self._settings.concurrency - len(self._in_flight)
+
+    def _held_ids(self) -> list[int]:
+        """Rows this worker holds: being sent, or sent with the result not written yet."""
+        return sorted(self._in_flight.keys() | self._results.held_ids())
 
     def _note_due(self, moment: datetime | None) -> None:
         if moment is not None and (self._next_due_at is None or moment < self._next_due_at):
             self._next_due_at = moment
 
-    def _free_slots(self) -> int:
-        return self._settings.concurrency - len(self._in_flight)
+    async def _learn_next_due(self) -> None:
+        self._note_due(
+            await self._database.run("next_due_check", Repository.next_scheduled, default=None)
+        )
+
+    async def _nothing_left(self) -> bool:
+        """In until-empty mode: nothing is due now or within one poll interval."""
+        await self._results.flushed()
+        await self._housekeeping()
+        poll = self._settings.poll_interval
+        return not await self._database.run(
+            "due_work_check", lambda repository: repository.work_due_within(poll), default=True
+        )
 
     def _state(self) -> WorkerState:
         return WorkerState(saturated=self._free_slots() <= 0, stopping=self._stop.is_set())
 
-    def _start(self, message: Claimed) -> None:
-        task = asyncio.create_task(self._process(message), name=f"send-{message.id}")
-        self._in_flight[message.id] = _InFlight(task)
-        task.add_done_callback(lambda _task: self._finished(message.id))
-
-    def _finished(self, message_id: int) -> None:
-        self._in_flight.pop(message_id, None)
-        self._wake.set()
-
-    # --- one message ---------------------------------------------------------------------
-
-    async def _process(self, message: Claimed) -> None:
-        structlog.contextvars.bind_contextvars(
-            outbox_id=message.id, profile=message.profile.name, attempt=message.attempts
-        )
-        context = AttemptContext(claimed=message, worker=self.name, started_at=_now())
-        try:
-            outcome = await self._attempt(context)
-        except asyncio.CancelledError:
-            self._record(self._interrupted(context))
-            raise
-        except Exception as exc:  # unforeseen: set this message aside, go on
-            log.exception("attempt_crashed")
-            outcome = _set_aside(context, exc)
-        self._record(outcome)
-        _log_outcome(outcome)
-        if outcome.resume_profile and outcome.profile not in self._resumed:
-            # Probes claimed before the resume is written also succeed: say it once.
-            self._resumed.add(outcome.profile)
-            log.info("profile_resumed", profile=outcome.profile)
-
-    def _record(self, outcome: Outcome) -> None:
-        self._results.put(outcome)
-        self._tally.add(outcome)
-        self._metrics.observe(outcome)
-        if outcome.status == "pending":
-            self._note_due(outcome.next_attempt_at)
-
-    async def _attempt(self, context: AttemptContext) -> Outcome:
-        message = context.claimed
-        now = _now()
-        if message.expires_at is not None and message.expires_at <= now:
-            return failed_outcome(
-                context,
-                finished_at=now,
-                failure=Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason="expired"),
-                decision=Fail("expired: not sent before expires_at"),
-                tls_version=None,
-            )
-        if message.message_bytes > self._settings.max_message_bytes:
-            reason = (
-                f"the message is {message.message_bytes} bytes with its attachments, more than"
-                f" the limit of {self._settings.max_message_bytes} bytes"
-                " (MAILWORKER_MAX_MESSAGE_BYTES)"
-            )
-            failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=reason)
-            return await self._after_failure(context, failure, tls_version=None)
-        paused = self._pause_of(message.profile)
-        if paused is not None and paused.until > now:
-            return self._deferred(context, paused)
-        too_many = _too_many_recipients(message)
-        if too_many is not None:
-            failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=too_many)
-            return await self._after_failure(context, failure, tls_version=None)
-        return await self._send(context)
-
-    async def _send(self, context: AttemptContext) -> Outcome:
-        """Build the message once a connection is free, and send it.
-
-        Built only then: a claim holds many rows that wait for the profile's few
-        connections, and a built message with its attachments can be tens of megabytes.
-        """
-        message = context.claimed
-        tls_version: str | None = None
-        try:
-            pool = self._pool(message.profile)
-            async with (
-                self._attachment_budget.hold(message.attachment_bytes),
-                pool.session() as session,
-            ):
-                tls_version = session.tls_version
-                try:
-                    rendered = await self._render(message, session)
-                except MessageBuildError as exc:
-                    failure = classify(exc, Stage.BUILD)
-                    return await self._after_failure(context, failure, tls_version=None)
-                self._in_flight[message.id].started = True
-                refused, reply = await session.client.sendmail(
-                    rendered.sender,
-                    rendered.recipients,
-                    rendered.data,
-                    mail_options=rendered.mail_options,
-                )
-                recipients = rendered.recipients
-        except ProfilePaused as exc:
-            return self._deferred(context, exc.pause)
-        except ConnectFailed as exc:
-            failure = classify(exc.__cause__ or exc, exc.stage)
-            return await self._after_failure(context, failure, tls_version=tls_version)
-        except ProfileUnusable as exc:
-            failure = classify(exc, Stage.CONNECT)
-            if failure.hint is None:
-                failure = dataclasses.replace(failure, hint=_UNUSABLE_HINT)
-            return await self._after_failure(context, failure, tls_version=None)
-        except Exception as exc:  # noqa: BLE001 - every send error is classified, none escapes
-            failure = classify(exc, Stage.SEND)
-            return await self._after_failure(context, failure, tls_version=tls_version)
-        return sent_outcome(
-            context,
-            finished_at=_now(),
-            reply=reply,
-            refused={address: (r.code, r.message) for address, r in refused.items()},
-            recipients=recipients,
-            tls_version=tls_version,
-        )
-
-    async def _render(self, message: Claimed, session: SmtpSession) -> RenderedMessage:
-        """The message's bytes; a large one is built in a thread, so no send waits for it.
-
-        A message with an address that needs SMTPUTF8 cannot be built for a server that does
-        not offer it: :class:`MessageBuildError`, and the message fails with that reason.
-        """
-        content = await self._content(message)
-        if message.message_bytes < _RENDER_IN_LOOP_BELOW:
-            rendered = render(_sender(message.profile), content)
-        else:
-            rendered = await asyncio.to_thread(render, _sender(message.profile), content)
-        if rendered.utf8_address is not None:
-            client = session.client
-            if client.is_ehlo_or_helo_needed:  # no TLS and no login: nothing has said EHLO yet
-                await client.ehlo()
-            if not client.supports_extension("smtputf8"):
-                raise MessageBuildError(
-                    "the server does not offer SMTPUTF8, needed for the address"
-                    f" {rendered.utf8_address!r} (its part before the @ is not ASCII)"
-                )
-        return rendered
-
-    async def _content(self, message: Claimed) -> MessageContent:
-        attachments: list[OutgoingAttachment] = []
-        if message.attachment_bytes:
-            async with self._engine.connect() as connection:
-                rows = await Repository(connection).load_attachments(message.id)
-            attachments = [
-                OutgoingAttachment(filename=name, content_type=kind, content=content)
-                for name, kind, content in rows
-            ]
-        return MessageContent(
-            to=message.to_addrs,
-            cc=message.cc_addrs,
-            bcc=message.bcc_addrs,
-            subject=message.subject,
-            body_text=message.body_text,
-            body_html=message.body_html,
-            headers={str(k): str(v) for k, v in message.headers.items()},
-            message_id=message.message_id,
-            attachments=attachments,
-        )
-
-    async def _after_failure(
-        self, context: AttemptContext, failure: Failure, *, tls_version: str | None
-    ) -> Outcome:
-        message = context.claimed
-        now = _now()
-        # The server's words are stored: no byte PostgreSQL refuses may reach it.
-        failure = dataclasses.replace(failure, reason=storable(failure.reason))
-        failure = provider_hint(failure, message.profile, self._presets)
-        frees_at = (
-            await self._daily_window_frees_at(message.profile) if failure.daily_limit else None
-        )
-        decision = decide(
-            failure,
-            attempt=message.attempts,
-            age=now - message.created_at,
-            pause_count=message.profile_pause_count,
-            now=now,
-            policy=self._policy,
-            rng=self._rng,
-            daily_window_frees_at=frees_at,
-        )
-        if isinstance(decision, PauseProfile):
-            self._pause(message.profile, decision)
-        return failed_outcome(
-            context, finished_at=now, failure=failure, decision=decision, tls_version=tls_version
-        )
-
-    async def _daily_window_frees_at(self, profile: Profile) -> datetime | None:
-        frees_at = None
-        with self._surviving("daily_window_check"):
-            async with self._engine.connect() as connection:
-                frees_at = await Repository(connection).daily_window_frees_at(profile.name)
-        return frees_at
-
-    def _deferred(self, context: AttemptContext, pause: PauseProfile) -> Outcome:
-        failure = Failure(
-            kind=FailureKind.PROFILE, stage=Stage.CONNECT, reason=pause.reason, hint=pause.hint
-        )
-        outcome = failed_outcome(
-            context, finished_at=_now(), failure=failure, decision=pause, tls_version=None
-        )
-        return dataclasses.replace(outcome, pause=None)  # the pause is written once
-
-    def _interrupted(self, context: AttemptContext) -> Outcome:
-        in_flight = self._in_flight.get(context.claimed.id)
-        if in_flight is not None and in_flight.started:
-            why = "the worker stopped during the send; it will be retried"
-            return dataclasses.replace(
-                released_outcome(context, finished_at=_now(), why=why), uncount_attempt=False
-            )
-        why = "returned to the queue at worker shutdown"
-        return released_outcome(context, finished_at=_now(), why=why)
-
-    def _pause(self, profile: Profile, pause: PauseProfile) -> None:
-        self._resumed.discard(profile.name)
-        already = self._paused.get(profile.name)
-        self._paused[profile.name] = pause
-        if already is None or already.until <= _now():
-            log.warning(
-                "profile_paused",
-                profile=profile.name,
-                until=pause.until.isoformat(),
-                reason=pause.reason,
-                hint=pause.hint,
-            )
-
-    def _pause_of(self, profile: Profile) -> PauseProfile | None:
-        """This worker's pause of ``profile``; none once its connection settings were edited.
-
-        An edit (a new password, say) ends the pause in the database at once; the worker's own
-        memory of it must end too, or it would defer the messages until the old pause's end.
-        """
-        pause = self._paused.get(profile.name)
-        pool = self._pools.get(profile.name)
-        if pause is not None and pool is not None and not pool.serves(profile):
-            del self._paused[profile.name]
-            return None
-        return pause
-
-    def _refuse_if_paused(self, profile_name: str) -> None:
-        pause = self._paused.get(profile_name)
-        if pause is not None and pause.until > _now():
-            raise ProfilePaused(pause)
-
-    def _pool(self, profile: Profile) -> ConnectionPool:
-        """The connection pool of ``profile``; a changed profile gets a fresh pool."""
-        pool = self._pools.get(profile.name)
-        if pool is not None and pool.serves(profile):
-            return pool
-        if pool is not None:
-            closing = asyncio.create_task(pool.close(), name=f"close-pool-{profile.name}")
-            self._closing_pools.add(closing)
-            closing.add_done_callback(self._closing_pools.discard)
-        password = None
-        if profile.auth_method != "none" and profile.password_encrypted is not None:
-            try:
-                password = self._cipher.decrypt(profile.password_encrypted, profile=profile.name)
-            except SecretKeyError as exc:
-                raise ProfileUnusable(str(exc)) from None
-        pool = ConnectionPool(
-            profile,
-            password,
-            idle_check_after=self._settings.idle_check_after,
-            before_connect=lambda: self._refuse_if_paused(profile.name),
-        )
-        self._pools[profile.name] = pool
-        return pool
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
 
     # --- background ----------------------------------------------------------------------
 
@@ -751,137 +307,40 @@ class Worker:
                 since_housekeeping = 0.0
                 await self._housekeeping()
 
-    async def _report_progress(self) -> None:
-        """While messages move, a line every few seconds: what the attempts came to since the
-        last line, the rate, and what is left (the log of a busy worker, summed up)."""
-        last, last_at = dataclasses.replace(self._tally), time.monotonic()
-        while not self._stop.is_set():
-            await self._sleep_unless_stopped(self._settings.progress_interval)
-            done = self._tally.since(last)
-            if not any(done.values()):
-                continue
-            pending = None
-            with self._surviving("progress"):
-                async with self._autocommit.connect() as connection:
-                    pending = await Repository(connection).count_pending()
-            seconds = time.monotonic() - last_at
-            log.info(
-                "progress",
-                **done,
-                sent_per_second=round(done["sent"] / seconds, 1),
-                in_flight=len(self._in_flight),
-                pending=pending,
-            )
-            last, last_at = dataclasses.replace(self._tally), time.monotonic()
-
     async def _renew_leases(self) -> bool:
         """Extend the leases of the rows this worker holds; False if that failed."""
-        renewed = False
-        with self._surviving("lease_renewal"):
-            async with self._engine.begin() as connection:
-                await Repository(connection).renew_leases(
-                    worker=self.name,
-                    lease_seconds=self._settings.lease_seconds,
-                    held=self._held_ids(),
-                )
-            renewed = True
-        if renewed:
-            self._database_available()
-        return renewed
+        renewed = await self._database.run(
+            "lease_renewal",
+            lambda repository: repository.renew_leases(
+                worker=self.name, lease_seconds=self._settings.lease_seconds, held=self._held_ids()
+            ),
+            default=None,
+            transaction=True,
+        )
+        return renewed is not None
 
     async def _housekeeping(self) -> None:
-        with self._surviving("housekeeping"):
-            async with self._engine.begin() as connection:
-                repository = Repository(connection)
-                counts = await repository.housekeeping(
-                    max_attempts=self._settings.max_attempts,
-                    lease_seconds=self._settings.lease_seconds,
-                )
-                capped_profiles = await repository.any_capped_profile()
-                next_scheduled = await repository.next_scheduled()
-            self._after_housekeeping(counts, capped_profiles, next_scheduled)
+        async def tidy(repository: Repository) -> tuple[dict[str, int], bool, datetime | None]:
+            counts = await repository.housekeeping(
+                max_attempts=self._settings.max_attempts,
+                lease_seconds=self._settings.lease_seconds,
+            )
+            return counts, await repository.any_capped_profile(), await repository.next_scheduled()
+
+        found = await self._database.run("housekeeping", tidy, default=None, transaction=True)
+        if found is not None:
+            self._after_housekeeping(*found)
 
     def _after_housekeeping(
         self, counts: dict[str, int], capped_profiles: bool, next_scheduled: datetime | None
     ) -> None:
-        if counts["reclaimed"] or (capped_profiles and not self._capped_profiles):
+        if counts["reclaimed"] or (capped_profiles and not self._claims.capped_profiles):
             self._wake.set()  # rows due now that no NOTIFY announced
-        self._capped_profiles = capped_profiles
+        self._claims.capped_profiles = capped_profiles
         self._note_due(next_scheduled)
         changed = {name: count for name, count in counts.items() if count}
         if changed:
             log.info("housekeeping", **changed)
-        now = _now()
-        for name in [name for name, pause in self._paused.items() if pause.until <= now]:
-            del self._paused[name]
-
-    @contextlib.contextmanager
-    def _surviving(self, step: str) -> Iterator[None]:
-        """One step of the loop or of housekeeping; whatever it raises never stops the worker.
-
-        An unreachable database is noted (and said once); anything else, such as a value the
-        worker cannot read, is logged with its traceback, and the step is simply tried again
-        at its next turn.
-        """
-        try:
-            yield
-        except DATABASE_ERRORS as exc:
-            self._database_unavailable(exc)
-        except Exception:  # see above
-            log.exception(f"{step}_failed")
-
-    def _database_unavailable(self, exc: BaseException) -> None:
-        if not self._database_down:  # said once per outage, naming the server
-            log.warning("database_unavailable", error=explain(exc, self._database_url))
-        self._database_down = True
-
-    def _database_available(self) -> None:
-        if self._database_down:
-            log.info("database_available")
-            self._results.retry_now()  # results kept during the outage are written first
-        self._database_down = False
-
-    # --- the journal ---------------------------------------------------------------------
-
-    async def _replay_journal(self) -> None:
-        """Write the results a worker left in the journal at exit, before claiming anything.
-
-        Until they are written, their messages look like rows of a dead worker; written, a
-        delivered one is ``sent`` and is never sent again. Stopping meanwhile leaves the rest
-        for the next start.
-        """
-        for entry in self._journal.take():
-            try:
-                written = await self._results.write(
-                    entry.outcomes, replayed=True, give_up=self._stop
-                )
-                if written:
-                    entry.remove()
-                    log.info("journal_replayed", results=len(entry.outcomes), file=str(entry.path))
-            finally:
-                entry.release()
-
-    def _journal_unwritten(self) -> None:
-        """At exit, with the database out of reach: keep the unwritten results on disk."""
-        unwritten = self._results.unwritten()
-        try:
-            path = self._journal.save(unwritten, worker=self.name)
-        except OSError as exc:
-            self.results_lost = len(unwritten)
-            log.error(
-                "results_lost",
-                count=len(unwritten),
-                error=str(exc),
-                sent=[o.message_id for o in unwritten if o.status == "sent"],
-            )
-            return
-        self.results_journaled = len(unwritten)
-        log.error(
-            "results_journaled",
-            count=len(unwritten),
-            file=str(path),
-            hint="the next worker started on this data folder writes them to the database",
-        )
 
     # --- shutdown ------------------------------------------------------------------------
 
@@ -903,82 +362,21 @@ class Worker:
         try:
             await asyncio.wait_for(writer, timeout=max(5.0, self._settings.shutdown_grace))
         except TimeoutError:
-            self._journal_unwritten()
+            self.results_journaled, self.results_lost = self._results.journal_unwritten(
+                self._journal, worker=self.name
+            )
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
-        await asyncio.gather(*(pool.close() for pool in self._pools.values()), *self._closing_pools)
+        await self._accounts.close()
         if self._endpoint is not None:
             await self._endpoint.close()
 
 
-def _too_many_recipients(message: Claimed) -> str | None:
-    profile = message.profile
-    # One address under two display names, or in two cases, is one recipient, as at enqueue.
-    entries = (*message.to_addrs, *message.cc_addrs, *message.bcc_addrs)
-    count = len({recipient_key(entry) for entry in entries})
-    if (
-        profile.max_recipients_per_message is not None
-        and count > profile.max_recipients_per_message
-    ):
-        return (
-            f"the message has {count} recipients; profile {profile.name} allows at most "
-            f"{profile.max_recipients_per_message} per message"
-        )
-    if profile.daily_recipient_cap is not None and count > profile.daily_recipient_cap:
-        return (
-            f"the message has {count} recipients, more than the daily cap of "
-            f"{profile.daily_recipient_cap} recipients of profile {profile.name}"
-        )
-    return None
-
-
-def _set_aside(context: AttemptContext, exc: Exception) -> Outcome:
-    """The outcome of a message whose handling raised what nobody foresaw: failed, with why.
-
-    Retrying would most likely raise again; a failed row with the reason is what a person
-    can look at (and requeue once the cause is fixed).
-    """
-    reason = storable(
-        f"the worker could not handle this message ({type(exc).__name__}: {exc});"
-        " it was set aside, not retried"
-    )
-    failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=reason)
-    return failed_outcome(
-        context, finished_at=_now(), failure=failure, decision=Fail(reason), tls_version=None
-    )
-
-
-def _sender(profile: Profile) -> Sender:
-    return Sender(
-        address=profile.from_address,
-        display_name=profile.display_name,
-        reply_to=profile.reply_to,
-    )
-
-
-def _log_outcome(outcome: Outcome) -> None:
-    fields = {
-        "outcome": outcome.attempt_outcome,
-        "smtp_code": outcome.smtp_code,
-        "tls_version": outcome.tls_version,
-        "duration_ms": round((outcome.finished_at - outcome.started_at).total_seconds() * 1000),
-    }
-    if outcome.status == "sent":
-        refused = [a for a, r in outcome.recipients.items() if r.get("code") != 250]
-        log.info("mail_sent", **fields, refused=refused or None)
-    elif outcome.status == "failed":
-        log.warning("mail_failed", **fields, reason=outcome.status_reason)
-    elif outcome.attempt_outcome == "retry":
-        at = _iso(outcome.next_attempt_at)
-        log.info("retry_scheduled", **fields, at=at, reason=outcome.last_error)
-    else:
-        until = _iso(outcome.next_attempt_at)
-        log.info("mail_deferred", **fields, until=until, reason=outcome.status_reason)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+def _unique_name() -> str:
+    # A random part per start: a container restarted with the same host name and PID 1
+    # must not take its previous run's rows for its own.
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def _now() -> datetime:

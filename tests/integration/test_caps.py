@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from tests.integration.delivery_support import (
     add_profile,
     enqueue,
@@ -14,6 +16,9 @@ from tests.integration.delivery_support import (
 from tests.integration.process_support import wait_until
 from tests.integration.worker_support import running_worker
 from tests.smtp_fixtures import SmtpServerFactory
+from worker.db import create_engine
+from worker.errors import InvalidMessage
+from worker.outbox import enqueue_and_commit
 from worker.settings import Settings
 
 
@@ -105,6 +110,37 @@ async def test_too_many_recipients_for_the_profile_fails(
         row.status,
         row.status_reason,
     )
+
+
+async def test_enqueue_and_the_worker_apply_one_recipient_rule(
+    settings: Settings, smtp_server_factory: SmtpServerFactory
+) -> None:
+    """What enqueue accepts for its recipients the worker sends; what enqueue refuses, put in
+    with SQL, the worker fails with the same count. Both count an address once, whatever its
+    case or display name. Before: the worker had a copy of the rule of its own."""
+    settings = fast_settings(settings)
+    server = smtp_server_factory(tls="none")
+    await add_profile(
+        settings, server, encryption="none", login=None, password=None, max_recipients_per_message=2
+    )
+    two = {"to": ["a@example.com", "Ala <A@Example.com>"], "bcc": ["b@example.com"]}
+    three = {"to": ["a@example.com", "Ala <A@Example.com>"], "bcc": ["c@example.com", "b@x.pl"]}
+    engine = create_engine(settings)
+    try:
+        accepted = await enqueue_and_commit(engine, **two, subject="Dwa")
+        with pytest.raises(InvalidMessage) as refused:
+            await enqueue_and_commit(engine, **three, subject="Trzy")
+    finally:
+        await engine.dispose()
+    [over] = await enqueue(settings, to_addrs=three["to"], bcc_addrs=three["bcc"])
+
+    await run_until_empty(settings)
+
+    rows = await sql(settings, "SELECT id, status, status_reason FROM mail.outbox ORDER BY id")
+    assert [(accepted.id, "sent"), (over, "failed")] == [(r.id, r.status) for r in rows]
+    [refusal] = refused.value.problems
+    assert refusal.startswith("the message has 3 recipients ")
+    assert rows[1].status_reason.startswith("failed: the message has 3 recipients;")
 
 
 async def test_more_recipients_than_the_daily_cap_fails(

@@ -30,7 +30,7 @@ from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
 from tests.smtp_server import SmtpTestServer
 from worker.crypto import load_cipher
 from worker.db import asyncpg_dsn
-from worker.delivery import Outcome
+from worker.outcomes import Outcome
 from worker.repository import Repository
 from worker.results import ResultWriter
 from worker.settings import Settings

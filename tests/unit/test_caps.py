@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.factories import make_profile
 from worker.caps import DAY, MINUTE, CapUsage, Room, fit_recipients, room_of
-from worker.delivery import Claimed
+from worker.outcomes import Claimed
 
 
 def _usage(**values: Any) -> CapUsage:

@@ -11,7 +11,6 @@ import pytest
 from worker import __version__
 from worker.caps import CapUsage
 from worker.classify import LIMIT_REACHED, PAUSE_CLASSES
-from worker.delivery import Outcome
 from worker.metrics import (
     CapLevel,
     DatabaseSnapshot,
@@ -20,6 +19,7 @@ from worker.metrics import (
     WorkerMetrics,
     cap_levels,
 )
+from worker.outcomes import Outcome
 
 STARTED = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 

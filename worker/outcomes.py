@@ -14,19 +14,21 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from worker.classify import Failure
+from worker.classify import Failure, FailureKind, Stage
 from worker.moments import utc_iso
 from worker.profiles import Profile
-from worker.queries import CLAIMED_PROFILE_PREFIX
 from worker.retry import Decision, Fail, PauseProfile, Retry
 
 __all__ = [
     "AttemptContext",
     "Claimed",
     "Outcome",
+    "deferred_outcome",
     "failed_outcome",
+    "interrupted_outcome",
     "released_outcome",
     "sent_outcome",
+    "set_aside_outcome",
     "storable",
 ]
 
@@ -58,18 +60,10 @@ class Claimed:
     message_bytes: int  # bodies and attachments; over the limit, the bodies were not loaded
     profile_pause_count: int  # > 0: the profile was paused and this message is its probe
 
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> Claimed:
-        profile_row = {
-            str(key).removeprefix(CLAIMED_PROFILE_PREFIX): value
-            for key, value in row.items()
-            if str(key).startswith(CLAIMED_PROFILE_PREFIX)
-        }
-        message = {key: value for key, value in row.items() if key in _CLAIMED_FIELDS}
-        return cls(profile=Profile.from_row(profile_row), **message)
-
-
-_CLAIMED_FIELDS = frozenset(field.name for field in dataclasses.fields(Claimed)) - {"profile"}
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """To, Cc and Bcc together, as stored."""
+        return (*self.to_addrs, *self.cc_addrs, *self.bcc_addrs)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -117,39 +111,6 @@ class Outcome:
                 for address, result in self.recipients.items()
             },
         )
-
-    def row_update(self) -> dict[str, Any]:
-        """Bind parameters of :func:`worker.queries.finish_message`."""
-        return {
-            "b_id": self.message_id,
-            "b_attempt_no": self.attempt_no,
-            "b_worker": self.worker,
-            "b_force": self.force,
-            "b_status": self.status,
-            "b_status_reason": self.status_reason,
-            "b_uncount": 1 if self.uncount_attempt else 0,
-            "b_next_attempt_at": self.next_attempt_at,
-            "b_last_error": self.last_error,
-            "b_smtp_response": self.smtp_response,
-            "b_sent_at": self.sent_at,
-        }
-
-    def attempt_row(self) -> dict[str, Any]:
-        """Values of the attempt record."""
-        return {
-            "outbox_id": self.message_id,
-            "attempt_no": self.attempt_no,
-            "profile": self.profile,
-            "worker_id": self.worker,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "outcome": self.attempt_outcome,
-            "smtp_code": self.smtp_code,
-            "smtp_text": self.smtp_text,
-            "tls_version": self.tls_version,
-            "error": self.error,
-            "recipients": dict(self.recipients),
-        }
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -266,6 +227,51 @@ def released_outcome(context: AttemptContext, *, finished_at: datetime, why: str
         next_attempt_at=finished_at,
         uncount_attempt=True,
         error=why,
+    )
+
+
+def deferred_outcome(
+    context: AttemptContext, pause: PauseProfile, *, finished_at: datetime
+) -> Outcome:
+    """The profile is paused: the message waits for the pause's end, its attempt not counted."""
+    failure = Failure(
+        kind=FailureKind.PROFILE, stage=Stage.CONNECT, reason=pause.reason, hint=pause.hint
+    )
+    outcome = failed_outcome(
+        context, finished_at=finished_at, failure=failure, decision=pause, tls_version=None
+    )
+    return dataclasses.replace(outcome, pause=None)  # the pause is written once, by its cause
+
+
+def interrupted_outcome(
+    context: AttemptContext, *, finished_at: datetime, during_send: bool
+) -> Outcome:
+    """The worker stopped before the attempt ended: the message goes back to the queue.
+
+    Stopped ``during_send`` (the SMTP transaction began), the attempt counts: the server may
+    have taken the message.
+    """
+    if during_send:
+        why = "the worker stopped during the send; it will be retried"
+        released = released_outcome(context, finished_at=finished_at, why=why)
+        return dataclasses.replace(released, uncount_attempt=False)
+    why = "returned to the queue at worker shutdown"
+    return released_outcome(context, finished_at=finished_at, why=why)
+
+
+def set_aside_outcome(context: AttemptContext, exc: Exception, *, finished_at: datetime) -> Outcome:
+    """The outcome of a message whose handling raised what nobody foresaw: failed, with why.
+
+    Retrying would most likely raise again; a failed row with the reason is what a person
+    can look at (and requeue once the cause is fixed).
+    """
+    reason = storable(
+        f"the worker could not handle this message ({type(exc).__name__}: {exc});"
+        " it was set aside, not retried"
+    )
+    failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=reason)
+    return failed_outcome(
+        context, finished_at=finished_at, failure=failure, decision=Fail(reason), tls_version=None
     )
 
 
