@@ -1,1 +1,1 @@
-"""The test suite; a package so that tests can import ``tests.smtp_server`` and its fixtures."""
+"""The test suite; a package so that tests can import ``tests.kit.smtp_server`` and its fixtures."""

@@ -26,7 +26,12 @@ from worker.embedded_db import start_embedded_postgres
 from worker.migrate import upgrade
 from worker.settings import Settings
 
-pytest_plugins = ["pytester", "tests.smtp_fixtures", "tests.provider_servers", "tests.secret_scan"]
+pytest_plugins = [
+    "pytester",
+    "tests.kit.smtp_fixtures",
+    "tests.kit.provider_servers",
+    "tests.kit.secret_scan",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = f"mailworker_template_{os.getpid()}"

@@ -6,16 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.integration.delivery_support import (
-    add_profile,
-    enqueue,
-    fast_settings,
-    run_until_empty,
-    sql,
-)
-from tests.integration.process_support import wait_until
-from tests.integration.worker_support import running_worker
-from tests.smtp_fixtures import SmtpServerFactory
+from tests.kit.database import sql
+from tests.kit.delivery import add_profile, enqueue, fast_settings, run_until_empty
+from tests.kit.live_worker import running_worker
+from tests.kit.processes import wait_until
+from tests.kit.smtp_fixtures import SmtpServerFactory
 from worker.db import create_engine
 from worker.errors import InvalidMessage
 from worker.outbox import enqueue_and_commit

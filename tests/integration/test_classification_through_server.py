@@ -1,6 +1,6 @@
 """Every classification rule of the delivery engine, through a real server that misbehaves.
 
-Each case starts a test server (``tests/smtp_server.py``) with a scripted fault or a setting
+Each case starts a test server (``tests/kit/smtp_server.py``) with a scripted fault or a setting
 that provokes one rule of ``worker/classify.py``, makes a profile that sends through it, inserts
 one message and runs a real in-process worker until nothing is due. It then checks what the
 service did, as docs/delivery.md ("What each failure means") says it should:
@@ -27,17 +27,17 @@ from typing import Any
 
 import pytest
 
-from tests.integration.delivery_support import (
+from tests.kit.database import sql
+from tests.kit.delivery import (
     add_profile,
     attempts_of,
     enqueue,
     fast_settings,
     row,
     run_until_empty,
-    sql,
 )
-from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
-from tests.smtp_server import Action, Stage
+from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
+from tests.kit.smtp_server import Action, Stage
 from worker.settings import Settings
 
 pytestmark = pytest.mark.timeout(30)

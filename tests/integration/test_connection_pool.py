@@ -13,17 +13,11 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from tests.integration.delivery_support import (
-    add_profile,
-    attempts_of,
-    enqueue,
-    fast_settings,
-    run_until_empty,
-    sql,
-)
-from tests.integration.worker_support import running_worker
-from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
-from tests.smtp_server import SmtpTestServer
+from tests.kit.database import sql
+from tests.kit.delivery import add_profile, attempts_of, enqueue, fast_settings, run_until_empty
+from tests.kit.live_worker import running_worker
+from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
+from tests.kit.smtp_server import SmtpTestServer
 from worker.crypto import load_cipher
 from worker.settings import Settings
 

@@ -1,7 +1,7 @@
 """The roles of ``docs/security.md``, created from its SQL, allow what it says and no more.
 
 The ``roles`` fixture (conftest) runs the page's set-up under names of the test's own
-(tests/integration/role_support.py).
+(tests/kit/roles.py).
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from tests.integration.delivery_support import (
+from tests.docs.test_outbox_docs import Block, Expected, counts, doc_blocks
+from tests.kit.delivery import (
     add_profile,
     fast_settings,
     row,
     run_until_empty,
 )
-from tests.integration.outbox_samples import minimal_pdf
-from tests.integration.role_support import INSERT_WITH_FILE, Roles
-from tests.integration.test_outbox_docs import Block, Expected, counts, doc_blocks
-from tests.smtp_server import SmtpTestServer
+from tests.kit.outbox_samples import minimal_pdf
+from tests.kit.roles import INSERT_WITH_FILE, Roles
+from tests.kit.smtp_server import SmtpTestServer
 from worker.settings import Settings
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from chaos.postgres import PrivatePostgres
-from tests.integration.process_support import wait_until
+from tests.kit.processes import wait_until
 from worker.cli import main
 from worker.database_url import SCHEMES, with_scheme
 from worker.db import DATABASE_ERRORS, asyncpg_dsn, create_engine, engine_for_url

@@ -10,18 +10,18 @@ from email.message import EmailMessage
 import pytest
 import structlog
 
-from tests.integration.delivery_support import (
+from tests.kit.database import sql
+from tests.kit.delivery import (
     add_profile,
     attempts_of,
     enqueue,
     fast_settings,
     row,
     run_until_empty,
-    sql,
 )
-from tests.integration.outbox_samples import minimal_pdf
-from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
-from tests.smtp_server import Event, SmtpTestServer
+from tests.kit.outbox_samples import minimal_pdf
+from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
+from tests.kit.smtp_server import Event, SmtpTestServer
 from worker.settings import Settings
 
 

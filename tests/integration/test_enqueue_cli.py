@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.integration.outbox_samples import (
+from tests.kit.outbox_samples import (
     POLISH_BODY,
     POLISH_SUBJECT,
     SHOP_PROFILE,

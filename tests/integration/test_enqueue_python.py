@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
-from tests.integration.outbox_samples import (
+from tests.kit.outbox_samples import (
     DEFAULT_PROFILE,
     POLISH_BODY,
     POLISH_SUBJECT,

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.integration.outbox_samples import (
+from tests.kit.outbox_samples import (
     POLISH_BODY,
     POLISH_SUBJECT,
     SHOP_PROFILE,

@@ -17,8 +17,9 @@ import click
 import pytest
 from click.testing import Result
 
-from tests.integration.operator_support import cli, insert_profile
-from tests.integration.process_support import REPO_ROOT
+from tests.kit.commands import cli
+from tests.kit.processes import REPO_ROOT
+from tests.kit.rows import insert_profile
 from worker.cli import main
 from worker.migrate import upgrade
 

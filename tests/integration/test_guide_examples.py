@@ -23,7 +23,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.integration.delivery_support import (
+from tests.kit.delivery import (
     add_profile,
     attempts_of,
     enqueue,
@@ -31,9 +31,9 @@ from tests.integration.delivery_support import (
     row,
     run_until_empty,
 )
-from tests.integration.outbox_samples import minimal_pdf
-from tests.smtp_fixtures import IMPLICIT_TLS_PORT, SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
-from tests.smtp_server import ACCEPTED_REPLY, ReceivedMessage, SmtpTestCA, SmtpTestServer
+from tests.kit.outbox_samples import minimal_pdf
+from tests.kit.smtp_fixtures import IMPLICIT_TLS_PORT, SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
+from tests.kit.smtp_server import ACCEPTED_REPLY, ReceivedMessage, SmtpTestCA, SmtpTestServer
 from worker.cli import main
 from worker.settings import Settings
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from tests.integration.delivery_support import add_profile, enqueue, fast_settings, row
-from tests.integration.process_support import wait_until
-from tests.integration.worker_support import http_get, parse_metrics, running_worker
-from tests.smtp_fixtures import SmtpServerFactory
+from tests.kit.delivery import add_profile, enqueue, fast_settings, row
+from tests.kit.live_worker import http_get, parse_metrics, running_worker
+from tests.kit.processes import wait_until
+from tests.kit.smtp_fixtures import SmtpServerFactory
 from worker.settings import Settings
 
 LAST_CLAIM = ("mailworker_last_claim_timestamp_seconds", ())

@@ -15,18 +15,18 @@ from email.message import EmailMessage
 from click.testing import CliRunner
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.delivery_support import (
+from tests.kit.database import sql
+from tests.kit.delivery import (
     add_profile,
     attempts_of,
     enqueue,
     fast_settings,
     row,
     run_until_empty,
-    sql,
 )
-from tests.integration.outbox_samples import add_profiles_at
-from tests.smtp_fixtures import SmtpServerFactory
-from tests.smtp_server import ReceivedMessage, SmtpTestServer, smtp_client
+from tests.kit.outbox_samples import add_profiles_at
+from tests.kit.smtp_fixtures import SmtpServerFactory
+from tests.kit.smtp_server import ReceivedMessage, SmtpTestServer, smtp_client
 from worker.cli import main
 from worker.cli.exits import ExitCode
 from worker.outbox import enqueue_and_commit

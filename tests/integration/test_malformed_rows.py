@@ -12,17 +12,17 @@ import asyncio
 import threading
 from typing import Any
 
-from tests.integration.delivery_support import (
+from tests.kit.database import sql
+from tests.kit.delivery import (
     add_profile,
     attempts_of,
     enqueue,
     fast_settings,
     row,
     run_until_empty,
-    sql,
 )
-from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
-from tests.smtp_server import Event, SmtpTestServer
+from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
+from tests.kit.smtp_server import Event, SmtpTestServer
 from worker.settings import Settings
 
 SIZE_LIMIT = 200_000

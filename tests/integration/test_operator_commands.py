@@ -17,19 +17,11 @@ import asyncpg
 import pytest
 from sqlalchemy import func
 
-from tests.integration.delivery_support import fast_settings, run_until_empty
-from tests.integration.operator_support import (
-    ago,
-    cli,
-    failed,
-    ids,
-    insert_attempt,
-    insert_message,
-    insert_profile,
-    ok,
-    sql,
-)
-from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
+from tests.kit.commands import cli, failed, ok
+from tests.kit.database import run_sql
+from tests.kit.delivery import fast_settings, run_until_empty
+from tests.kit.rows import ago, ids, insert_attempt, insert_message, insert_profile
+from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
 from worker.db import asyncpg_dsn
 from worker.moments import utc_iso
 from worker.settings import Settings
@@ -40,7 +32,7 @@ REQUEUED = "queued again by an operator"
 
 
 def _status_of(database_url: str, message_id: int) -> tuple[str, str, int]:
-    [row] = sql(
+    [row] = run_sql(
         database_url,
         "SELECT status, status_reason, attempts FROM mail.outbox WHERE id = :id",
         id=message_id,
@@ -92,7 +84,7 @@ def _status_scene(database_url: str) -> dict[str, Any]:
         insert_message(database_url, profile="sklep", status="sent", sent_at=ago(hours=hours))
     for _ in range(2):
         insert_message(database_url, profile="sklep", created_at=ago(minutes=30))
-    [(paused_until, frees_at)] = sql(
+    [(paused_until, frees_at)] = run_sql(
         database_url,
         "SELECT (SELECT paused_until FROM mail.profile WHERE name = 'biuro'),"
         " (SELECT min(sent_at) + interval '24 hours' FROM mail.outbox WHERE profile = 'sklep')",
@@ -371,7 +363,7 @@ def test_retry_requeues_failed_and_cancelled_rows_only(
         status_reason="expired: not sent before expires_at",
         expires_at=ago(hours=1),
     )
-    before = {row.id: tuple(row) for row in sql(database_url, "SELECT * FROM mail.outbox")}
+    before = {row.id: tuple(row) for row in run_sql(database_url, "SELECT * FROM mail.outbox")}
     requested = [gave_up, cancelled, sent, pending, sending, expired, 424242]
 
     result = failed(cli_env, "messages", "retry", *map(str, requested))
@@ -385,7 +377,7 @@ def test_retry_requeues_failed_and_cancelled_rows_only(
     assert "5 of 7 message(s) were not retried" in result.stderr
     assert ("pending", REQUEUED, 0) == _status_of(database_url, gave_up)
     assert ("pending", REQUEUED, 0) == _status_of(database_url, cancelled)
-    [due] = sql(
+    [due] = run_sql(
         database_url,
         "SELECT bool_and(next_attempt_at <= now()) FROM mail.outbox WHERE id IN (:a, :b)",
         a=gave_up,
@@ -394,13 +386,13 @@ def test_retry_requeues_failed_and_cancelled_rows_only(
     assert due[0] is True
     assert [7, 8] == [
         row.attempt_no
-        for row in sql(
+        for row in run_sql(
             database_url,
             "SELECT attempt_no FROM mail.attempt WHERE outbox_id = :id ORDER BY id",
             id=gave_up,
         )
     ]
-    after = {row.id: tuple(row) for row in sql(database_url, "SELECT * FROM mail.outbox")}
+    after = {row.id: tuple(row) for row in run_sql(database_url, "SELECT * FROM mail.outbox")}
     unchanged = {sent, pending, sending, expired}
     assert {key: before[key] for key in unchanged} == {key: after[key] for key in unchanged}
 
@@ -422,7 +414,7 @@ def test_retry_failed_takes_every_failed_row_of_a_profile(
 
     assert "queued again 2 failed message(s) of profile 'sklep'\n" == shop.stdout
     assert shop_failures == ids(
-        sql(database_url, "SELECT id FROM mail.outbox WHERE status = 'pending'")
+        run_sql(database_url, "SELECT id FROM mail.outbox WHERE status = 'pending'")
     )
     assert "failed" == _status_of(database_url, office_failure)[0]
     assert "cancelled" == _status_of(database_url, shop_cancelled)[0]
@@ -520,7 +512,9 @@ def test_retry_gives_a_message_without_profile_the_current_default(
 
     ok(cli_env, "messages", "retry", str(orphan))
 
-    [row] = sql(database_url, "SELECT profile, status FROM mail.outbox WHERE id = :id", id=orphan)
+    [row] = run_sql(
+        database_url, "SELECT profile, status FROM mail.outbox WHERE id = :id", id=orphan
+    )
     assert ("biuro", "pending") == (row.profile, row.status)
 
 

@@ -15,20 +15,18 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.integration.delivery_support import enqueue, fast_settings, run_until_empty
-from tests.integration.operator_support import (
+from tests.kit.commands import cli, failed, ok
+from tests.kit.database import run_sql
+from tests.kit.delivery import enqueue, fast_settings, run_until_empty
+from tests.kit.rows import (
     ago,
-    cli,
-    failed,
     ids,
     insert_attachment,
     insert_attempt,
     insert_message,
     insert_profile,
-    ok,
-    sql,
 )
-from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
+from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
 from worker.crypto import load_cipher
 from worker.errors import SecretKeyError
 from worker.settings import Settings
@@ -85,7 +83,7 @@ def _history(database_url: str) -> tuple[list[int], list[int]]:
 
 
 def _remaining(database_url: str) -> list[int]:
-    return ids(sql(database_url, "SELECT id FROM mail.outbox"))
+    return ids(run_sql(database_url, "SELECT id FROM mail.outbox"))
 
 
 def test_purge_deletes_only_old_finished_rows_in_batches(
@@ -104,8 +102,8 @@ def test_purge_deletes_only_old_finished_rows_in_batches(
     assert result.stdout.startswith("deleted 9 sent/failed/cancelled message(s) finished before")
     assert result.stdout.rstrip().endswith("in 3 batch(es)")
     assert kept == _remaining(database_url)
-    assert [] == sql(database_url, "SELECT id FROM mail.attachment")
-    orphans = sql(
+    assert [] == run_sql(database_url, "SELECT id FROM mail.attachment")
+    orphans = run_sql(
         database_url,
         "SELECT outbox_id FROM mail.attempt WHERE outbox_id <> ALL(:kept)",
         kept=kept,
@@ -120,7 +118,7 @@ def test_purge_takes_only_the_statuses_given(cli_env: dict[str, str], database_u
 
     ok(cli_env, "purge", "--older-than", "30d", "--status", "sent")
 
-    statuses = {row.status for row in sql(database_url, "SELECT status FROM mail.outbox")}
+    statuses = {row.status for row in run_sql(database_url, "SELECT status FROM mail.outbox")}
     assert 9 - 5 + len(kept) == len(_remaining(database_url))
     assert {"failed", "cancelled", "pending", "sending", "sent"} == statuses
     for wrong in ("pending", "sent,sending"):
@@ -185,7 +183,7 @@ def test_purge_shows_progress_on_a_terminal_only(
 
 
 def _token(database_url: str, name: str) -> bytes:
-    [(token,)] = sql(
+    [(token,)] = run_sql(
         database_url, "SELECT password_encrypted FROM mail.profile WHERE name = :n", n=name
     )
     return bytes(token)
@@ -215,7 +213,7 @@ def test_rotate_moves_passwords_to_the_new_key(
         "--password-stdin",
         input="Pierwiosnek479%",
     )
-    sql(
+    run_sql(
         database_url,
         "UPDATE mail.profile SET paused_until = now() + interval '1 hour',"
         " pause_reason = '535 5.7.8', pause_count = 1 WHERE name = 'onet'",
@@ -232,7 +230,7 @@ def test_rotate_moves_passwords_to_the_new_key(
     assert "Pierwiosnek479%" == only_b.decrypt(_token(database_url, "onet"), profile="onet")
     with pytest.raises(SecretKeyError):
         only_a.decrypt(_token(database_url, "test"), profile="test")
-    [(paused,)] = sql(
+    [(paused,)] = run_sql(
         database_url, "SELECT paused_until > now() FROM mail.profile WHERE name = 'onet'"
     )
     assert paused is True

@@ -14,10 +14,10 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from tests.integration.delivery_support import add_profile, fast_settings, row, run_until_empty
-from tests.integration.outbox_samples import DEFAULT_PROFILE, SHOP_PROFILE, add_profiles_at
-from tests.integration.role_support import Roles, documented_sql
-from tests.smtp_server import SmtpTestServer
+from tests.kit.delivery import add_profile, fast_settings, row, run_until_empty
+from tests.kit.outbox_samples import DEFAULT_PROFILE, SHOP_PROFILE, add_profiles_at
+from tests.kit.roles import Roles, documented_sql
+from tests.kit.smtp_server import SmtpTestServer
 from worker.settings import Settings
 
 # Every column of the delivery state, with a value a forger would like to set.

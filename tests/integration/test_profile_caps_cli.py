@@ -5,7 +5,6 @@ The tests are plain functions, because each command runs its own ``asyncio.run``
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,9 +12,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.kit.database import run_sql
 from worker.cli import main
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -57,18 +55,6 @@ def _caps(view: dict[str, Any]) -> dict[str, Any]:
 def _text_fields(output: str) -> dict[str, str]:
     """``show`` as text: the first word of each line is the key, the rest its value."""
     return dict((*line.split(None, 1), "")[:2] for line in output.splitlines())
-
-
-def _sql(database_url: str, statement: str, **params: Any) -> None:
-    async def execute() -> None:
-        engine = create_async_engine(database_url)
-        try:
-            async with engine.begin() as connection:
-                await connection.execute(text(statement), params)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(execute())
 
 
 # --- caps ------------------------------------------------------------------------------------
@@ -227,7 +213,7 @@ def test_show_says_until_when_and_why_a_profile_is_paused(
     """A paused profile shows its state, until when (UTC), the reason and the hint."""
     _add_workspace(cli_env)
     until = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
-    _sql(
+    run_sql(
         database_url,
         "UPDATE mail.profile SET paused_until = :until, pause_reason = :reason,"
         " pause_hint = :hint, pause_count = 2 WHERE name = 'firma'",
@@ -256,7 +242,7 @@ def test_show_says_until_when_and_why_a_profile_is_paused(
 def test_a_pause_that_ended_is_active_again(cli_env: dict[str, str], database_url: str) -> None:
     """Once paused_until has passed the profile is active; the last pause stays on record."""
     _add_workspace(cli_env)
-    _sql(
+    run_sql(
         database_url,
         "UPDATE mail.profile SET paused_until = now() - interval '1 minute',"
         " pause_reason = :reason, pause_count = 1 WHERE name = 'firma'",
@@ -276,7 +262,7 @@ def test_show_says_a_disabled_profile_is_disabled(
     assert "disabled" == _text_fields(_ok(cli_env, "profiles", "show", "firma").stdout)["state"]
 
     until = (datetime.now(UTC) + timedelta(minutes=10)).replace(microsecond=0)
-    _sql(
+    run_sql(
         database_url,
         "UPDATE mail.profile SET paused_until = :until, pause_reason = :reason"
         " WHERE name = 'firma'",

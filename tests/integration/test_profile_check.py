@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography import x509
 
-from tests.integration.delivery_support import add_profile
-from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
-from tests.smtp_server import SmtpTestServer
+from tests.kit.delivery import add_profile
+from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
+from tests.kit.smtp_server import SmtpTestServer
 from worker.cli import main
 from worker.cli.exits import ExitCode
 from worker.settings import Settings

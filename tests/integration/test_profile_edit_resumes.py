@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from tests.integration.delivery_support import add_profile, enqueue, fast_settings, row, sql
-from tests.integration.process_support import wait_until
-from tests.integration.worker_support import running_worker
-from tests.smtp_fixtures import SMTP_PASSWORD
-from tests.smtp_server import SmtpTestServer
+from tests.kit.database import sql
+from tests.kit.delivery import add_profile, enqueue, fast_settings, row
+from tests.kit.live_worker import running_worker
+from tests.kit.processes import wait_until
+from tests.kit.smtp_fixtures import SMTP_PASSWORD
+from tests.kit.smtp_server import SmtpTestServer
 from worker.cli import main
 from worker.settings import Settings
 

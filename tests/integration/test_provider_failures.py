@@ -3,7 +3,7 @@
 Each profile is added with the real CLI (``profiles add --preset``, the test server's host, the
 test CA, ``--password-env``); the message is inserted as a producer would; the in-process
 worker runs until nothing is due. The servers answer as WP and Gmail do
-(``tests/provider_servers.py``).
+(``tests/kit/provider_servers.py``).
 
 The tests are plain functions: every CLI command runs its own ``asyncio.run``.
 """
@@ -21,15 +21,9 @@ import pytest
 import structlog
 from click.testing import CliRunner, Result
 
-from tests.integration.delivery_support import (
-    attempts_of,
-    enqueue,
-    fast_settings,
-    row,
-    run_until_empty,
-    sql,
-)
-from tests.provider_servers import (
+from tests.kit.database import sql
+from tests.kit.delivery import attempts_of, enqueue, fast_settings, row, run_until_empty
+from tests.kit.provider_servers import (
     GMAIL,
     GMAIL_ACCOUNT_PASSWORD,
     ONET,
@@ -38,8 +32,8 @@ from tests.provider_servers import (
     ProviderServers,
     ProviderTls,
 )
-from tests.smtp_fixtures import IMPLICIT_TLS_PORT
-from tests.smtp_server import SmtpTestCA, SmtpTestServer
+from tests.kit.smtp_fixtures import IMPLICIT_TLS_PORT
+from tests.kit.smtp_server import SmtpTestCA, SmtpTestServer
 from worker.cli import main
 from worker.presets import load_presets
 from worker.settings import Settings

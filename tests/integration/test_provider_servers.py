@@ -11,7 +11,7 @@ from email.message import EmailMessage
 import aiosmtplib
 import pytest
 
-from tests.provider_servers import (
+from tests.kit.provider_servers import (
     GMAIL,
     GMAIL_ACCOUNT_PASSWORD,
     ONET,
@@ -20,7 +20,7 @@ from tests.provider_servers import (
     ProviderServers,
     ProviderTls,
 )
-from tests.smtp_server import SmtpTestServer, smtp_client
+from tests.kit.smtp_server import SmtpTestServer, smtp_client
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -16,18 +16,18 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tests.integration.delivery_support import (
+from tests.kit.database import sql
+from tests.kit.delivery import (
     add_profile,
     attempts_of,
     enqueue,
     fast_settings,
     row,
     run_until_empty,
-    sql,
 )
-from tests.integration.process_support import wait_until
-from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
-from tests.smtp_server import SmtpTestServer
+from tests.kit.processes import wait_until
+from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
+from tests.kit.smtp_server import SmtpTestServer
 from worker.crypto import load_cipher
 from worker.db import asyncpg_dsn
 from worker.outcomes import Outcome

@@ -2,7 +2,7 @@
 
 ``profiles show`` and ``messages show`` are covered in ``test_profiles_cli.py`` and
 ``test_operator_commands.py``, the cipher's errors and repr in ``tests/unit/test_crypto.py``;
-the secret-scan plugin (``tests/secret_scan.py``) checks every output of the whole session.
+the secret-scan plugin (``tests/kit/secret_scan.py``) checks every output of the whole session.
 These cover the rest: ``config show`` as a user runs it, a stored profile's repr, and what a
 refused login leaves in the database.
 """
@@ -17,17 +17,17 @@ from click.testing import CliRunner
 from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.integration.delivery_support import (
+from tests.kit.database import sql
+from tests.kit.delivery import (
     add_profile,
     attempts_of,
     enqueue,
     fast_settings,
     row,
     run_until_empty,
-    sql,
 )
-from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
-from tests.smtp_server import SmtpTestServer
+from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
+from tests.kit.smtp_server import SmtpTestServer
 from worker.cli import main
 from worker.repository import Repository
 from worker.settings import Settings

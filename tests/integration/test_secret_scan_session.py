@@ -45,7 +45,7 @@ def test_clean():
 def _run(pytester: pytest.Pytester, source: str) -> pytest.RunResult:
     pytester.makepyfile(test_sample=source)
     pytester.chdir()
-    return pytester.runpytest_subprocess("-p", "tests.secret_scan", "-p", "no:cacheprovider")
+    return pytester.runpytest_subprocess("-p", "tests.kit.secret_scan", "-p", "no:cacheprovider")
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from typing import Any
 import aiosmtplib
 import pytest
 
-from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
-from tests.smtp_server import (
+from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
+from tests.kit.smtp_server import (
     AuthAttempt,
     CertificateKind,
     SmtpTestCA,

@@ -15,16 +15,10 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from tests.integration.delivery_support import (
-    add_profile,
-    enqueue,
-    fast_settings,
-    row,
-    run_until_empty,
-    sql,
-)
-from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
-from tests.smtp_server import SmtpTestServer
+from tests.kit.database import sql
+from tests.kit.delivery import add_profile, enqueue, fast_settings, row, run_until_empty
+from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
+from tests.kit.smtp_server import SmtpTestServer
 from worker.cli import main
 from worker.cli.exits import ExitCode
 from worker.settings import Settings

@@ -20,17 +20,17 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from tests.integration.delivery_support import (
+from tests.kit.commands import ok
+from tests.kit.database import sql
+from tests.kit.delivery import (
     add_profile,
     attempts_of,
     enqueue,
     fast_settings,
     row,
     run_until_empty,
-    sql,
 )
-from tests.integration.operator_support import ok
-from tests.smtp_server import SmtpTestServer
+from tests.kit.smtp_server import SmtpTestServer
 from worker import mime
 from worker.settings import Settings
 

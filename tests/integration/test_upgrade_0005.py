@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from tests.integration.outbox_samples import add_profiles_at, minimal_pdf
-from tests.integration.role_support import INSERT_WITH_FILE, Roles, documented_sql, drop_roles
+from tests.kit.outbox_samples import add_profiles_at, minimal_pdf
+from tests.kit.roles import INSERT_WITH_FILE, Roles, documented_sql, drop_roles
 from worker.migrate import upgrade_async
 
 # The producer and worker grants of docs/security.md at schema 0004, as deployments ran them.

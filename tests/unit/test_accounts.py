@@ -15,7 +15,7 @@ import pytest
 from cryptography.fernet import Fernet
 from structlog.testing import capture_logs
 
-from tests.factories import make_profile
+from tests.kit.factories import make_profile
 from worker.accounts import Accounts
 from worker.classify import ProfileUnusable
 from worker.crypto import PasswordCipher

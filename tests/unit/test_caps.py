@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.factories import make_profile
+from tests.kit.factories import make_profile
 from worker.caps import DAY, MINUTE, CapUsage, Room, fit_recipients, room_of
 from worker.outcomes import Claimed
 

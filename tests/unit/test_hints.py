@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.factories import make_profile
+from tests.kit.factories import make_profile
 from worker.classify import Failure, FailureKind, Stage
 from worker.hints import provider_hint
 from worker.presets import load_presets

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.factories import make_profile
+from tests.kit.factories import make_profile
 from worker.outbox import OutboxMessage, recipient_count, recipient_limit_problems
 from worker.presets import parse_presets
 from worker.profiles import (

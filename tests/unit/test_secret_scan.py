@@ -6,7 +6,7 @@ import base64
 
 from cryptography.fernet import Fernet
 
-from tests.secret_scan import Leak, Secrets, find_leaks, mask
+from tests.kit.secret_scan import Leak, Secrets, find_leaks, mask
 
 PASSWORD = "Zielona-Brama-7"
 

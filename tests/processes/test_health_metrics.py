@@ -23,15 +23,16 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.integration.delivery_support import add_profile, enqueue, fast_settings, sql
-from tests.integration.process_support import (
+from tests.kit.database import sql
+from tests.kit.delivery import add_profile, enqueue, fast_settings
+from tests.kit.live_worker import Samples, http_get, parse_metrics, running_worker
+from tests.kit.processes import (
     Probe,
     WorkerProcesses,
     enqueue_numbered,
     wait_until,
 )
-from tests.integration.worker_support import Samples, http_get, parse_metrics, running_worker
-from tests.smtp_server import Event, SmtpTestServer
+from tests.kit.smtp_server import Event, SmtpTestServer
 from worker import health
 from worker.errors import ConfigurationError
 from worker.health import HttpEndpoint, WorkerState

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.integration.operator_support import insert_profile, sql
-from tests.integration.test_containers import environment, image_environment, services
+from tests.kit.database import run_sql
+from tests.kit.rows import insert_profile
+from tests.packaging.test_containers import environment, image_environment, services
 from worker.crypto import DEVELOPMENT_KEY_FILE, configured_keys
 from worker.errors import SecretKeyError
 from worker.settings import load_settings
@@ -110,7 +111,7 @@ def test_each_command_that_needs_the_key_refuses_in_one_line(
     assert line.startswith(NO_KEY), line
     assert "MAILWORKER_ALLOW_DEVELOPMENT_KEY=true" in line
     assert not (Path(keyless_env["MAILWORKER_DATA_DIR"]) / DEVELOPMENT_KEY_FILE).exists()
-    assert ["biuro"] == [row.name for row in sql(database_url, "SELECT name FROM mail.profile")]
+    assert ["biuro"] == [row.name for row in run_sql(database_url, "SELECT name FROM mail.profile")]
 
 
 def test_profiles_apply_with_a_password_refuses_in_one_line(
@@ -128,7 +129,7 @@ def test_profiles_apply_with_a_password_refuses_in_one_line(
     assert 0 != result.returncode, result.stdout + result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(NO_KEY), line
-    assert [] == sql(database_url, "SELECT name FROM mail.profile")
+    assert [] == run_sql(database_url, "SELECT name FROM mail.profile")
 
 
 def test_an_explicit_allowance_still_makes_a_development_key(
@@ -143,7 +144,7 @@ def test_an_explicit_allowance_still_makes_a_development_key(
     events = [json.loads(line)["event"] for line in result.stderr.splitlines() if line[:1] == "{"]
     assert "development_secret_key" in events
     key = (Path(env["MAILWORKER_DATA_DIR"]) / DEVELOPMENT_KEY_FILE).read_bytes().strip()
-    [(token,)] = sql(database_url, "SELECT password_encrypted FROM mail.profile")
+    [(token,)] = run_sql(database_url, "SELECT password_encrypted FROM mail.profile")
     assert PASSWORD.encode() == Fernet(key).decrypt(bytes(token))
 
 

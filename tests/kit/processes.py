@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.smtp_server import SmtpTestServer
+from tests.kit.smtp_server import SmtpTestServer
 from worker.models import outbox
 
 __all__ = [

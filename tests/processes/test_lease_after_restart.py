@@ -15,9 +15,9 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from chaos.postgres import PrivatePostgres
-from tests.integration.delivery_support import add_profile
-from tests.integration.process_support import Probe, enqueue_numbered
-from tests.smtp_server import SmtpTestServer
+from tests.kit.delivery import add_profile
+from tests.kit.processes import Probe, enqueue_numbered
+from tests.kit.smtp_server import SmtpTestServer
 from worker.repository import Repository
 from worker.settings import Settings
 

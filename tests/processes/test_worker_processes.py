@@ -19,15 +19,15 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from chaos.postgres import PrivatePostgres
-from tests.integration.delivery_support import add_profile
-from tests.integration.process_support import (
+from tests.kit.delivery import add_profile
+from tests.kit.processes import (
     Probe,
     WorkerProcesses,
     enqueue_numbered,
     received_message_ids,
     wait_until,
 )
-from tests.smtp_server import Event, SmtpTestServer
+from tests.kit.smtp_server import Event, SmtpTestServer
 from worker.repository import Repository
 from worker.settings import Settings
 

@@ -1,6 +1,6 @@
 """SMTP test servers that behave like the guide's providers, as far as that is publicly known.
 
-Each factory starts an ``SmtpTestServer`` (see ``tests/smtp_server.py``) set up with the kit's
+Each factory starts an ``SmtpTestServer`` (see ``tests/kit/smtp_server.py``) set up with the kit's
 own features — ``accounts``, ``bad_credentials_reply``, ``script`` rules and port 465 on a
 loopback address of its own — so that a profile made from the provider's preset meets what
 the provider's real server would answer (sources: ``providers-and-libs.md`` and
@@ -41,8 +41,8 @@ from typing import Literal
 import pytest
 from aiosmtpd.smtp import AuthResult
 
-from tests.smtp_fixtures import SmtpServerFactory
-from tests.smtp_server import Event, SmtpTestServer, _Accounts, normalise_reply
+from tests.kit.smtp_fixtures import SmtpServerFactory
+from tests.kit.smtp_server import Event, SmtpTestServer, _Accounts, normalise_reply
 
 __all__ = [
     "GMAIL",

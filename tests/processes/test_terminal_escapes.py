@@ -19,12 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func
 
-from tests.integration.operator_support import (
-    insert_attachment,
-    insert_attempt,
-    insert_message,
-    insert_profile,
-)
+from tests.kit.rows import insert_attachment, insert_attempt, insert_message, insert_profile
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -49,7 +49,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tests.smtp_server import SmtpTestServer
+from tests.kit.smtp_server import SmtpTestServer
 from worker import crypto
 from worker.crypto import PasswordCipher
 

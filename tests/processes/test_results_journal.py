@@ -15,9 +15,9 @@ import pytest
 from pydantic import SecretStr
 
 from chaos.postgres import PrivatePostgres
-from tests.integration.delivery_support import add_profile
-from tests.integration.process_support import Probe, WorkerProcesses, enqueue_numbered
-from tests.smtp_server import Event, SmtpTestServer
+from tests.kit.delivery import add_profile
+from tests.kit.processes import Probe, WorkerProcesses, enqueue_numbered
+from tests.kit.smtp_server import Event, SmtpTestServer
 from worker.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)

@@ -22,11 +22,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.integration.delivery_support import add_profile, attempts_of, row, sql
-from tests.integration.outbox_samples import minimal_pdf
-from tests.integration.process_support import REPO_ROOT, WorkerProcess, WorkerProcesses
-from tests.smtp_fixtures import SMTP_PASSWORD, SmtpServerFactory
-from tests.smtp_server import SmtpTestServer
+from tests.kit.database import sql
+from tests.kit.delivery import add_profile, attempts_of, row
+from tests.kit.outbox_samples import minimal_pdf
+from tests.kit.processes import REPO_ROOT, WorkerProcess, WorkerProcesses
+from tests.kit.smtp_fixtures import SMTP_PASSWORD, SmtpServerFactory
+from tests.kit.smtp_server import SmtpTestServer
 from worker.cli import main
 from worker.cli.exits import ExitCode
 from worker.cli.send_test_command import DEFAULT_SUBJECT

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tests.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD
-from tests.smtp_server import SmtpTestServer
+from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD
+from tests.kit.smtp_server import SmtpTestServer
 from worker.crypto import PasswordCipher, load_cipher
 from worker.db import asyncpg_dsn
 from worker.models import attempt, outbox
@@ -26,7 +26,6 @@ __all__ = [
     "fast_settings",
     "row",
     "run_until_empty",
-    "sql",
 ]
 
 # Retries and polls in milliseconds, so tests finish quickly without sleeping.
@@ -119,16 +118,6 @@ async def attempts_of(settings: Settings, message_id: int) -> list[Mapping[str, 
                 select(attempt).where(attempt.c.outbox_id == message_id).order_by(attempt.c.id)
             )
             return list(result.mappings())
-    finally:
-        await engine.dispose()
-
-
-async def sql(settings: Settings, statement: str, **params: Any) -> list[Any]:
-    engine = _engine(settings)
-    try:
-        async with engine.begin() as connection:
-            result = await connection.execute(text(statement), params)
-            return list(result) if result.returns_rows else []
     finally:
         await engine.dispose()
 

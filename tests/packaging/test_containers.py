@@ -40,13 +40,13 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from tests.integration.process_support import (
+from tests.kit.processes import (
     Probe,
     WorkerProcess,
     WorkerProcesses,
     wait_until,
 )
-from tests.smtp_server import SmtpTestServer
+from tests.kit.smtp_server import SmtpTestServer
 from worker.cli import main
 from worker.settings import Settings
 

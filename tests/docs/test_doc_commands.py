@@ -39,8 +39,8 @@ from pathlib import Path
 import pytest
 
 from chaos.run import parse_options
-from tests.integration.outbox_samples import add_profiles_at, minimal_pdf
-from tests.integration.process_support import REPO_ROOT
+from tests.kit.outbox_samples import add_profiles_at, minimal_pdf
+from tests.kit.processes import REPO_ROOT
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 _BLOCK = re.compile(

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
-from tests.integration.process_support import Probe, WorkerProcesses, wait_until
+from tests.kit.processes import Probe, WorkerProcesses, wait_until
 from worker.cli import main
 from worker.devmail import (
     DEV_FOLDER,

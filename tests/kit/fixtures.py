@@ -1,4 +1,5 @@
-"""Fixtures for tests that run ``mailworker run`` as real worker processes."""
+"""Fixtures of the kit: worker processes and a probe that reads their database, a private
+PostgreSQL to stop and restart, and docs/security.md's roles."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import asyncpg
 import pytest
 
 from chaos.postgres import PrivatePostgres
-from tests.integration.outbox_samples import add_profiles_at
-from tests.integration.process_support import Probe, WorkerProcesses
-from tests.integration.role_support import SETUP_BLOCKS, Roles, documented_sql, drop_roles
+from tests.kit.outbox_samples import add_profiles_at
+from tests.kit.processes import Probe, WorkerProcesses
+from tests.kit.roles import SETUP_BLOCKS, Roles, documented_sql, drop_roles
 from worker.migrate import upgrade
 
 

@@ -33,7 +33,7 @@ from click.testing import CliRunner
 from sqlalchemy import Table
 from sqlalchemy.engine import make_url
 
-from tests.integration.outbox_samples import add_profiles_at, minimal_pdf
+from tests.kit.outbox_samples import add_profiles_at, minimal_pdf
 from worker import outbox as outbox_api
 from worker.cli import main
 from worker.models import MESSAGE_STATUSES, attachment, outbox

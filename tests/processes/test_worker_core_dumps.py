@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.process_support import WorkerProcesses
+from tests.kit.processes import WorkerProcesses
 
 pytestmark = [
     pytest.mark.timeout(60),

@@ -7,16 +7,11 @@ import json
 
 from structlog.testing import capture_logs
 
-from tests.integration.delivery_support import (
-    add_profile,
-    enqueue,
-    fast_settings,
-    run_until_empty,
-    sql,
-)
-from tests.integration.operator_support import cli
-from tests.integration.process_support import WorkerProcesses
-from tests.smtp_server import SmtpTestServer
+from tests.kit.commands import cli
+from tests.kit.database import sql
+from tests.kit.delivery import add_profile, enqueue, fast_settings, run_until_empty
+from tests.kit.processes import WorkerProcesses
+from tests.kit.smtp_server import SmtpTestServer
 from worker.settings import Settings
 
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.integration.process_support import wait_until
+from tests.kit.processes import wait_until
 from worker.crypto import load_cipher
 from worker.db import asyncpg_dsn
 from worker.settings import Settings

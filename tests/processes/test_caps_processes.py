@@ -19,14 +19,14 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.integration.delivery_support import add_profile
-from tests.integration.process_support import (
+from tests.kit.delivery import add_profile
+from tests.kit.processes import (
     Probe,
     WorkerProcesses,
     received_message_ids,
     wait_until,
 )
-from tests.smtp_server import SmtpTestServer
+from tests.kit.smtp_server import SmtpTestServer
 from worker.models import outbox
 from worker.settings import Settings
 

@@ -3,7 +3,7 @@
 Each profile is made with the real CLI from the provider's preset and the guide's values
 (display name, reply-to, description, encryption auto, the guide's login and password); only
 the server's address, its port and the test CA lead it to a local server that answers as the
-provider does (``tests/provider_servers.py``). The command runs in this process through
+provider does (``tests/kit/provider_servers.py``). The command runs in this process through
 CliRunner while a worker runs beside it as ``python -m worker run``; every wait is bounded by
 the command's ``--timeout``. WP is reached over STARTTLS on a free port (the guide's 587, "not
 465"); Onet and Gmail on port 465, which the fixture skips where it cannot be bound.
@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.integration.delivery_support import attempts_of, row, sql
-from tests.integration.outbox_samples import minimal_pdf
-from tests.integration.process_support import WorkerProcesses
-from tests.provider_servers import (
+from tests.kit.database import sql
+from tests.kit.delivery import attempts_of, row
+from tests.kit.outbox_samples import minimal_pdf
+from tests.kit.processes import WorkerProcesses
+from tests.kit.provider_servers import (
     GMAIL,
     GMAIL_ACCOUNT_PASSWORD,
     ONET,
@@ -36,7 +37,7 @@ from tests.provider_servers import (
     ProviderAccount,
     ProviderServers,
 )
-from tests.smtp_server import ACCEPTED_REPLY, SmtpTestCA, SmtpTestServer
+from tests.kit.smtp_server import ACCEPTED_REPLY, SmtpTestCA, SmtpTestServer
 from worker.cli import main
 from worker.cli.exits import ExitCode
 from worker.presets import load_presets

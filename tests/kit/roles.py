@@ -2,7 +2,7 @@
 
 Roles are shared by every database of a server, and other test runs may use the same one, so
 each test renames the page's roles with a suffix of its own and drops them afterwards. The
-``roles`` fixture (tests/integration/conftest.py) runs the page's set-up as written.
+``roles`` fixture (tests/kit/fixtures.py) runs the page's set-up as written.
 """
 
 from __future__ import annotations

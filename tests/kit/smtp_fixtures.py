@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.smtp_server import SmtpTestCA, SmtpTestServer
+from tests.kit.smtp_server import SmtpTestCA, SmtpTestServer
 
 __all__ = [
     "IMPLICIT_TLS_PORT",
