@@ -68,10 +68,11 @@ bench: $(TOOLS)  ## throughput, latency, enqueue, idle cost and memory against t
 chaos: $(TOOLS)  ## send under SIGKILLs, restarts and 4xx replies, then check nothing was lost
 	$(BIN)/python -m chaos.run
 
-lint: $(TOOLS)  ## ruff, formatting and strict typing
+lint: $(TOOLS)  ## ruff, formatting, strict typing and the import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(TOOLS)
 	$(BIN)/ruff check --fix .
