@@ -31,6 +31,8 @@ pytest_plugins = [
     "tests.kit.smtp_fixtures",
     "tests.kit.provider_servers",
     "tests.kit.secret_scan",
+    # Worker processes, private databases and producer roles for the process tier.
+    "tests.kit.fixtures",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from worker.moments import utc_iso
 
 __all__ = [
-    "ATTEMPT_PREFIX",
     "UNTOUCHED_REASON",
     "AttemptSummary",
     "Judgement",
@@ -26,8 +23,6 @@ __all__ = [
     "judge",
 ]
 
-# Columns of the latest attempt come back with this prefix (see queries.message_status).
-ATTEMPT_PREFIX = "attempt_"
 
 # What an untouched row says (the column's default): no worker has looked at it yet.
 UNTOUCHED_REASON = "queued"
@@ -70,20 +65,6 @@ class MessageStatus:
     profile_paused_until: datetime | None
     profile_pause_reason: str | None
     profile_pause_hint: str | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> MessageStatus:
-        attempt_fields = {field.name for field in dataclasses.fields(AttemptSummary)}
-        attempt = {
-            name: row[ATTEMPT_PREFIX + name]
-            for name in attempt_fields
-            if ATTEMPT_PREFIX + name in row
-        }
-        own = {field.name for field in dataclasses.fields(cls)} - {"latest_attempt"}
-        return cls(
-            **{name: row[name] for name in own},
-            latest_attempt=None if attempt.get("attempt_no") is None else AttemptSummary(**attempt),
-        )
 
     @property
     def picked_up(self) -> bool:

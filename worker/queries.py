@@ -45,6 +45,7 @@ from worker.models import DECLARED_SCHEMA, attachment, attempt, lease_clock, out
 __all__ = [
     "CLAIMED_MESSAGE_COLUMNS",
     "CLAIMED_PROFILE_PREFIX",
+    "STATUS_ATTEMPT_PREFIX",
     "any_capped_profile",
     "attachment_sizes",
     "attempt_history",
@@ -880,7 +881,8 @@ def metrics_profiles() -> Select[Any]:
 
 # --- status ----------------------------------------------------------------------------------
 
-# The columns of a message's latest attempt, as worker.message_status.MessageStatus reads them.
+# The columns of a message's latest attempt, returned under STATUS_ATTEMPT_PREFIX.
+STATUS_ATTEMPT_PREFIX = "attempt_"
 _STATUS_ATTEMPT_COLUMNS = (
     "attempt_no", "outcome", "worker_id", "started_at", "finished_at", "smtp_code", "smtp_text",
     "tls_version", "error",
@@ -908,7 +910,10 @@ def message_status(message_id: int) -> Select[Any]:
             outbox.c.smtp_response, outbox.c.sent_at, outbox.c.claimed_by, outbox.c.claimed_at,
             recorded.label("recorded_attempts"),
             func.now().label("checked_at"),
-            *[latest.c[name].label(f"attempt_{name}") for name in _STATUS_ATTEMPT_COLUMNS],
+            *[
+                latest.c[name].label(STATUS_ATTEMPT_PREFIX + name)
+                for name in _STATUS_ATTEMPT_COLUMNS
+            ],
             profile.c.enabled.label("profile_enabled"),
             profile.c.paused_until.label("profile_paused_until"),
             profile.c.pause_reason.label("profile_pause_reason"),

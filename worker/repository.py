@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from worker import queries
 from worker.addresses import address_forms
 from worker.caps import CapUsage, Room, room_of
-from worker.message_status import MessageStatus
+from worker.message_status import AttemptSummary, MessageStatus
 from worker.metrics import DatabaseSnapshot, PausedProfile, QueueDepth
 from worker.operations import (
     FailureGroup,
@@ -296,7 +296,7 @@ class Repository:
         """The message's state with its latest attempt and its profile's pause; None: no such."""
         result = await self._connection.execute(queries.message_status(message_id))
         row = result.mappings().one_or_none()
-        return None if row is None else MessageStatus.from_row(row)
+        return None if row is None else _message_status(row)
 
     async def cancel_pending_message(self, message_id: int, *, reason: str) -> bool:
         """Withdraw the message if it is still pending; ``False`` when it was too late."""
@@ -448,6 +448,19 @@ def _claimed(row: Mapping[Any, Any]) -> Claimed:
 
 
 _CLAIMED_FIELDS = frozenset(field.name for field in dataclasses.fields(Claimed)) - {"profile"}
+
+
+def _message_status(row: Mapping[Any, Any]) -> MessageStatus:
+    """A row of :func:`worker.queries.message_status`: the message's columns, and its latest
+    attempt's under :data:`worker.queries.STATUS_ATTEMPT_PREFIX` (all null: none yet)."""
+    prefix = queries.STATUS_ATTEMPT_PREFIX
+    attempt = {field.name: row[prefix + field.name] for field in dataclasses.fields(AttemptSummary)}
+    own = {key: row[key] for key in _STATUS_FIELDS}
+    latest = None if attempt["attempt_no"] is None else AttemptSummary(**attempt)
+    return MessageStatus(**own, latest_attempt=latest)
+
+
+_STATUS_FIELDS = frozenset(f.name for f in dataclasses.fields(MessageStatus)) - {"latest_attempt"}
 
 
 def _finish_values(outcome: Outcome) -> dict[str, Any]:
