@@ -235,6 +235,18 @@ def _one_line(value: str) -> str:
     return _CONTROL_RUNS.sub(" ", value).strip()
 
 
+def _file_name(filename: str) -> str:
+    """An attachment's name on one line, without the double quotes around it.
+
+    Quotes around a name are a producer's quoting mistake (``'"faktura.pdf"'``), and readers
+    disagree on them: Python's email package drops one pair, other mail programs show them.
+    """
+    name = _one_line(filename)
+    while name != (unquoted := name.strip('"').strip()):
+        name = unquoted
+    return name
+
+
 def _plain_header(name: str, value: str) -> _FoldedHeader:
     """An ASCII value folded before its spaces (the caller keeps words short enough)."""
     words = value.split(" ")
@@ -536,7 +548,7 @@ def _disposition(filename: str) -> _FoldedHeader:
 
     Encoded here: the email package's folder (3.11) needs milliseconds for a long Polish name.
     """
-    name = _one_line(filename)
+    name = _file_name(filename)
     if not name:
         return _UNNAMED_ATTACHMENT
     value = f'attachment; filename="{quote(name)}"'

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.header
 import email.policy
@@ -140,6 +141,14 @@ def _is_breaking(char: str) -> bool:
     return char != "\t" and unicodedata.category(char) in ("Cc", "Zl", "Zp")
 
 
+def _sanitised_name(filename: str) -> str:
+    """The expected file name: sanitised, then without the quotes and spaces around it."""
+    name = _sanitised(filename)
+    while name != (unquoted := name.strip('"').strip()):
+        name = unquoted
+    return name
+
+
 def _sanitised(value: str) -> str:
     """The expected header value: each run of breaking characters as one space, stripped."""
     out: list[str] = []
@@ -196,14 +205,17 @@ def test_output_is_ascii_crlf_lines_of_at_most_998_octets(case: Case) -> None:
 
 @PROPERTY_SETTINGS
 @given(cases)
+@example(dataclasses.replace(BASE_CASE, filename='""'))
+@example(dataclasses.replace(BASE_CASE, filename='" "faktura.pdf" "'))
 def test_subject_extra_header_and_filename_parse_back_sanitised(case: Case) -> None:
-    """Subject, X-Tag and the file name come back exactly as sanitised, or no name if blank."""
+    """Subject, X-Tag and the file name come back exactly as sanitised (the name also without
+    the double quotes around it), or no name if blank."""
     message = _parse(render(case.sender(), case.content()))
     filename = None
     if case.filename is not None:
         (attachment,) = message.iter_attachments()
         filename = attachment.get_filename()
-    expected_filename = None if case.filename is None else (_sanitised(case.filename) or None)
+    expected_filename = None if case.filename is None else (_sanitised_name(case.filename) or None)
     expected = (_sanitised(case.subject), _sanitised(case.extra_value), expected_filename)
     assert expected == (str(message["Subject"]), str(message[EXTRA_NAME]), filename)
 
