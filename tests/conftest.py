@@ -136,9 +136,11 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         yield connection
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
-    """A command run in this process points logging at its runner's stderr; put ours back."""
+    """A command run in this process points logging at its runner's stderr and sets its level;
+    put ours back after every test, so no test depends on which ran before it in its process
+    (the suite runs in several processes, in an order of pytest-xdist's choosing)."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from worker.cli import main
@@ -13,8 +12,6 @@ from worker.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGENERATE = f"mailworker config reference --output {REFERENCE_PATH}"
-
-pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def test_the_configuration_page_is_the_generated_one() -> None:

@@ -35,8 +35,6 @@ from worker.db import DATABASE_ERRORS, engine_for_url
 from worker.listener import Listener
 from worker.migrate import upgrade
 
-pytestmark = pytest.mark.usefixtures("restore_logging")
-
 _SESSION = (
     "SELECT s.ssl, current_user, current_setting('port')"
     " FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()"

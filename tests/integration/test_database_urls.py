@@ -34,8 +34,6 @@ from worker.db import DATABASE_ERRORS, asyncpg_dsn, create_engine, engine_for_ur
 from worker.listener import Listener
 from worker.settings import Settings
 
-pytestmark = pytest.mark.usefixtures("restore_logging")
-
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
 # What a managed PostgreSQL service's URL carries, with values this test can see in a session.

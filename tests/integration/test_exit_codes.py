@@ -23,8 +23,6 @@ from tests.kit.rows import insert_profile
 from worker.cli import main
 from worker.migrate import upgrade
 
-pytestmark = pytest.mark.usefixtures("restore_logging")
-
 # Arguments with which each command does its work (profile "biuro" and message 1 exist in
 # the migrated database of the tests that need them).
 COMMANDS: dict[str, list[str]] = {

@@ -142,7 +142,6 @@ async def test_a_profile_without_encryption_never_sends_its_password(
     assert expected == (profile.paused_until is not None, profile.pause_reason, profile.pause_hint)
 
 
-@pytest.mark.usefixtures("restore_logging")
 def test_profiles_check_refuses_to_log_in_without_encryption(
     settings: Settings, cli_env: dict[str, str], smtp_server_factory: SmtpServerFactory
 ) -> None:

@@ -26,8 +26,6 @@ from worker.db import asyncpg_dsn
 from worker.moments import utc_iso
 from worker.settings import Settings
 
-pytestmark = pytest.mark.usefixtures("restore_logging")
-
 REQUEUED = "queued again by an operator"
 
 

@@ -31,9 +31,6 @@ from worker.crypto import load_cipher
 from worker.errors import SecretKeyError
 from worker.settings import Settings
 
-pytestmark = pytest.mark.usefixtures("restore_logging")
-
-
 # --- purge -----------------------------------------------------------------------------------
 
 

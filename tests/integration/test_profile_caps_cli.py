@@ -16,8 +16,6 @@ from click.testing import CliRunner, Result
 from tests.kit.database import run_sql
 from worker.cli import main
 
-pytestmark = pytest.mark.usefixtures("restore_logging")
-
 CAPS = ("daily_cap", "daily_recipient_cap", "per_minute_cap", "max_recipients_per_message")
 GMAIL_APP_PASSWORD = "pvli anpr lvvr nrrn"
 PAUSE_FIELDS = ("paused_until", "pause_reason", "pause_hint", "pause_count")

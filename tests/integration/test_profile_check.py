@@ -25,7 +25,7 @@ from worker.cli import main
 from worker.cli.exits import ExitCode
 from worker.settings import Settings
 
-pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("restore_logging")]
+pytestmark = pytest.mark.timeout(60)
 
 WRONG_PASSWORD = "zle-haslo-123"
 WP_AUTH_HINT = (

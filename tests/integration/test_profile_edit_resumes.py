@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from click.testing import CliRunner
 
 from tests.kit.database import sql
@@ -20,8 +19,6 @@ from tests.kit.smtp_fixtures import SMTP_PASSWORD
 from tests.kit.smtp_server import SmtpTestServer
 from worker.cli import main
 from worker.settings import Settings
-
-pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 async def test_fixing_the_password_sends_the_waiting_messages_at_once(

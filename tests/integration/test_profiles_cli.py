@@ -23,8 +23,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from worker.cli import main
 from worker.resources import config_dir
 
-pytestmark = pytest.mark.usefixtures("restore_logging")
-
 COMMON = [
     "--display-name",
     "Comarch DMS - powiadomienia",

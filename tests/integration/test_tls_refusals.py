@@ -81,7 +81,6 @@ async def test_starttls_mode_never_sends_a_password_in_the_clear(
     assert NO_STARTTLS in stored["status_reason"]
 
 
-@pytest.mark.usefixtures("restore_logging")
 @pytest.mark.parametrize("kind", list(REFUSALS))
 def test_profiles_check_refuses_a_bad_certificate_in_words(
     settings: Settings, cli_env: dict[str, str], smtp_server_factory: SmtpServerFactory, kind: str

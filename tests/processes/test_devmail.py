@@ -182,9 +182,7 @@ async def test_run_dev_smtp_delivers_to_an_eml_file_then_stops_on_sigterm(
     assert worker.logged("dev_smtp_stopped")
 
 
-def test_the_first_real_profile_takes_the_default_from_local(
-    cli_env: dict[str, str], restore_logging: None
-) -> None:
+def test_the_first_real_profile_takes_the_default_from_local(cli_env: dict[str, str]) -> None:
     """``migrate --dev-profile`` makes 'local' (the default, as the only profile) before any
     worker; ``profiles add`` of a real profile then takes the default over, so real mail is
     never captured by mistake. A second --dev-profile changes nothing."""

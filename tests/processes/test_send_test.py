@@ -33,7 +33,7 @@ from worker.cli.exits import ExitCode
 from worker.cli.send_test_command import DEFAULT_SUBJECT
 from worker.settings import Settings
 
-pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("restore_logging")]
+pytestmark = pytest.mark.timeout(90)
 
 RECIPIENT = "odbiorca@example.com"
 WRONG_PASSWORD = "zle-haslo-123"

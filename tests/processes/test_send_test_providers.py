@@ -43,7 +43,7 @@ from worker.cli.exits import ExitCode
 from worker.presets import load_presets
 from worker.settings import Settings
 
-pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("restore_logging")]
+pytestmark = pytest.mark.timeout(90)
 
 PRESETS = load_presets()
 DISPLAY_NAME = "Comarch DMS - powiadomienia"
