@@ -54,9 +54,10 @@ run: setup  ## set up, then run the service in the foreground (Ctrl-C or SIGTERM
 
 # With branch coverage of worker/ ([tool.coverage] in pyproject.toml): below its floor,
 # fail_under, the run fails. Code that runs only in a subprocess (the CLI and the worker
-# processes that tests start) does not count.
+# processes that tests start) does not count. One pytest process per core: most tests wait on
+# servers and processes, so two share a core well (each test has a database of its own).
 test: $(TOOLS)  ## the whole test suite, with coverage
-	$(BIN)/pytest --cov
+	$(BIN)/pytest --cov --numprocesses=auto
 
 # The benchmark of docs/performance.md: a table on stdout, every figure in bench-results.json.
 bench: $(TOOLS)  ## throughput, latency, enqueue, idle cost and memory against the limit and a peer

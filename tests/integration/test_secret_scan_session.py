@@ -42,10 +42,12 @@ def test_clean():
 """
 
 
-def _run(pytester: pytest.Pytester, source: str) -> pytest.RunResult:
+def _run(pytester: pytest.Pytester, source: str, *options: str) -> pytest.RunResult:
     pytester.makepyfile(test_sample=source)
     pytester.chdir()
-    return pytester.runpytest_subprocess("-p", "tests.kit.secret_scan", "-p", "no:cacheprovider")
+    return pytester.runpytest_subprocess(
+        "-p", "tests.kit.secret_scan", "-p", "no:cacheprovider", *options
+    )
 
 
 @pytest.fixture
@@ -54,9 +56,13 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
     return pytester
 
 
-def test_planted_secrets_fail_the_session_and_are_listed(inner: pytest.Pytester) -> None:
-    """All tests pass, yet the session fails, naming each test and masked secret that leaked."""
-    result = _run(inner, LEAKY_TESTS)
+@pytest.mark.parametrize("processes", [[], ["--numprocesses=2"]], ids=["one", "xdist"])
+def test_planted_secrets_fail_the_session_and_are_listed(
+    inner: pytest.Pytester, processes: list[str]
+) -> None:
+    """All tests pass, yet the session fails, naming each test and masked secret that leaked;
+    also when pytest-xdist runs the tests in worker processes, as `make test` does."""
+    result = _run(inner, LEAKY_TESTS, *processes)
     result.assert_outcomes(passed=3)
     assert pytest.ExitCode.TESTS_FAILED == result.ret
     output = result.stdout.str()
@@ -70,8 +76,10 @@ def test_planted_secrets_fail_the_session_and_are_listed(inner: pytest.Pytester)
     assert "test_clean" not in output.split("test secrets found in output")[1]
 
 
-def test_a_clean_session_passes(inner: pytest.Pytester) -> None:
-    """Without a leak the session's result is the tests' own, and the summary says so."""
-    result = _run(inner, CLEAN_TESTS)
+@pytest.mark.parametrize("processes", [[], ["--numprocesses=2"]], ids=["one", "xdist"])
+def test_a_clean_session_passes(inner: pytest.Pytester, processes: list[str]) -> None:
+    """Without a leak the session's result is the tests' own, and the summary counts the
+    secrets it watched for, those of worker processes too."""
+    result = _run(inner, CLEAN_TESTS, *processes)
     assert pytest.ExitCode.OK == result.ret
     assert "secret scan: no test secret in any output (1 passwords, 1 keys)" in result.stdout.str()

@@ -32,7 +32,9 @@ processes write their logs there). Everything is kept and scanned once at the en
 session, so a secret first seen in a later test is still found in an earlier one's output.
 
 A hit fails the session (exit status 1) and the summary lists where, and which secret,
-masked. Registered in ``tests/conftest.py``'s ``pytest_plugins``.
+masked. Under pytest-xdist each worker process scans what it saw and hands its secrets and hits
+to the controller, which scans every test's report against all of them and reports once.
+Registered in ``tests/conftest.py``'s ``pytest_plugins``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ MIN_SECRET_LENGTH = 8
 # A Fernet key is 32 bytes in URL-safe base64: 43 characters and one '='.
 _KEY_SHAPED = re.compile(r"[A-Za-z0-9_-]{43}=")
 _MAX_LOG_BYTES = 20_000_000  # a log larger than this is read up to here
+_WORKER_OUTPUT = "secret_scan"  # the key of a pytest-xdist worker's findings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,8 +228,29 @@ class _Scanner:
         if report.failed:
             self.outputs.append((f"{report.nodeid}, failure ({report.when})", report.longreprtext))
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """Under pytest-xdist: what a worker process found and saw, for the report here."""
+        found = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT)
+        if found is None:
+            return
+        self.secrets.passwords.update(found["passwords"])
+        self.secrets.keys.update(found["keys"])
+        self.leaks.extend(Leak(where, secret) for where, secret in found["leaks"])
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        self.leaks = find_leaks(self.outputs, self.secrets)
+        # Worker processes' leaks came in pytest_testnodedown; this process also has every
+        # test's report, so it scans those against the secrets of all processes.
+        leaks = [*self.leaks, *find_leaks(self.outputs, self.secrets)]
+        self.leaks = list(dict.fromkeys(leaks))
+        worker_output = getattr(session.config, "workeroutput", None)
+        if worker_output is not None:  # a pytest-xdist worker: its controller reports
+            worker_output[_WORKER_OUTPUT] = {
+                "passwords": sorted(self.secrets.passwords),
+                "keys": sorted(self.secrets.keys),
+                "leaks": [(leak.where, leak.secret) for leak in self.leaks],
+            }
+            return
         if self.leaks and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

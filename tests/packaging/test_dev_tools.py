@@ -61,8 +61,9 @@ def test_the_pre_commit_configuration_is_valid() -> None:
 
 def test_make_test_measures_branch_coverage_against_a_floor() -> None:
     """`make test` runs the suite under coverage of worker/ with branches, and a floor
-    (fail_under) that fails the run below it; without --cov the floor would be a dead line."""
-    assert [".venv/bin/pytest --cov"] == _recipe("test")
+    (fail_under) that fails the run below it; without --cov the floor would be a dead line.
+    It runs in one process per core, which pytest-cov combines."""
+    assert [".venv/bin/pytest --cov --numprocesses=auto"] == _recipe("test")
     coverage = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
         "coverage"
     ]
