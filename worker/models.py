@@ -37,6 +37,7 @@ __all__ = [
     "attempt",
     "lease_clock",
     "metadata",
+    "oauth_grant",
     "outbox",
     "profile",
     "profile_grant",
@@ -56,7 +57,9 @@ metadata = MetaData(
 )
 
 ENCRYPTION_MODES = ("auto", "ssl", "starttls", "none")
-AUTH_METHODS = ("login", "none", "xoauth2")
+AUTH_METHODS = ("login", "none", "oauth2")
+OAUTH_PROVIDERS = ("microsoft", "google")
+OAUTH_FLOWS = ("device_code", "client_credentials", "authorization_code", "service_account")
 MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
 MESSAGE_KINDS = ("notification", "test")
 
@@ -113,6 +116,25 @@ profile = Table(
     Column("timeout_seconds", Integer, nullable=False, server_default=text("60")),
     Column("is_default", Boolean, nullable=False, server_default=text("false")),
     Column("preset", Text, comment="Provider preset the profile was made from, if any."),
+    # OAuth 2.0 sign-in (auth_method 'oauth2'): the app registered with the provider. Its
+    # tokens live in oauth_grant.
+    Column("oauth_provider", Text, comment="microsoft or google."),
+    Column("oauth_flow", Text, comment="How the profile gets its tokens (docs/oauth.md)."),
+    Column("oauth_client_id", Text, comment="The registered app's client id."),
+    Column("oauth_tenant", Text, comment="Microsoft: common, organizations, consumers or an id."),
+    Column("oauth_authority", Text, comment="Microsoft: the sign-in authority, when not global."),
+    Column("oauth_token_url", Text, comment="Google: the token endpoint, when not Google's own."),
+    Column("oauth_auth_url", Text, comment="Google: the consent page, when not Google's own."),
+    Column(
+        "oauth_credential_encrypted",
+        LargeBinary,
+        comment="Fernet token of the client secret, certificate or service-account key.",
+    ),
+    Column(
+        "oauth_authorized_at",
+        DateTime(timezone=True),
+        comment="When a person last authorised the profile: a new sign-in ends its pauses.",
+    ),
     # Delivery state, written by workers: a paused profile's messages wait without spending
     # their attempts until paused_until; then one message probes.
     Column("paused_until", DateTime(timezone=True)),
@@ -143,7 +165,21 @@ profile = Table(
     CheckConstraint("auth_method = 'none' OR login IS NOT NULL", name="login_when_auth"),
     # Never a password over an unencrypted connection, even for a row changed with plain SQL.
     CheckConstraint("encryption <> 'none' OR auth_method = 'none'", name="no_login_in_clear"),
+    CheckConstraint(
+        "oauth_provider IS NULL OR " + _one_of("oauth_provider", OAUTH_PROVIDERS),
+        name="oauth_provider",
+    ),
+    CheckConstraint(
+        "oauth_flow IS NULL OR " + _one_of("oauth_flow", OAUTH_FLOWS), name="oauth_flow"
+    ),
+    # An OAuth profile says whose app it signs in with, and how.
+    CheckConstraint(
+        "auth_method <> 'oauth2' OR (oauth_provider IS NOT NULL AND oauth_flow IS NOT NULL"
+        " AND oauth_client_id IS NOT NULL)",
+        name="oauth_settings",
+    ),
     sane_time("paused_until", end=WORKER_TIMES_END),
+    sane_time("oauth_authorized_at", end=WORKER_TIMES_END),
     sane_time("created_at", end=WORKER_TIMES_END),
     sane_time("updated_at", end=WORKER_TIMES_END),
     comment="SMTP profiles: a mail program's account page each.",
@@ -329,6 +365,32 @@ profile_grant = Table(
     Column("grantee", Text, primary_key=True, comment="Database role (or group role) name."),
     CheckConstraint("grantee <> ''", name="grantee_not_empty"),
     comment="Producer roles allowed to send through a profile; none at all: every role may.",
+)
+
+# An OAuth profile's tokens: written by `profiles authorize` and by the worker that refreshes
+# them. Workers share the access token: the one that finds it expiring refreshes it while
+# holding this row (FOR UPDATE), the others wait and take the new one.
+oauth_grant = Table(
+    "oauth_grant",
+    metadata,
+    Column(
+        "profile_id",
+        Integer,
+        ForeignKey(profile.c.id, ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("refresh_token_encrypted", LargeBinary, comment="Fernet token; NULL for app-only."),
+    Column("access_token_encrypted", LargeBinary, comment="Fernet token of the access token."),
+    Column("access_expires_at", DateTime(timezone=True)),
+    Column("scopes", Text, nullable=False, server_default=""),
+    Column("authorized_by", Text, comment="The account that signed in, as the provider named it."),
+    Column("authorized_at", DateTime(timezone=True)),
+    Column("refreshed_at", DateTime(timezone=True)),
+    Column("refresh_count", BigInteger, nullable=False, server_default=text("0")),
+    sane_time("access_expires_at", end=WORKER_TIMES_END),
+    sane_time("authorized_at", end=WORKER_TIMES_END),
+    sane_time("refreshed_at", end=WORKER_TIMES_END),
+    comment="OAuth 2.0 tokens of profiles that sign in with auth_method 'oauth2'.",
 )
 
 # When the database server the workers use came up, as they saw it. Leases are reclaimed only

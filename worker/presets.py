@@ -55,6 +55,10 @@ class Preset(BaseModel):
     strip_password_spaces: bool = False
     hint: str
     auth_failure_hint: str = ""
+    # OAuth 2.0 sign-in (docs/oauth.md): the provider, and Microsoft's tenant for its accounts.
+    oauth_provider: Literal["microsoft", "google"] | None = None
+    oauth_tenant: str | None = None
+    oauth_hint: str = ""
     source: str = Field(min_length=1)
 
     @property

@@ -25,6 +25,7 @@ from worker.presets import LoginRule, Preset, unknown_preset_problem
 
 __all__ = [
     "CAP_FIELDS",
+    "OAUTH_FLOWS",
     "AuthMethod",
     "Encryption",
     "Profile",
@@ -44,7 +45,9 @@ __all__ = [
 ]
 
 Encryption = Literal["auto", "ssl", "starttls", "none"]
-AuthMethod = Literal["login", "none", "xoauth2"]
+AuthMethod = Literal["login", "none", "oauth2"]
+OAuthProvider = Literal["microsoft", "google"]
+OAuthFlow = Literal["device_code", "client_credentials", "authorization_code", "service_account"]
 
 IMPLICIT_TLS_PORT = 465
 SUBMISSION_PORT = 587
@@ -57,7 +60,24 @@ _NAME = re.compile(r"^\w(?:[\w .-]{0,62}\w)?$")
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
 # Empty text in these fields means "not set", which the table stores as NULL.
-_OPTIONAL_TEXT = frozenset({"reply_to", "login", "ca_bundle", "preset"})
+_OPTIONAL_TEXT = frozenset(
+    {
+        "reply_to",
+        "login",
+        "ca_bundle",
+        "preset",
+        "oauth_client_id",
+        "oauth_tenant",
+        "oauth_authority",
+        "oauth_token_url",
+        "oauth_auth_url",
+    }
+)
+# The flows each provider offers, the first one its default (docs/oauth.md).
+OAUTH_FLOWS: Mapping[str, tuple[str, ...]] = {
+    "microsoft": ("device_code", "client_credentials"),
+    "google": ("authorization_code", "service_account"),
+}
 # The caps a profile may carry, as a person reads them; None (the column's NULL) is no cap.
 CAP_FIELDS: Mapping[str, str] = {
     "daily_cap": "daily cap",
@@ -95,6 +115,16 @@ class Profile:
     daily_recipient_cap: int | None = None
     per_minute_cap: int | None = None
     max_recipients_per_message: int | None = None
+    # OAuth 2.0 sign-in (auth_method "oauth2"); see worker/oauth/.
+    oauth_provider: OAuthProvider | None = None
+    oauth_flow: OAuthFlow | None = None
+    oauth_client_id: str | None = None
+    oauth_tenant: str | None = None
+    oauth_authority: str | None = None
+    oauth_token_url: str | None = None
+    oauth_auth_url: str | None = None
+    oauth_credential_encrypted: bytes | None = dataclasses.field(default=None, repr=False)
+    oauth_authorized_at: datetime | None = None
     # Delivery state, written by workers.
     paused_until: datetime | None = None
     pause_reason: str | None = None
@@ -194,6 +224,13 @@ class ProfileFields:
     max_connections: int = 2
     timeout_seconds: int = 60
     preset: str | None = None
+    oauth_provider: OAuthProvider | None = None
+    oauth_flow: OAuthFlow | None = None
+    oauth_client_id: str | None = None
+    oauth_tenant: str | None = None
+    oauth_authority: str | None = None
+    oauth_token_url: str | None = None
+    oauth_auth_url: str | None = None
 
     @classmethod
     def of(cls, profile: Profile) -> ProfileFields:
@@ -235,10 +272,29 @@ def default_login(from_address: str, rule: LoginRule) -> str:
 
 
 def _with_default_login(fields: ProfileFields, preset: Preset | None) -> ProfileFields:
+    if fields.auth_method == "oauth2":
+        return _with_oauth_defaults(fields, preset)
     if fields.auth_method != "login" or fields.login is not None:
         return fields
     rule: LoginRule = preset.login_rule if preset else "full_address"
     return dataclasses.replace(fields, login=default_login(fields.from_address, rule))
+
+
+def _with_oauth_defaults(fields: ProfileFields, preset: Preset | None) -> ProfileFields:
+    """OAuth signs in as the mailbox (the whole address); the preset names the provider,
+    the provider its usual flow, and Microsoft's tenant is the preset's."""
+    provider = fields.oauth_provider or (preset.oauth_provider if preset else None)
+    flows = OAUTH_FLOWS.get(provider or "", ())
+    tenant = fields.oauth_tenant
+    if provider == "microsoft" and tenant is None and fields.oauth_authority is None:
+        tenant = (preset.oauth_tenant if preset else None) or "organizations"
+    return dataclasses.replace(
+        fields,
+        login=fields.login or fields.from_address,
+        oauth_provider=provider,
+        oauth_flow=fields.oauth_flow or (flows[0] if flows else None),  # type: ignore[arg-type]
+        oauth_tenant=tenant,
+    )
 
 
 def build_fields(given: Mapping[str, Any], preset: Preset | None) -> ProfileFields:
@@ -296,7 +352,11 @@ def clean_password(password: str, preset: Preset | None) -> str:
 
 
 def profile_problems(
-    fields: ProfileFields, *, has_password: bool, presets: Mapping[str, Preset]
+    fields: ProfileFields,
+    *,
+    has_password: bool,
+    presets: Mapping[str, Preset],
+    has_oauth_credential: bool = False,
 ) -> list[str]:
     """Every reason, in words, why ``fields`` would not make a working mail account."""
     preset = presets.get(fields.preset) if fields.preset else None
@@ -305,6 +365,7 @@ def profile_problems(
         *_address_problems(fields),
         *_server_problems(fields),
         *_auth_problems(fields, has_password, preset),
+        *_oauth_problems(fields, has_password, has_oauth_credential),
         *_limit_problems(fields),
     ]
     if fields.preset and preset is None:
@@ -313,10 +374,19 @@ def profile_problems(
 
 
 def ensure_valid(
-    fields: ProfileFields, *, has_password: bool, presets: Mapping[str, Preset]
+    fields: ProfileFields,
+    *,
+    has_password: bool,
+    presets: Mapping[str, Preset],
+    has_oauth_credential: bool = False,
 ) -> None:
     """Raise :class:`InvalidProfile` with every problem of ``fields``, if there is one."""
-    problems = profile_problems(fields, has_password=has_password, presets=presets)
+    problems = profile_problems(
+        fields,
+        has_password=has_password,
+        presets=presets,
+        has_oauth_credential=has_oauth_credential,
+    )
     if problems:
         raise InvalidProfile(problems)
 
@@ -375,6 +445,39 @@ def _is_ip_address(host: str) -> bool:
     return True
 
 
+def _oauth_problems(
+    fields: ProfileFields, has_password: bool, has_credential: bool
+) -> Iterator[str]:
+    if fields.auth_method != "oauth2":
+        return
+    if has_password:
+        yield "a password is given but authentication is oauth2 (it signs in without one)"
+    if fields.encryption == "none":
+        yield "encryption none with OAuth 2.0: the token would travel unencrypted"
+    provider, flow = fields.oauth_provider, fields.oauth_flow
+    if provider is None or provider not in OAUTH_FLOWS:
+        yield (
+            "authentication oauth2 needs a provider: --oauth-provider microsoft or google"
+            " (the presets office365, outlook, gmail and gmail-workspace name it)"
+        )
+        return
+    if flow not in OAUTH_FLOWS[provider]:
+        yield f"oauth flow {flow} is not one of {provider}'s: {', '.join(OAUTH_FLOWS[provider])}"
+    if not fields.oauth_client_id:
+        yield "authentication oauth2 needs the client id of the app registered with the provider"
+    needs_credential = {
+        "client_credentials": "a client secret or certificate",
+        "service_account": "the service account's key file",
+        "authorization_code": "the OAuth client's secret",
+    }
+    if flow in needs_credential and not has_credential:
+        yield f"oauth flow {flow} needs {needs_credential[flow]}"
+    for name in ("oauth_authority", "oauth_token_url", "oauth_auth_url"):
+        url = getattr(fields, name)
+        if url is not None and not url.startswith("https://"):
+            yield f"{name.replace('_', ' ')} {url!r} must be an https:// address"
+
+
 def encryption_port_problem(encryption: str, port: int) -> str | None:
     """The usual mix-up of implicit TLS and STARTTLS ports, in words; ``None`` when none."""
     if encryption == "ssl" and port == SUBMISSION_PORT:
@@ -388,11 +491,8 @@ def encryption_port_problem(encryption: str, port: int) -> str | None:
 
 
 def _auth_problems(fields: ProfileFields, has_password: bool, preset: Preset | None) -> list[str]:
-    if fields.auth_method == "xoauth2":
-        return [
-            "authentication xoauth2 (OAuth2) is not supported yet;"
-            " use login (login and password, e.g. an app password) or none"
-        ]
+    if fields.auth_method == "oauth2":
+        return []  # _oauth_problems
     if fields.auth_method == "none":
         if has_password:
             return ["a password is given but authentication is none; remove one of them"]

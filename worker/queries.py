@@ -40,7 +40,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.expression import Executable
 
-from worker.models import DECLARED_SCHEMA, attachment, attempt, lease_clock, outbox, profile
+from worker.models import (
+    DECLARED_SCHEMA,
+    attachment,
+    attempt,
+    lease_clock,
+    oauth_grant,
+    outbox,
+    profile,
+)
 
 __all__ = [
     "CLAIMED_MESSAGE_COLUMNS",
@@ -77,6 +85,7 @@ __all__ = [
     "metrics_profiles",
     "next_scheduled",
     "nth_oldest_send",
+    "oauth_grants",
     "pause_profile",
     "ping",
     "profile_exists",
@@ -97,10 +106,12 @@ __all__ = [
     "select_claimed",
     "select_default_profile",
     "select_message",
+    "select_oauth_grant",
     "select_profile_by_name",
     "select_profiles",
     "set_aside",
     "set_default_profile",
+    "store_oauth_grant",
     "unheld_claims",
     "update_profile",
     "wake_workers",
@@ -1295,4 +1306,39 @@ def replace_password_token() -> Update:
         update(profile)
         .where(profile.c.name == bindparam("b_name"))
         .values(password_encrypted=bindparam("b_token"))
+    )
+
+
+# --- OAuth 2.0 grants --------------------------------------------------------------------------
+
+
+def select_oauth_grant(profile_id: int, *, lock: bool) -> Select[Any]:
+    """A profile's tokens; ``lock``: held until the end of the transaction, so that one worker
+    at a time refreshes them (the others wait, then read what it stored)."""
+    statement = select(oauth_grant).where(oauth_grant.c.profile_id == profile_id)
+    return statement.with_for_update() if lock else statement
+
+
+def store_oauth_grant(values: Mapping[str, Any]) -> Insert:
+    """Insert or replace a profile's tokens (``values`` names its ``profile_id``)."""
+    statement = pg_insert(oauth_grant).values(dict(values))
+    changed = {name: statement.excluded[name] for name in values if name != "profile_id"}
+    return statement.on_conflict_do_update(index_elements=["profile_id"], set_=changed)
+
+
+def oauth_grants() -> Select[Any]:
+    """Every OAuth grant with its profile's name: who authorised it, when, until when."""
+    return (
+        select(
+            profile.c.name,
+            oauth_grant.c.scopes,
+            oauth_grant.c.authorized_by,
+            oauth_grant.c.authorized_at,
+            oauth_grant.c.access_expires_at,
+            oauth_grant.c.refreshed_at,
+            oauth_grant.c.refresh_count,
+            oauth_grant.c.refresh_token_encrypted.is_not(None).label("has_refresh_token"),
+        )
+        .join(profile, profile.c.id == oauth_grant.c.profile_id)
+        .order_by(profile.c.name)
     )

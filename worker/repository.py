@@ -18,6 +18,7 @@ from worker.addresses import address_forms
 from worker.caps import CapUsage, Room, room_of
 from worker.message_status import AttemptSummary, MessageStatus
 from worker.metrics import DatabaseSnapshot, PausedProfile, QueueDepth
+from worker.oauth_app import GrantSummary, StoredGrant
 from worker.operations import (
     FailureGroup,
     MessageChange,
@@ -430,8 +431,32 @@ class Repository:
                 [{"b_name": name, "b_token": token} for name, token in tokens.items()],
             )
 
+    # --- OAuth 2.0 grants --------------------------------------------------------------------
+
+    async def oauth_grant(self, profile_id: int, *, lock: bool = False) -> StoredGrant | None:
+        """A profile's stored tokens; ``lock`` holds the row until this transaction ends."""
+        result = await self._connection.execute(queries.select_oauth_grant(profile_id, lock=lock))
+        row = result.mappings().first()
+        return None if row is None else StoredGrant(**dict(row))
+
+    async def store_oauth_grant(self, profile_id: int, values: Mapping[str, Any]) -> None:
+        """Store (some of) a profile's grant columns; the others keep their values."""
+        await self._connection.execute(
+            queries.store_oauth_grant({"profile_id": profile_id, **values})
+        )
+
+    async def oauth_grants(self) -> dict[str, GrantSummary]:
+        """What may be shown of every grant, by profile name."""
+        result = await self._connection.execute(queries.oauth_grants())
+        return {row["name"]: _grant_summary(row) for row in result.mappings()}
+
 
 _CAP_COLUMNS = ("daily_cap", "daily_recipient_cap", "per_minute_cap")
+
+
+def _grant_summary(row: Mapping[str, Any]) -> GrantSummary:
+    values = {key: value for key, value in row.items() if key != "name"}
+    return GrantSummary(profile=row["name"], **values)
 
 
 def _claimed(row: Mapping[Any, Any]) -> Claimed:

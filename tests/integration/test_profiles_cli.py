@@ -325,7 +325,7 @@ def test_a_missing_password_variable_is_named(cli_env: dict[str, str]) -> None:
             ["--preset", "wpp"],
             "unknown preset 'wpp'; did you mean 'wp'? known presets: gmail, gmail-workspace,",
         ),
-        (["--preset", "wp", "--auth", "xoauth2"], "xoauth2 (OAuth2) is not supported yet"),
+        (["--preset", "wp", "--auth", "oauth2"], "authentication oauth2 needs a provider"),
         (["--preset", "wp", "--encryption", "ssl", "--port", "587"], "port 587 expects STARTTLS"),
         (
             ["--preset", "wp", "--login", "jankowalski@wp.pl"],

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from worker.errors import InvalidProfile
-from worker.presets import parse_presets
+from worker.presets import load_presets, parse_presets
 from worker.profiles import (
     ProfileFields,
     build_fields,
@@ -180,7 +180,6 @@ def test_blank_optional_fields_are_not_set() -> None:
             {"encryption": "none", "port": 25},
             "encryption none with login and password: a password would travel unencrypted",
         ),
-        ({"auth_method": "xoauth2"}, "authentication xoauth2 (OAuth2) is not supported yet"),
         ({"from_address": "jankowalski@"}, "outgoing address (from_address) 'jankowalski@'"),
         ({"reply_to": "jan kowalski"}, "reply-to address 'jan kowalski' is not a valid"),
         ({"display_name": "Jan\r\nBcc: x@y.pl"}, "display name contains a line break"),
@@ -206,6 +205,72 @@ def test_each_mistake_is_named(changes: dict[str, Any], expected: str) -> None:
     problems = _problems(dataclasses.replace(_wp(), **changes))
     assert len(problems) == 1, problems
     assert problems[0].startswith(expected), problems
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"auth_method": "oauth2"}, "authentication oauth2 needs a provider"),
+        (
+            {"auth_method": "oauth2", "oauth_provider": "microsoft", "oauth_flow": "device_code"},
+            "authentication oauth2 needs the client id of the app",
+        ),
+        (
+            {
+                "auth_method": "oauth2",
+                "oauth_provider": "google",
+                "oauth_flow": "device_code",
+                "oauth_client_id": "1234.apps.googleusercontent.com",
+            },
+            "oauth flow device_code is not one of google's: authorization_code, service_account",
+        ),
+        (
+            {
+                "auth_method": "oauth2",
+                "oauth_provider": "microsoft",
+                "oauth_flow": "client_credentials",
+                "oauth_client_id": "5f1c0c4e-2f4b-4b1e-9d57-0a0b9f0e8c11",
+            },
+            "oauth flow client_credentials needs a client secret or certificate",
+        ),
+        (
+            {
+                "auth_method": "oauth2",
+                "oauth_provider": "microsoft",
+                "oauth_flow": "device_code",
+                "oauth_client_id": "5f1c0c4e-2f4b-4b1e-9d57-0a0b9f0e8c11",
+                "oauth_authority": "http://login.microsoftonline.us",
+            },
+            "oauth authority 'http://login.microsoftonline.us' must be an https:// address",
+        ),
+    ],
+)
+def test_each_oauth_mistake_is_named(changes: dict[str, Any], expected: str) -> None:
+    """An OAuth 2.0 profile without its provider, app, credential or a safe endpoint gets
+    one problem that says what is missing."""
+    problems = _problems(dataclasses.replace(_wp(), **changes), has_password=False)
+    assert [expected] == [problem[: len(expected)] for problem in problems]
+
+
+def test_an_oauth_profile_takes_its_provider_flow_and_tenant_from_the_preset() -> None:
+    """office365 with --auth oauth2: Microsoft, a person's device-code sign-in, work accounts,
+    and the whole address as the SMTP login."""
+    fields = build_fields(
+        {
+            "name": "biuro",
+            "from_address": "anna@contoso.com",
+            "auth_method": "oauth2",
+            "oauth_client_id": "5f1c0c4e-2f4b-4b1e-9d57-0a0b9f0e8c11",
+        },
+        load_presets()["office365"],
+    )
+    assert ("microsoft", "device_code", "organizations", "anna@contoso.com") == (
+        fields.oauth_provider,
+        fields.oauth_flow,
+        fields.oauth_tenant,
+        fields.login,
+    )
+    assert [] == profile_problems(fields, has_password=False, presets=load_presets())
 
 
 def test_the_wp_login_rule_suggests_the_right_login() -> None:
