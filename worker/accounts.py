@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import structlog
 
@@ -18,9 +19,12 @@ from worker.crypto import PasswordCipher
 from worker.errors import SecretKeyError
 from worker.profiles import Profile
 from worker.retry import PauseProfile
-from worker.smtp import ConnectionPool, SmtpSession
+from worker.smtp import ConnectionPool, SmtpSession, TokenSource
 
-__all__ = ["Account", "Accounts"]
+# Makes the token source of an OAuth profile (worker.oauth_tokens, which reaches the database).
+TokensOf = Callable[[Profile], TokenSource]
+
+__all__ = ["Account", "Accounts", "TokensOf"]
 
 # The loop's logger: these events are steps of a message's path through the worker.
 log = structlog.get_logger("worker")
@@ -31,11 +35,21 @@ class Account:
     pause) and its password, decrypted once, or the reason it cannot be."""
 
     def __init__(
-        self, profile: Profile, cipher: PasswordCipher, *, idle_check_after: float
+        self,
+        profile: Profile,
+        cipher: PasswordCipher,
+        *,
+        idle_check_after: float,
+        tokens_of: TokensOf | None = None,
     ) -> None:
         self.profile = profile
         password, self._unusable = _password(profile, cipher)
-        self._pool = ConnectionPool(profile, password, idle_check_after=idle_check_after)
+        tokens = None
+        if profile.auth_method == "oauth2" and tokens_of is not None:
+            tokens = tokens_of(profile)
+        self._pool = ConnectionPool(
+            profile, password, idle_check_after=idle_check_after, tokens=tokens
+        )
         self._resumed = False  # a probe succeeded since the last pause
 
     def serves(self, profile: Profile) -> bool:
@@ -84,9 +98,12 @@ class Account:
 class Accounts:
     """This worker's accounts, one per profile name."""
 
-    def __init__(self, cipher: PasswordCipher, *, idle_check_after: float) -> None:
+    def __init__(
+        self, cipher: PasswordCipher, *, idle_check_after: float, tokens_of: TokensOf | None = None
+    ) -> None:
         self._cipher = cipher
         self._idle_check_after = idle_check_after
+        self._tokens_of = tokens_of
         self._accounts: dict[str, Account] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -100,7 +117,12 @@ class Accounts:
             closing = asyncio.create_task(account.close(), name=f"close-pool-{profile.name}")
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
-        account = Account(profile, self._cipher, idle_check_after=self._idle_check_after)
+        account = Account(
+            profile,
+            self._cipher,
+            idle_check_after=self._idle_check_after,
+            tokens_of=self._tokens_of,
+        )
         self._accounts[profile.name] = account
         return account
 

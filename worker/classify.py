@@ -16,11 +16,17 @@ import traceback
 
 import aiosmtplib
 
-from worker.errors import MailWorkerError
+from worker.errors import (
+    AppRefused,
+    MailWorkerError,
+    SignInInvalid,
+    TokenEndpointUnavailable,
+)
 
 __all__ = [
     "Failure",
     "FailureKind",
+    "OAuthTokenRefused",
     "ProfileUnusable",
     "Stage",
     "StartTlsUnavailable",
@@ -68,6 +74,14 @@ class UnencryptedLogin(MailWorkerError):
     """The connection is not encrypted, so the profile's password is not sent over it."""
 
 
+class OAuthTokenRefused(MailWorkerError):
+    """The SMTP server refused the profile's OAuth access token, a renewed one as well."""
+
+    def __init__(self, message: str, *, profile: str | None = None) -> None:
+        super().__init__(message)
+        self.profile = profile
+
+
 class ProfileUnusable(MailWorkerError):
     """The profile cannot be used as stored (e.g. its password cannot be decrypted)."""
 
@@ -99,6 +113,7 @@ def enhanced_code(text: str) -> str | None:
 def classify(exc: BaseException, stage: Stage) -> Failure:
     """Turn an exception raised while sending into a :class:`Failure` (no I/O)."""
     rules = (
+        _oauth_failure,
         _tls_failure,
         _dns_failure,
         _reply_failure,
@@ -111,6 +126,53 @@ def classify(exc: BaseException, stage: Stage) -> Failure:
         if failure is not None:
             return failure
     return Failure(kind=FailureKind.TRANSIENT, stage=stage, reason=f"{type(exc).__name__}: {exc}")
+
+
+# How a pause for a sign-in that needs a person begins its reason (pause_class reads it).
+SIGN_IN_INVALID = "the OAuth 2.0 sign-in"
+
+
+def _oauth_failure(exc: BaseException, stage: Stage) -> Failure | None:
+    """A token could not be had, or the server refused it: the account's trouble, never the
+    message's, so the profile pauses and no attempt is spent."""
+    if isinstance(exc, TokenEndpointUnavailable):
+        return Failure(
+            kind=FailureKind.PROFILE,
+            stage=stage,
+            reason=f"cannot reach the provider's sign-in service: {_one_line(str(exc))}",
+            hint="tried again after the pause; check the network path to the provider",
+        )
+    if isinstance(exc, SignInInvalid | OAuthTokenRefused):
+        return Failure(
+            kind=FailureKind.PROFILE,
+            stage=stage,
+            reason=f"{SIGN_IN_INVALID} was refused: {_one_line(str(exc))}",
+            hint=_authorize_hint(exc),
+            code=_reply_code(exc),
+            enhanced=enhanced_code(str(exc)),
+            about_credentials=True,
+        )
+    if isinstance(exc, AppRefused):
+        return Failure(
+            kind=FailureKind.PROFILE,
+            stage=stage,
+            reason=_one_line(str(exc)),
+            hint="check the profile's OAuth client id, secret, certificate or key (docs/oauth.md)",
+            about_credentials=True,
+        )
+    return None
+
+
+def _authorize_hint(exc: BaseException) -> str:
+    if enhanced_code(str(exc)) == "5.7.139":
+        return "SMTP AUTH is off for the mailbox: an admin must switch it on (docs/oauth.md)"
+    profile = getattr(exc, "profile", None) or "PROFILE"
+    return f"authorise again: mailworker profiles authorize {profile} (docs/oauth.md)"
+
+
+def _reply_code(exc: BaseException) -> int | None:
+    code = str(exc)[:3]
+    return int(code) if code.isdigit() else None
 
 
 def _tls_failure(exc: BaseException, stage: Stage) -> Failure | None:
@@ -334,6 +396,7 @@ def _one_line(text: str) -> str:
 # The kinds of reason a profile is paused for, as metrics label them: a small, fixed set.
 PAUSE_CLASSES = (
     "credentials",
+    "authorization",
     "provider_limit",
     "tls",
     "unreachable",
@@ -343,11 +406,15 @@ PAUSE_CLASSES = (
 )
 _PAUSE_TEXTS = (
     ("provider_limit", re.compile(re.escape(LIMIT_REACHED))),
+    ("authorization", re.compile(re.escape(SIGN_IN_INVALID))),
     ("password_unreadable", re.compile(r"cannot be decrypted")),
     ("tls", re.compile(r"TLS failed|STARTTLS|unencrypted connection|offers no STARTTLS")),
     (
         "unreachable",
-        re.compile(r"cannot reach the SMTP server|did not answer in time|connection was lost"),
+        re.compile(
+            r"cannot reach the SMTP server|did not answer in time|connection was lost"
+            r"|cannot reach the provider's sign-in service"
+        ),
     ),
 )
 

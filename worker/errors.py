@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 __all__ = [
+    "AppRefused",
     "ConfigurationError",
     "InvalidMessage",
     "InvalidProfile",
     "MailWorkerError",
+    "OAuthError",
     "ProfileNotFound",
     "SecretKeyError",
+    "SignInInvalid",
+    "TokenEndpointUnavailable",
     "first_line",
 ]
 
@@ -35,6 +39,29 @@ class InvalidProfile(MailWorkerError):
 
 class ProfileNotFound(MailWorkerError):
     """No SMTP profile has the given account name (or no profile is marked default)."""
+
+
+class OAuthError(MailWorkerError):
+    """No OAuth 2.0 access token could be had; the text is the provider's error, never a
+    token or secret. ``profile`` names the profile, for the hint."""
+
+    def __init__(self, message: str, *, profile: str | None = None) -> None:
+        super().__init__(message)
+        self.profile = profile
+
+
+class SignInInvalid(OAuthError):
+    """The OAuth sign-in is no longer valid (revoked, expired, declined): a person must
+    authorise the profile again."""
+
+
+class AppRefused(OAuthError):
+    """The provider refuses the profile's app: its client id, secret, certificate, key or
+    permissions."""
+
+
+class TokenEndpointUnavailable(OAuthError):
+    """The provider's sign-in service could not be reached or failed: passing trouble."""
 
 
 class InvalidMessage(MailWorkerError):

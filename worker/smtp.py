@@ -23,11 +23,12 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Protocol
 
 import aiosmtplib
 import structlog
 
-from worker.classify import Stage, StartTlsUnavailable, UnencryptedLogin
+from worker.classify import OAuthTokenRefused, Stage, StartTlsUnavailable, UnencryptedLogin
 from worker.profiles import Profile
 from worker.retry import PauseProfile
 
@@ -37,6 +38,7 @@ __all__ = [
     "ProfilePaused",
     "SmtpSession",
     "TlsPlan",
+    "TokenSource",
     "open_connection",
     "tls_plan",
 ]
@@ -64,6 +66,18 @@ def tls_plan(profile: Profile) -> TlsPlan:
             return TlsPlan(implicit=False, starttls=True if logs_in else None)
         case _:
             return TlsPlan(implicit=False, starttls=False)
+
+
+class TokenSource(Protocol):
+    """Where an OAuth profile's access tokens come from (:mod:`worker.oauth_tokens`)."""
+
+    async def current(self) -> str:
+        """A fresh access token."""
+        ...
+
+    async def renew(self, refused: str) -> str:
+        """Another token than ``refused``, which the server did not accept."""
+        ...
 
 
 class ConnectFailed(Exception):
@@ -100,12 +114,18 @@ class ConnectionPool:
     """
 
     def __init__(
-        self, profile: Profile, password: str | None, *, idle_check_after: float = 30.0
+        self,
+        profile: Profile,
+        password: str | None,
+        *,
+        idle_check_after: float = 30.0,
+        tokens: TokenSource | None = None,
     ) -> None:
         self.profile = profile
         # This worker's pause of the profile, set after a failure such as a refused login.
         self.pause: PauseProfile | None = None
         self._password = password
+        self._tokens = tokens
         self._idle_check_after = idle_check_after
         self._slots = asyncio.Semaphore(profile.max_connections)
         self._open_lock = asyncio.Lock()
@@ -184,15 +204,20 @@ class ConnectionPool:
         return True
 
     async def _open(self) -> SmtpSession:
-        return await open_connection(self.profile, self._password)
+        return await open_connection(self.profile, self._password, tokens=self._tokens)
 
 
 # PLAIN and LOGIN are what providers support; both only ever travel inside TLS here.
 _AUTH_PREFERENCE = ("plain", "login", "cram-md5")
 
 
-async def open_connection(profile: Profile, password: str | None) -> SmtpSession:
-    """Connect, encrypt and log in exactly as the profile says; :class:`ConnectFailed` if not."""
+async def open_connection(
+    profile: Profile, password: str | None, *, tokens: TokenSource | None = None
+) -> SmtpSession:
+    """Connect, encrypt and log in exactly as the profile says; :class:`ConnectFailed` if not.
+
+    An OAuth profile logs in with an access token from ``tokens``.
+    """
     plan = tls_plan(profile)
     if not profile.verify_tls:
         log.warning("tls_verification_disabled", profile=profile.name, host=profile.host)
@@ -211,7 +236,10 @@ async def open_connection(profile: Profile, password: str | None) -> SmtpSession
         stage = Stage.TLS
         await _starttls(client, profile, plan)
         stage = Stage.AUTH
-        await _login(client, profile, password)
+        if profile.auth_method == "oauth2":
+            await _login_with_token(client, profile, tokens)
+        else:
+            await _login(client, profile, password)
     except Exception as exc:
         await _close_and_wait(client)
         raise ConnectFailed(stage) from exc
@@ -254,13 +282,7 @@ async def _login(client: aiosmtplib.SMTP, profile: Profile, password: str | None
     """
     if profile.auth_method == "none":
         return
-    # Checked on the connection itself, not on the settings that should have encrypted it:
-    # a password goes inside TLS or not at all.
-    if client.get_transport_info("ssl_object") is None:
-        raise UnencryptedLogin(
-            f"refusing to send the password of profile {profile.name} over an unencrypted"
-            f" connection to {profile.host}:{profile.port} (encryption {profile.encryption})"
-        )
+    _require_tls(client, profile)
     if client.is_ehlo_or_helo_needed:
         await client.ehlo()
     offered = client.server_auth_methods if client.supports_extension("auth") else []
@@ -277,6 +299,51 @@ async def _login(client: aiosmtplib.SMTP, profile: Profile, password: str | None
             await client.auth_crammd5(login, secret)
 
 
+async def _login_with_token(
+    client: aiosmtplib.SMTP, profile: Profile, tokens: TokenSource | None
+) -> None:
+    """XOAUTH2 with a fresh access token; a refused token is renewed once, then given up.
+
+    (A token may be revoked or cut short before its expiry; one refusal does not mean the
+    sign-in is gone, two in a row with a new token do.)
+    """
+    _require_tls(client, profile)
+    if tokens is None:
+        raise OAuthTokenRefused(
+            f"profile {profile.name} has no source of OAuth 2.0 tokens", profile=profile.name
+        )
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    offered = client.server_auth_methods if client.supports_extension("auth") else []
+    if "xoauth2" not in offered:
+        raise aiosmtplib.SMTPException(
+            "The SMTP AUTH extension is not supported by this server."
+            if not offered
+            else f"the server offers no XOAUTH2 login (it offers {', '.join(offered)})"
+        )
+    login = profile.login or profile.from_address
+    token = await tokens.current()
+    try:
+        await client.auth_xoauth2(login, token)
+    except aiosmtplib.SMTPAuthenticationError:
+        token = await tokens.renew(token)
+        try:
+            await client.auth_xoauth2(login, token)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            reply = f"{exc.code} {' '.join(exc.message.split())}"
+            raise OAuthTokenRefused(reply, profile=profile.name) from exc
+
+
+def _require_tls(client: aiosmtplib.SMTP, profile: Profile) -> None:
+    # Checked on the connection itself, not on the settings that should have encrypted it:
+    # a password or token goes inside TLS or not at all.
+    if client.get_transport_info("ssl_object") is None:
+        raise UnencryptedLogin(
+            f"refusing to send the password of profile {profile.name} over an unencrypted"
+            f" connection to {profile.host}:{profile.port} (encryption {profile.encryption})"
+        )
+
+
 def _connection_settings(profile: Profile) -> tuple[object, ...]:
     """The fields that shape a connection; other edits (display name, caps) keep the pool."""
     return (
@@ -286,6 +353,14 @@ def _connection_settings(profile: Profile) -> tuple[object, ...]:
         profile.auth_method,
         profile.login,
         profile.password_encrypted,
+        profile.oauth_provider,
+        profile.oauth_flow,
+        profile.oauth_client_id,
+        profile.oauth_tenant,
+        profile.oauth_authority,
+        profile.oauth_token_url,
+        profile.oauth_credential_encrypted,
+        profile.oauth_authorized_at,  # a new sign-in: a fresh account, without the old pause
         profile.verify_tls,
         profile.ca_bundle,
         profile.timeout_seconds,

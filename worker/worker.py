@@ -34,6 +34,7 @@ from worker.health import HttpEndpoint, WorkerState
 from worker.journal import JOURNAL_DIR, ResultJournal
 from worker.listener import Listener
 from worker.metrics import WorkerMetrics
+from worker.oauth_tokens import OAuthTokens
 from worker.outcomes import AttemptContext, Claimed, Outcome, interrupted_outcome
 from worker.progress import Progress
 from worker.repository import Repository
@@ -73,13 +74,17 @@ class Worker:
         self._wake = asyncio.Event()
         self._in_flight: dict[int, InFlight] = {}
         self._claim_floor = max(1, settings.concurrency // 4)
-        self._accounts = Accounts(cipher, idle_check_after=settings.idle_check_after)
         # The earliest known moment something scheduled becomes due (a retry, a pause's end,
         # a cap's room), from housekeeping and this worker's own results. While LISTEN is
         # connected, an idle worker sleeps until then instead of polling.
         self._next_due_at: datetime | None = None
         self._results = ResultWriter(engine)
         self._database = Database(engine, url=listen_dsn, on_back=self._results.retry_now)
+        # OAuth profiles' access tokens come through the database, shared with other workers.
+        tokens = OAuthTokens(self._database.repository, cipher)
+        self._accounts = Accounts(
+            cipher, idle_check_after=settings.idle_check_after, tokens_of=tokens.of
+        )
         self._attempts = Attempts(
             settings=settings, database=self._database, accounts=self._accounts
         )
