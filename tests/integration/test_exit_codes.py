@@ -38,6 +38,7 @@ COMMANDS: dict[str, list[str]] = {
     "profiles add": ["nowy", "--from", "nowy@example.com", "--host", "smtp.example.com",
                      "--auth", "none"],
     "profiles apply": ["{profiles_file}"],
+    "profiles authorize": ["biuro"],
     "profiles check": ["biuro"],
     "profiles edit": ["biuro", "--display-name", "Biuro"],
     "profiles list": [],
@@ -240,4 +241,4 @@ def test_run_on_an_older_schema_names_both_versions(
 
     line = _one_error_line(result)
     assert 4 == result.exit_code
-    assert "is at version 0004; this mailworker needs 0005" in line, line
+    assert "is at version 0004; this mailworker needs 0006" in line, line

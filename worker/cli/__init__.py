@@ -111,6 +111,7 @@ async def _dev_profile(cli: CliContext) -> str:
 
 # Sub-command groups live in their own modules and attach themselves to ``main``.
 from worker.cli import (  # noqa: E402
+    authorize,
     enqueue,
     maintenance,
     messages,
@@ -122,6 +123,7 @@ from worker.cli import (  # noqa: E402
 from worker.cli.database_url import config_database_url  # noqa: E402
 
 main.add_command(profiles.profiles)
+profiles.profiles.add_command(authorize.authorize)
 main.add_command(enqueue.enqueue)
 main.add_command(run.run)
 main.add_command(send_test_command.send_test)

@@ -30,10 +30,13 @@ from worker.listener import notify_channel
 from worker.logs import register_secret
 from worker.models import AUTH_METHODS, ENCRYPTION_MODES
 from worker.moments import utc_iso
+from worker.oauth_app import GrantSummary
+from worker.oauth_flows import certificate_credential
 from worker.presets import Preset, load_presets, require_preset
 from worker.profile_check import CheckReport, check_profile
 from worker.profiles import (
     CAP_FIELDS,
+    OAUTH_FLOWS,
     Profile,
     ProfileEntry,
     ProfileFields,
@@ -82,8 +85,34 @@ def _field_options(command: F) -> F:
             "--auth",
             "auth_method",
             type=click.Choice(AUTH_METHODS),
-            help="login: login and password; none: no login (xoauth2 is not supported yet).",
+            help=(
+                "login: login and password; oauth2: OAuth 2.0 sign-in (docs/oauth.md);"
+                " none: no login."
+            ),
         ),
+        click.option(
+            "--oauth-provider",
+            type=click.Choice(sorted(OAUTH_FLOWS)),
+            help="OAuth 2.0: whose sign-in (the presets office365, outlook and gmail name it).",
+        ),
+        click.option(
+            "--oauth-flow",
+            type=click.Choice(sorted({flow for flows in OAUTH_FLOWS.values() for flow in flows})),
+            help="OAuth 2.0: how tokens are had; default: a person signs in (docs/oauth.md).",
+        ),
+        click.option("--oauth-client-id", metavar="ID", help="OAuth 2.0: the app's client id."),
+        click.option(
+            "--oauth-tenant",
+            metavar="TENANT",
+            help="Microsoft: organizations, consumers, common or a tenant id.",
+        ),
+        click.option(
+            "--oauth-authority",
+            metavar="URL",
+            help="Microsoft: another cloud's sign-in host (GCC High, 21Vianet).",
+        ),
+        click.option("--oauth-token-url", metavar="URL", help="Google: another token endpoint."),
+        click.option("--oauth-auth-url", metavar="URL", help="Google: another consent page."),
         click.option("--login", metavar="LOGIN", help="Default: from the preset's login rule."),
         click.option("--daily-cap", type=int, metavar="N", help="Messages per rolling 24 h."),
         click.option("--no-daily-cap", is_flag=True, help="No daily cap, whatever the preset."),
@@ -127,6 +156,21 @@ def _field_options(command: F) -> F:
         click.option("--enable/--disable", "enabled", default=None, help="Sending on or off."),
         click.option("--password-stdin", is_flag=True, help="Read the password from stdin."),
         click.option("--password-env", metavar="VAR", help="Read the password from $VAR."),
+        click.option(
+            "--oauth-client-secret-env",
+            metavar="VAR",
+            help="OAuth 2.0: read the app's client secret from $VAR.",
+        ),
+        click.option(
+            "--oauth-certificate",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Microsoft app-only: a PEM file with the app's private key and certificate.",
+        ),
+        click.option(
+            "--oauth-service-account-key",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Google Workspace: the service account's JSON key file.",
+        ),
     )
     for option in reversed(options):
         command = option(command)
@@ -179,6 +223,55 @@ def _read_password(*, from_stdin: bool, variable: str | None, prompt: str | None
         return None
     register_secret(password)
     return password
+
+
+@dataclasses.dataclass(frozen=True)
+class _OAuthCredential:
+    """The secret an OAuth app signs in with, as given: a client secret, a certificate or a
+    service account's key, and the fields it implies (its flow, a key's client id)."""
+
+    plain: str = dataclasses.field(repr=False)
+    implied: Mapping[str, str]
+
+
+def _oauth_credential(options: Mapping[str, Any]) -> _OAuthCredential | None:
+    """The OAuth credential the options give, if any; read from a file or the environment,
+    never from the command line."""
+    variable = options.get("oauth_client_secret_env")
+    certificate: Path | None = options.get("oauth_certificate")
+    key_file: Path | None = options.get("oauth_service_account_key")
+    if sum(given is not None for given in (variable, certificate, key_file)) > 1:
+        raise click.UsageError(
+            "give one of --oauth-client-secret-env, --oauth-certificate,"
+            " --oauth-service-account-key"
+        )
+    if variable:
+        secret = _environment_password(variable)
+        if secret is None:
+            raise click.UsageError(f"environment variable {variable} is not set or empty")
+        register_secret(secret)
+        return _OAuthCredential(secret, {})
+    if certificate is not None:
+        try:
+            plain = certificate_credential(certificate.read_bytes())
+        except ValueError:
+            raise click.UsageError(
+                f"{certificate} must hold the app's private key (unencrypted) and its"
+                " certificate, both in PEM"
+            ) from None
+        return _OAuthCredential(plain, {"oauth_flow": "client_credentials"})
+    if key_file is not None:
+        text = key_file.read_text(encoding="utf-8")
+        try:
+            key = json.loads(text)
+            implied = {"oauth_flow": "service_account", "oauth_client_id": str(key["client_id"])}
+            register_secret(str(key["private_key"]))
+        except (ValueError, KeyError, TypeError):
+            raise click.UsageError(
+                f"{key_file} is not a service account's JSON key (client_id, private_key)"
+            ) from None
+        return _OAuthCredential(text, implied)
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,7 +361,7 @@ def _changes(fields: ProfileFields, changed: Sequence[str]) -> str:
     """The changed fields with their new values (``enabled: no``); a password only by name."""
     shown = []
     for name in changed:
-        if "password" in name:
+        if "password" in name or "credential" in name:
             shown.append(name)
             continue
         value = getattr(fields, name, None)
@@ -315,37 +408,68 @@ def add_profile(
         raise click.UsageError("--from ADDRESS (the outgoing address) is required")
     presets = load_presets()
     preset = require_preset(preset_name, presets) if preset_name else None
+    credential = _oauth_credential(options)
+    if credential is not None:
+        given = {"auth_method": "oauth2", **credential.implied, **given}
     fields = build_fields({"name": name, **given}, preset)
+    if (
+        credential is not None
+        and "oauth_flow" not in given
+        and fields.oauth_provider == "microsoft"
+    ):
+        fields = dataclasses.replace(fields, oauth_flow="client_credentials")  # a secret: app-only
     prompt = f"Password for {fields.login} at {fields.host}"
     plain = _read_password(
         from_stdin=password_stdin,
         variable=password_env,
         prompt=prompt if fields.auth_method == "login" else None,
     )
-    ensure_valid(fields, has_password=plain is not None, presets=presets)
+    ensure_valid(
+        fields,
+        has_password=plain is not None,
+        presets=presets,
+        has_oauth_credential=credential is not None,
+    )
     new = _new_password(cli, plain)
     token = None if new is None else new.token(preset)
-    is_default = run_async(lambda: _insert(cli, fields, token, make_default=make_default))
+    row = {**fields.as_row(), "password_encrypted": token}
+    if credential is not None:
+        row["oauth_credential_encrypted"] = load_cipher(cli.settings).encrypt(credential.plain)
+    is_default = run_async(lambda: _insert(cli, row, make_default=make_default))
     log.info("profile_added", profile=fields.name, preset=fields.preset, default=is_default)
     click.echo(f"added profile {fields.name!r}: {_describe(fields)}")
     if is_default:
         click.echo(f"{fields.name!r} is the default profile")
     _echo_warnings(fields, preset)
-    if preset is not None:
+    if fields.auth_method == "oauth2":
+        click.echo(
+            f"next: mailworker profiles authorize {fields.name}"
+            f" ({_AUTHORIZE_STEP.get(fields.oauth_flow or '', 'see docs/oauth.md')})"
+        )
+        if preset is not None and preset.oauth_hint:
+            click.echo(f"hint ({preset.name}): {preset.oauth_hint}")
+    elif preset is not None:
         click.echo(f"hint ({preset.name}): {preset.hint}")
 
 
-async def _insert(
-    cli: CliContext, fields: ProfileFields, token: bytes | None, *, make_default: bool
-) -> bool:
+_AUTHORIZE_STEP = {
+    "device_code": "shows a code to enter at the provider's sign-in page",
+    "authorization_code": "opens the provider's consent page",
+    "client_credentials": "checks that the app gets a token",
+    "service_account": "checks that the service account gets a token for the mailbox",
+}
+
+
+async def _insert(cli: CliContext, row: Mapping[str, Any], *, make_default: bool) -> bool:
+    name = str(row["name"])
     async with cli.repository() as repository:
-        if await repository.profile_exists(fields.name):
+        if await repository.profile_exists(name):
             raise UsageProblem(
-                f"a profile named {fields.name!r} exists already;"
+                f"a profile named {name!r} exists already;"
                 " change it with `mailworker profiles edit`"
             )
-        await repository.create_profile({**fields.as_row(), "password_encrypted": token})
-        return await _settle_default(repository, fields.name, make_default=make_default)
+        await repository.create_profile(row)
+        return await _settle_default(repository, name, make_default=make_default)
 
 
 # --- edit ------------------------------------------------------------------------------------
@@ -373,12 +497,15 @@ def edit_profile(
     Switching to --auth none removes the stored password.
     """
     changes = _given_fields(options)
+    credential = _oauth_credential(options)
+    if credential is not None:
+        changes = {**credential.implied, **changes}
     password_options = (password_stdin, bool(password_env), ask_password, remove_password)
     if sum(password_options) > 1:
         raise click.UsageError(
             "give only one of --password-stdin, --password-env, --ask-password, --no-password"
         )
-    if not changes and not any(password_options):
+    if not changes and not any(password_options) and credential is None:
         raise click.UsageError("nothing to change: give the fields to change (see --help)")
     if ask_password and not _stdin_is_terminal():
         raise click.UsageError("--ask-password needs a terminal; use --password-stdin instead")
@@ -388,7 +515,14 @@ def edit_profile(
         prompt=f"New password for profile {name!r}" if ask_password else None,
     )
     new = _new_password(cli, plain)
-    fields, changed = run_async(lambda: _update(cli, name, changes, new, remove=remove_password))
+    credential_token = None
+    if credential is not None:
+        credential_token = load_cipher(cli.settings).encrypt(credential.plain)
+    fields, changed = run_async(
+        lambda: _update(
+            cli, name, changes, new, remove=remove_password, credential=credential_token
+        )
+    )
     if not changed:
         click.echo(f"profile {name!r} is unchanged")
         return
@@ -404,6 +538,7 @@ async def _update(
     new: _NewPassword | None,
     *,
     remove: bool,
+    credential: bytes | None = None,
 ) -> tuple[ProfileFields, list[str]]:
     presets = load_presets()
     async with cli.repository() as repository:
@@ -411,9 +546,18 @@ async def _update(
         before = ProfileFields.of(current)
         fields = edit_fields(before, changes, _preset_or_none(current.preset))
         password = _password_values(current, fields, new, remove=remove)
+        if credential is not None:
+            password["oauth_credential_encrypted"] = credential
         has_password = password.get("password_encrypted", current.password_encrypted) is not None
-        ensure_valid(fields, has_password=has_password, presets=presets)
-        changed = fields.differences(before) + (["password"] if password else [])
+        has_credential = (credential or current.oauth_credential_encrypted) is not None
+        ensure_valid(
+            fields,
+            has_password=has_password,
+            presets=presets,
+            has_oauth_credential=has_credential,
+        )
+        changed = fields.differences(before)
+        changed += [("password" if "password" in key else "oauth credential") for key in password]
         if changed:
             await repository.update_profile(name, {**fields.as_row(), **password})
             await repository.wake_workers(notify_channel(cli.settings.db_schema))
@@ -439,20 +583,50 @@ def _delivery_state(profile: Profile, now: datetime) -> DeliveryState:
     return "paused" if _is_paused(profile, now) else "active"
 
 
-def _public_view(profile: Profile, now: datetime) -> dict[str, Any]:
-    """Every field of a profile, the password only as "set" or "not set", and its state."""
+_SECRET_FIELDS = frozenset({"password_encrypted", "oauth_credential_encrypted"})
+
+
+def _public_view(
+    profile: Profile, now: datetime, grant: GrantSummary | None = None
+) -> dict[str, Any]:
+    """Every field of a profile, the password and OAuth credential only as "set" or "not
+    set", its state, and for OAuth who authorised it and until when its token lasts."""
     view: dict[str, Any] = {}
+    oauth = profile.auth_method == "oauth2"
     for field in dataclasses.fields(profile):
-        if field.name == "password_encrypted":
+        if field.name in _SECRET_FIELDS or (field.name.startswith("oauth_") and not oauth):
             continue
         value = getattr(profile, field.name)
         view[field.name] = utc_iso(value) if isinstance(value, datetime) else value
         if field.name == "enabled":
             view["state"] = _delivery_state(profile, now)
     view["password"] = "set" if profile.has_password else "not set"
+    if oauth:
+        view |= _grant_view(profile, grant)
     preset = _preset_or_none(profile.preset)
-    view["hint"] = preset.hint if preset else None
+    view["hint"] = (preset.oauth_hint if oauth else preset.hint) if preset else None
     return view
+
+
+def _grant_view(profile: Profile, grant: GrantSummary | None) -> dict[str, Any]:
+    """What may be shown of an OAuth profile's sign-in: never a token."""
+    credential = profile.oauth_credential_encrypted is not None
+    view: dict[str, Any] = {"oauth_credential": "set" if credential else "not set"}
+    if grant is None or grant.authorized_at is None:
+        view["oauth_authorized"] = f"not yet: mailworker profiles authorize {profile.name}"
+        return view
+    who = grant.authorized_by or "unknown"
+    app_only = profile.oauth_flow in {"client_credentials", "service_account"}
+    return view | {
+        "oauth_authorized": f"by {who} at {utc_iso(grant.authorized_at)}",
+        "oauth_scopes": grant.scopes,
+        "oauth_access_token_expires": utc_iso(grant.access_expires_at),
+        "oauth_last_refresh": utc_iso(grant.refreshed_at),
+        "oauth_refreshes": grant.refresh_count,
+        "oauth_refresh_token": (
+            "stored" if grant.has_refresh_token else "not needed" if app_only else "none"
+        ),
+    }
 
 
 def _state_text(profile: Profile, now: datetime) -> str:
@@ -519,9 +693,11 @@ def list_profiles(cli: CliContext, as_json: bool) -> None:
         click.echo(table(headers, rows))
 
 
-async def _one_profile(cli: CliContext, name: str) -> Profile:
+async def _one_profile(cli: CliContext, name: str) -> tuple[Profile, GrantSummary | None]:
     async with cli.repository() as repository:
-        return await _existing(repository, name)
+        profile = await _existing(repository, name)
+        grants = await repository.oauth_grants() if profile.auth_method == "oauth2" else {}
+        return profile, grants.get(name)
 
 
 @profiles.command("show", short_help="Print every field of profile NAME.")
@@ -534,9 +710,9 @@ def show_profile(cli: CliContext, name: str, as_json: bool) -> None:
     The state says whether mail goes out through it: active, disabled, or paused until a
     moment, with the reason and what to do about it (the pause hint).
     """
-    profile = run_async(lambda: _one_profile(cli, name))
+    profile, grant = run_async(lambda: _one_profile(cli, name))
     now = datetime.now(UTC)
-    view = _public_view(profile, now)
+    view = _public_view(profile, now, grant)
     if as_json:
         click.echo(json_text(view, indent=2))
         return
