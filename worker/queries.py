@@ -79,6 +79,8 @@ __all__ = [
     "insert_message",
     "insert_profile",
     "lock_capped_profiles",
+    "lock_oauth_credentials",
+    "lock_oauth_grant_tokens",
     "lock_password_tokens",
     "message_id_by_idempotency_key",
     "message_status",
@@ -96,6 +98,8 @@ __all__ = [
     "release_claimed",
     "release_waiting_messages",
     "renew_leases",
+    "replace_oauth_credential",
+    "replace_oauth_grant_tokens",
     "replace_password_token",
     "requeue_failed",
     "requeue_messages",
@@ -1341,4 +1345,52 @@ def oauth_grants() -> Select[Any]:
         )
         .join(profile, profile.c.id == oauth_grant.c.profile_id)
         .order_by(profile.c.name)
+    )
+
+
+def lock_oauth_credentials() -> Select[Any]:
+    """Every stored OAuth credential (secret, certificate, key) by profile name, locked until
+    the end of the transaction."""
+    return (
+        select(profile.c.name, profile.c.oauth_credential_encrypted)
+        .where(profile.c.oauth_credential_encrypted.is_not(None))
+        .order_by(profile.c.name)
+        .with_for_update()
+    )
+
+
+def replace_oauth_credential() -> Update:
+    """Store a re-encrypted OAuth credential (executed with many rows)."""
+    return (
+        update(profile)
+        .where(profile.c.name == bindparam("b_name"))
+        .values(oauth_credential_encrypted=bindparam("b_token"))
+    )
+
+
+def lock_oauth_grant_tokens() -> Select[Any]:
+    """Every grant's stored tokens with its profile's name, the grants locked (a worker that
+    is renewing one finishes first)."""
+    return (
+        select(
+            profile.c.name,
+            oauth_grant.c.profile_id,
+            oauth_grant.c.refresh_token_encrypted,
+            oauth_grant.c.access_token_encrypted,
+        )
+        .join(profile, profile.c.id == oauth_grant.c.profile_id)
+        .order_by(profile.c.name)
+        .with_for_update(of=oauth_grant)
+    )
+
+
+def replace_oauth_grant_tokens() -> Update:
+    """Store a grant's re-encrypted tokens (executed with many rows)."""
+    return (
+        update(oauth_grant)
+        .where(oauth_grant.c.profile_id == bindparam("b_profile_id"))
+        .values(
+            refresh_token_encrypted=bindparam("b_refresh"),
+            access_token_encrypted=bindparam("b_access"),
+        )
     )

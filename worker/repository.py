@@ -445,6 +445,40 @@ class Repository:
             queries.store_oauth_grant({"profile_id": profile_id, **values})
         )
 
+    async def lock_oauth_secrets(self) -> list[tuple[str, str, bytes]]:
+        """Every stored OAuth secret as (profile name, what, encrypted), locked for this
+        transaction; what is ``credential``, ``refresh_token`` or ``access_token``."""
+        secrets = [
+            (row.name, "credential", bytes(row.oauth_credential_encrypted))
+            for row in await self._connection.execute(queries.lock_oauth_credentials())
+        ]
+        for row in await self._connection.execute(queries.lock_oauth_grant_tokens()):
+            for what in ("refresh_token", "access_token"):
+                token = getattr(row, f"{what}_encrypted")
+                if token is not None:
+                    secrets.append((row.name, what, bytes(token)))
+        return secrets
+
+    async def replace_oauth_secrets(self, secrets: Mapping[tuple[str, str], bytes]) -> None:
+        """Store re-encrypted OAuth secrets, keyed as :meth:`lock_oauth_secrets` names them;
+        a grant's token not given keeps its value."""
+        credentials = [
+            {"b_name": name, "b_token": token}
+            for (name, what), token in secrets.items()
+            if what == "credential"
+        ]
+        if credentials:
+            await self._connection.execute(queries.replace_oauth_credential(), credentials)
+        grants = []
+        for row in await self._connection.execute(queries.lock_oauth_grant_tokens()):
+            refresh = secrets.get((row.name, "refresh_token"), row.refresh_token_encrypted)
+            access = secrets.get((row.name, "access_token"), row.access_token_encrypted)
+            grants.append(
+                {"b_profile_id": row.profile_id, "b_refresh": refresh, "b_access": access}
+            )
+        if grants:
+            await self._connection.execute(queries.replace_oauth_grant_tokens(), grants)
+
     async def oauth_grants(self) -> dict[str, GrantSummary]:
         """What may be shown of every grant, by profile name."""
         result = await self._connection.execute(queries.oauth_grants())

@@ -239,6 +239,48 @@ def test_rotate_moves_passwords_to_the_new_key(
     assert SMTP_LOGIN == server.messages[0].login
 
 
+def test_rotate_moves_oauth_secrets_and_tokens_to_the_new_key(
+    cli_env: dict[str, str], settings: Settings, database_url: str, secret_key: str
+) -> None:
+    """An app's client secret and a grant's refresh and access tokens move with the
+    passwords: afterwards the new key alone opens each of them, the old one none."""
+    key_a, key_b = secret_key, Fernet.generate_key().decode()
+    ok(
+        cli_env,
+        *["profiles", "add", "biuro", "--preset", "office365", "--from", "anna@contoso.com"],
+        *["--auth", "oauth2", "--oauth-client-id", "5f1c0c4e-2f4b-4b1e-9d57-0a0b9f0e8c11"],
+        *["--oauth-client-secret-env", "APP_SECRET"],
+        APP_SECRET="Sekret~aplikacji~Entra~42",
+    )
+    only_a = load_cipher(settings)
+    run_sql(
+        database_url,
+        "INSERT INTO mail.oauth_grant (profile_id, refresh_token_encrypted,"
+        " access_token_encrypted, access_expires_at)"
+        " SELECT id, :refresh, :access, now() + interval '1 hour' FROM mail.profile",
+        refresh=only_a.encrypt("odswiezajacy-token-0001"),
+        access=only_a.encrypt("dostepowy-token-0001"),
+    )
+
+    result = ok(cli_env, "secrets", "rotate", MAILWORKER_SECRET_KEY=f"{key_b},{key_a}")
+
+    assert "re-encrypted 3 stored OAuth secret(s) and token(s)" in result.stdout
+    [(credential, refresh, access)] = run_sql(
+        database_url,
+        "SELECT p.oauth_credential_encrypted, g.refresh_token_encrypted,"
+        " g.access_token_encrypted FROM mail.profile p JOIN mail.oauth_grant g"
+        " ON g.profile_id = p.id",
+    )
+    only_b = load_cipher(settings.model_copy(update={"secret_key": SecretStr(key_b)}))
+    opened = [only_b.decrypt(bytes(t), profile="biuro") for t in (credential, refresh, access)]
+    assert ["Sekret~aplikacji~Entra~42", "odswiezajacy-token-0001", "dostepowy-token-0001"] == (
+        opened
+    )
+    for token in (credential, refresh, access):
+        with pytest.raises(SecretKeyError):
+            only_a.decrypt(bytes(token), profile="biuro")
+
+
 def test_rotate_names_a_password_no_key_opens_and_keeps_it(
     cli_env: dict[str, str], database_url: str, secret_key: str
 ) -> None:

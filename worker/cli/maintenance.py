@@ -2,7 +2,8 @@
 
 Purge deletes finished rows in batches, each its own short transaction that skips rows
 someone else holds, so the workers never wait for it. Rotate re-encrypts every stored
-password under the newest key in one transaction: all of them move, or none.
+password and OAuth secret (an app's secret, certificate or key, and the tokens) under the
+newest key in one transaction: all of them move, or none.
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ def secrets() -> None:
 class _Rotated:
     moved: list[str]
     unreadable: list[str]
+    oauth_moved: int = 0
+    oauth_unreadable: tuple[str, ...] = ()
 
 
 async def _rotate(cli: CliContext, cipher: PasswordCipher) -> _Rotated:
@@ -183,7 +186,21 @@ async def _rotate(cli: CliContext, cipher: PasswordCipher) -> _Rotated:
                     unreadable.append(name)
                 advance(1)
         await repository.replace_password_tokens(fresh)
-    return _Rotated(moved=list(fresh), unreadable=unreadable)
+        oauth = await repository.lock_oauth_secrets()
+        oauth_fresh: dict[tuple[str, str], bytes] = {}
+        oauth_unreadable: dict[str, None] = {}
+        for name, what, token in oauth:
+            try:
+                oauth_fresh[(name, what)] = cipher.reencrypt(token, profile=name)
+            except SecretKeyError:
+                oauth_unreadable[name] = None
+        await repository.replace_oauth_secrets(oauth_fresh)
+    return _Rotated(
+        moved=list(fresh),
+        unreadable=unreadable,
+        oauth_moved=len(oauth_fresh),
+        oauth_unreadable=tuple(oauth_unreadable),
+    )
 
 
 @secrets.command("rotate")
@@ -208,7 +225,16 @@ def rotate(cli: CliContext) -> None:
         f"re-encrypted {len(result.moved)} stored password(s) under the newest key"
         f" (1 of {cipher.key_count} configured)"
     )
-    if result.unreadable:
+    if result.oauth_moved or result.oauth_unreadable:
+        click.echo(f"re-encrypted {result.oauth_moved} stored OAuth secret(s) and token(s)")
+    for name in result.oauth_unreadable:
+        click.echo(
+            f"profile {name!r}: an OAuth secret or token of it cannot be decrypted with any"
+            " configured key; it was left as it is — restore the old key, or give the app's"
+            " credential again (profiles edit) and authorise it again (profiles authorize)",
+            err=True,
+        )
+    if result.unreadable or result.oauth_unreadable:
         for name in result.unreadable:
             click.echo(
                 f"profile {name!r}: its stored password cannot be decrypted with any configured"
@@ -216,6 +242,7 @@ def rotate(cli: CliContext) -> None:
                 " password again (profiles edit NAME --password-stdin)",
                 err=True,
             )
-        raise click.ClickException(
-            f"{len(result.unreadable)} password(s) could not be re-encrypted"
-        )
+        counts = [f"{len(result.unreadable)} password(s)"] if result.unreadable else []
+        if result.oauth_unreadable:
+            counts.append(f"the OAuth secrets of {len(result.oauth_unreadable)} profile(s)")
+        raise click.ClickException(f"{' and '.join(counts)} could not be re-encrypted")
