@@ -26,4 +26,6 @@ def provider_hint(failure: Failure, profile: Profile, presets: Mapping[str, Pres
     preset = preset_of(profile, presets)
     if not failure.about_credentials or preset is None or not preset.auth_failure_hint:
         return failure
+    if profile.auth_method == "oauth2":
+        return failure  # the preset's hint is about passwords; the OAuth hint says what to do
     return dataclasses.replace(failure, hint=" ".join(preset.auth_failure_hint.split()))

@@ -28,7 +28,7 @@ from worker.hints import provider_hint
 from worker.moments import utc_iso
 from worker.presets import Preset
 from worker.profiles import Profile
-from worker.smtp import ConnectFailed, SmtpSession, open_connection, tls_plan
+from worker.smtp import ConnectFailed, SmtpSession, TokenSource, open_connection, tls_plan
 
 __all__ = [
     "CheckReport",
@@ -150,17 +150,22 @@ class CheckReport:
 
 
 async def check_profile(
-    profile: Profile, cipher: PasswordCipher | None, presets: Mapping[str, Preset]
+    profile: Profile,
+    cipher: PasswordCipher | None,
+    presets: Mapping[str, Preset],
+    *,
+    tokens: TokenSource | None = None,
 ) -> CheckReport:
     """Connect, encrypt, EHLO, log in and QUIT as ``profile`` says; never sends a message.
 
-    ``cipher`` decrypts the stored password (``None`` is fine for a profile without one).
+    ``cipher`` decrypts the stored password (``None`` is fine for a profile without one);
+    an OAuth profile logs in with an access token from ``tokens``, as the worker would.
     """
     started = time.monotonic()
     offer: ServerOffer | None = None
     failure: Failure | None = None
     try:
-        session = await open_connection(profile, _password(profile, cipher))
+        session = await open_connection(profile, _password(profile, cipher), tokens=tokens)
     except _NoPassword as exc:
         failure = exc.failure
     except ProfileUnusable as exc:
@@ -196,7 +201,7 @@ class _NoPassword(Exception):
 
 
 def _password(profile: Profile, cipher: PasswordCipher | None) -> str | None:
-    if profile.auth_method == "none":
+    if profile.auth_method in {"none", "oauth2"}:
         return None
     if profile.password_encrypted is None:
         raise _NoPassword(profile)

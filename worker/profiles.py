@@ -618,15 +618,33 @@ class ProfileEntry(BaseModel):
     timeout_seconds: int | None = None
     verify_tls: bool | None = None
     ca_bundle: str | None = None
+    oauth_provider: OAuthProvider | None = None
+    oauth_flow: OAuthFlow | None = None
+    oauth_client_id: str | None = None
+    oauth_tenant: str | None = None
+    oauth_authority: str | None = None
+    oauth_token_url: str | None = None
+    oauth_auth_url: str | None = None
+    # The app's credential, like the password never in the file itself (docs/oauth.md).
+    oauth_client_secret_env: str | None = None
+    oauth_certificate_file: str | None = None
+    oauth_service_account_key_file: str | None = None
     default: bool = False
 
     def given_fields(self) -> dict[str, Any]:
         """The profile fields the table sets, as :func:`build_fields` takes them."""
-        given = self.model_dump(exclude_unset=True, exclude={"preset", "password_env", "default"})
+        given = self.model_dump(
+            exclude_unset=True, exclude={"preset", "password_env", "default", *_CREDENTIAL_KEYS}
+        )
         for name in CAP_FIELDS:
             if given.get(name) == "none":
                 given[name] = None
         return given
+
+
+_CREDENTIAL_KEYS = frozenset(
+    {"oauth_client_secret_env", "oauth_certificate_file", "oauth_service_account_key_file"}
+)
 
 
 class _ProfilesFile(BaseModel):

@@ -591,6 +591,44 @@ description = "Konto do wysyłania powiadomień Comarch DMS"
     assert _stored_password(database_url, secret_key, "comarch-dms-wp") == WP_PASSWORD
 
 
+def test_apply_takes_an_oauth_profile_with_its_secret_from_the_environment(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """An OAuth profile in a profiles file: the app's secret comes from the variable the file
+    names; applied again with the same secret, nothing changes; show never prints it."""
+    profiles_file = tmp_path / "profiles.toml"
+    profiles_file.write_text(
+        """
+[profiles.biuro]
+preset = "office365"
+from_address = "biuro@contoso.com"
+auth_method = "oauth2"
+oauth_client_id = "5f1c0c4e-2f4b-4b1e-9d57-0a0b9f0e8c11"
+oauth_tenant = "0b7e5e8c-1d2f-4a3b-9c4d-5e6f7a8b9c0d"
+oauth_client_secret_env = "BIURO_APP_SECRET"
+""",
+        encoding="utf-8",
+    )
+    secret = "Entra~sekret~aplikacji~77"
+
+    first = _ok(cli_env, "profiles", "apply", str(profiles_file), BIURO_APP_SECRET=secret)
+    again = _ok(cli_env, "profiles", "apply", str(profiles_file), BIURO_APP_SECRET=secret)
+
+    assert "created    biuro" == first.stdout.splitlines()[0]
+    assert ["unchanged  biuro"] == again.stdout.splitlines()
+    shown = _show(cli_env, "biuro")
+    expected = ("microsoft", "client_credentials", "set", "biuro@contoso.com")
+    actual = (
+        shown["oauth_provider"],
+        shown["oauth_flow"],
+        shown["oauth_credential"],
+        shown["login"],
+    )
+    assert expected == actual
+    assert "not yet: mailworker profiles authorize biuro" == shown["oauth_authorized"]
+    assert secret not in json.dumps(shown)
+
+
 def test_presets_lists_the_providers(cli_env: dict[str, str]) -> None:
     """``profiles presets`` shows each provider's server and login rule, also as JSON."""
     lines = _ok(cli_env, "profiles", "presets").stdout.splitlines()

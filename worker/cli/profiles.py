@@ -32,6 +32,7 @@ from worker.models import AUTH_METHODS, ENCRYPTION_MODES
 from worker.moments import utc_iso
 from worker.oauth_app import GrantSummary
 from worker.oauth_flows import certificate_credential
+from worker.oauth_tokens import OAuthTokens
 from worker.presets import Preset, load_presets, require_preset
 from worker.profile_check import CheckReport, check_profile
 from worker.profiles import (
@@ -813,6 +814,7 @@ class _Planned:
     preset: Preset | None
     new_password: _NewPassword | None
     make_default: bool
+    credential: _OAuthCredential | None = None
 
 
 _Result = Literal["created", "updated", "unchanged"]
@@ -829,7 +831,20 @@ class _Outcome:
 def _plan_entry(name: str, entry: ProfileEntry, cipher: Callable[[], PasswordCipher]) -> _Planned:
     presets = load_presets()
     preset = require_preset(entry.preset, presets) if entry.preset else None
-    fields = build_fields({"name": name, **entry.given_fields()}, preset)
+    given = entry.given_fields()
+    credential = _oauth_credential(
+        {
+            "oauth_client_secret_env": entry.oauth_client_secret_env,
+            "oauth_certificate": _file_or_none(entry.oauth_certificate_file),
+            "oauth_service_account_key": _file_or_none(entry.oauth_service_account_key_file),
+        }
+    )
+    if credential is not None:
+        given = {"auth_method": "oauth2", **credential.implied, **given}
+    fields = build_fields({"name": name, **given}, preset)
+    app_only = credential is not None and fields.oauth_provider == "microsoft"
+    if app_only and "oauth_flow" not in given:
+        fields = dataclasses.replace(fields, oauth_flow="client_credentials")
     new_password = None
     if entry.password_env is not None:
         plain = _environment_password(entry.password_env)
@@ -838,7 +853,16 @@ def _plan_entry(name: str, entry: ProfileEntry, cipher: Callable[[], PasswordCip
             raise InvalidProfile([f"{message} or empty"])
         register_secret(plain)
         new_password = _NewPassword(plain, cipher())
-    return _Planned(fields, preset, new_password, entry.default)
+    return _Planned(fields, preset, new_password, entry.default, credential)
+
+
+def _file_or_none(name: str | None) -> Path | None:
+    if name is None:
+        return None
+    path = Path(name)
+    if not path.is_file():
+        raise InvalidProfile([f"file {name} does not exist"])
+    return path
 
 
 def _plan(
@@ -908,7 +932,10 @@ async def _apply(cli: CliContext, planned: list[_Planned]) -> tuple[list[_Outcom
         ]
         if problems:
             raise InvalidProfile(problems)
-        outcomes = [await _save(repository, item, stored[item.fields.name]) for item in planned]
+        cipher = load_cipher(cli.settings) if any(item.credential for item in planned) else None
+        outcomes = [
+            await _save(repository, item, stored[item.fields.name], cipher) for item in planned
+        ]
         if any(outcome.result == "updated" for outcome in outcomes):
             await repository.wake_workers(notify_channel(cli.settings.db_schema))
         new_default = await _apply_default(repository, planned)
@@ -920,25 +947,51 @@ def _problems(item: _Planned, current: Profile | None, presets: Mapping[str, Pre
         current is not None and current.has_password and item.fields.auth_method != "none"
     )
     has_password = item.new_password is not None or keeps_stored
-    return profile_problems(item.fields, has_password=has_password, presets=presets)
+    has_credential = item.credential is not None or (
+        current is not None and current.oauth_credential_encrypted is not None
+    )
+    return profile_problems(
+        item.fields,
+        has_password=has_password,
+        presets=presets,
+        has_oauth_credential=has_credential,
+    )
 
 
-async def _save(repository: Repository, item: _Planned, current: Profile | None) -> _Outcome:
+async def _save(
+    repository: Repository, item: _Planned, current: Profile | None, cipher: PasswordCipher | None
+) -> _Outcome:
     name = item.fields.name
+    credential: dict[str, bytes] = {}
+    if item.credential is not None and cipher is not None:
+        stored = current.oauth_credential_encrypted if current is not None else None
+        if stored is None or not _holds(cipher, stored, item.credential.plain, name):
+            credential["oauth_credential_encrypted"] = cipher.encrypt(item.credential.plain)
     if current is None:
         token = None if item.new_password is None else item.new_password.token(item.preset)
-        await repository.create_profile({**item.fields.as_row(), "password_encrypted": token})
+        row = {**item.fields.as_row(), "password_encrypted": token, **credential}
+        await repository.create_profile(row)
         return _Outcome(name, "created", [])
     new = item.new_password
     if new is not None and new.is_stored_in(current, item.preset):
         new = None
-    password = _password_values(current, item.fields, new, remove=False)
-    changed = item.fields.differences(ProfileFields.of(current)) + (
-        ["password"] if password else []
-    )
+    password: dict[str, bytes | None] = {
+        **_password_values(current, item.fields, new, remove=False),
+        **credential,
+    }
+    changed = item.fields.differences(ProfileFields.of(current))
+    changed += [("password" if "password" in key else "oauth credential") for key in password]
     if changed:
         await repository.update_profile(name, {**item.fields.as_row(), **password})
     return _Outcome(name, "updated" if changed else "unchanged", changed)
+
+
+def _holds(cipher: PasswordCipher, stored: bytes, plain: str, profile: str) -> bool:
+    """Whether ``stored`` is ``plain`` encrypted (a lost key: it is not)."""
+    try:
+        return cipher.decrypt(stored, profile=profile) == plain
+    except SecretKeyError:
+        return False
 
 
 async def _apply_default(repository: Repository, planned: list[_Planned]) -> str | None:
@@ -982,6 +1035,11 @@ async def _check(cli: CliContext, name: str) -> CheckReport:
         profile = await repository.get_profile(name)
     if profile is None:
         raise UsageProblem(f"no profile is named {name!r}; `mailworker profiles list` shows all")
+    if profile.auth_method == "oauth2":
+        # The token the worker would use: the stored one, or a renewed one stored for all.
+        oauth_cipher = load_cipher(cli.settings)
+        tokens = OAuthTokens(lambda **_: cli.repository(), oauth_cipher).of(profile)
+        return await check_profile(profile, oauth_cipher, load_presets(), tokens=tokens)
     logs_in = profile.auth_method != "none" and profile.has_password
     cipher = load_cipher(cli.settings) if logs_in else None
     return await check_profile(profile, cipher, load_presets())
