@@ -32,6 +32,7 @@ from prometheus_client.exposition import choose_encoder
 from worker import __version__
 from worker.caps import CapUsage
 from worker.classify import pause_class
+from worker.oauth_app import GrantSummary
 from worker.outcomes import Claimed, Outcome
 
 __all__ = [
@@ -85,6 +86,7 @@ class DatabaseSnapshot:
     queue: Sequence[QueueDepth]
     caps: Sequence[CapUsage]
     paused: Sequence[PausedProfile]
+    oauth: Sequence[GrantSummary] = ()  # OAuth profiles' sign-ins (never a token)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -203,8 +205,19 @@ class WorkerMetrics:
         self._paused = gauge(
             "mailworker_profile_paused_until_timestamp_seconds",
             "Until when a paused profile's messages wait, and the kind of reason (credentials,"
-            " provider_limit, tls, unreachable, password_unreadable, refused, other).",
+            " authorization, provider_limit, tls, unreachable, password_unreadable, refused,"
+            " other).",
             ["profile", "reason"],
+        )
+        self._oauth_expiry = gauge(
+            "mailworker_oauth_access_token_expiry_timestamp_seconds",
+            "When an OAuth profile's stored access token expires (workers renew it earlier).",
+            ["profile"],
+        )
+        self._oauth_renewals = gauge(
+            "mailworker_oauth_token_renewals",
+            "Access tokens an OAuth profile's workers got since it was last authorised.",
+            ["profile"],
         )
 
     # --- what the worker did ---------------------------------------------------------------
@@ -263,6 +276,13 @@ class WorkerMetrics:
             self._paused.labels(paused.name, pause_class(paused.reason)).set(
                 paused.until.timestamp()
             )
+        self._update_oauth(snapshot.oauth)
+
+    def _update_oauth(self, grants: Sequence[GrantSummary]) -> None:
+        for grant in grants:
+            if grant.access_expires_at is not None:
+                self._oauth_expiry.labels(grant.profile).set(grant.access_expires_at.timestamp())
+            self._oauth_renewals.labels(grant.profile).set(grant.refresh_count)
 
     def _database_gauges(self) -> tuple[Gauge, ...]:
         return (
@@ -272,6 +292,8 @@ class WorkerMetrics:
             self._cap_used,
             self._cap_remaining,
             self._paused,
+            self._oauth_expiry,
+            self._oauth_renewals,
         )
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:

@@ -339,7 +339,11 @@ class Repository:
             if row["paused_until"] is not None
         ]
         return DatabaseSnapshot(
-            profiles=[row["name"] for row in profiles], queue=depths, caps=caps, paused=paused
+            profiles=[row["name"] for row in profiles],
+            queue=depths,
+            caps=caps,
+            paused=paused,
+            oauth=list((await self.oauth_grants()).values()),
         )
 
     # --- operations --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from worker.metrics import (
     WorkerMetrics,
     cap_levels,
 )
+from worker.oauth_app import GrantSummary
 from worker.outcomes import Outcome
 
 STARTED = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -265,3 +267,30 @@ def test_in_flight_is_read_at_scrape_time() -> None:
     assert 3.0 == _value(metrics, "mailworker_messages_in_flight")
     in_flight[0] = 0
     assert 0.0 == _value(metrics, "mailworker_messages_in_flight")
+
+
+def test_an_oauth_profile_shows_its_tokens_expiry_and_renewals_never_a_token() -> None:
+    """The stored access token's expiry and how many tokens the workers got, per profile;
+    a profile not yet authorised has no expiry."""
+    expires = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    authorised = GrantSummary(
+        profile="biuro",
+        scopes="https://outlook.office.com/SMTP.Send",
+        authorized_by="anna@contoso.com",
+        authorized_at=expires - timedelta(hours=2),
+        access_expires_at=expires,
+        refreshed_at=expires - timedelta(hours=1),
+        refresh_count=3,
+        has_refresh_token=True,
+    )
+    waiting = dataclasses.replace(
+        authorised, profile="gmail", access_expires_at=None, refresh_count=0
+    )
+    metrics = WorkerMetrics()
+
+    metrics.update_from_database(_snapshot(oauth=[authorised, waiting]))
+
+    expiry = "mailworker_oauth_access_token_expiry_timestamp_seconds"
+    assert expires.timestamp() == _value(metrics, expiry, profile="biuro")
+    assert _value(metrics, expiry, profile="gmail") is None
+    assert 3 == _value(metrics, "mailworker_oauth_token_renewals", profile="biuro")
