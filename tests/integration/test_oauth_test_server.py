@@ -202,20 +202,25 @@ def google_server(
 
 
 def test_device_code_flow_approved_from_another_thread(ms: OAuthTestServer) -> None:
-    """msal polls while the code is pending; once the person approves in another thread it gets
-    an access token for her with SMTP.Send, a refresh token, and the claims msal keeps."""
+    """msal polls while the code is pending (authorization_pending); once the person approves in
+    another thread it gets an access token for her with SMTP.Send, a refresh token, and the
+    claims msal keeps."""
     app = public_app(ms)
     flow = app.initiate_device_flow(scopes=[MICROSOFT_SMTP_SCOPE])
     assert flow["message"] == (
         f"To sign in, use a web browser to open the page {ms.base_url}/devicelogin"
         f" and enter the code {flow['user_code']} to authenticate."
     )
-    person = threading.Thread(
-        target=lambda: ms.approve_device_code(ms.wait_for_device_code(timeout=5), user=ANNA)
-    )
-    person.start()
+
+    def person() -> None:
+        code = ms.wait_for_device_code(timeout=5)
+        ms.wait_for_token_request(lambda r: r.error == "authorization_pending", timeout=5)
+        ms.approve_device_code(code, user=ANNA)
+
+    browser = threading.Thread(target=person)
+    browser.start()
     result = app.acquire_token_by_device_flow(flow)
-    person.join()
+    browser.join()
     assert "Bearer" == result["token_type"]
     assert ANNA == result["id_token_claims"]["preferred_username"]
     assert PUBLIC_APP == result["id_token_claims"]["aud"]
@@ -223,9 +228,13 @@ def test_device_code_flow_approved_from_another_thread(ms: OAuthTestServer) -> N
     assert check(ms, result["access_token"], ANNA, MICROSOFT_SMTP_SCOPE) is None
     [account] = app.get_accounts()
     assert ANNA == account["username"]
-    assert [("urn:ietf:params:oauth:grant-type:device_code", ANNA)] == [
-        (r.grant_type, r.user) for r in ms.token_requests if r.error is None
-    ]
+    *pending, last = ms.token_requests
+    assert {"authorization_pending"} == {request.error for request in pending}
+    assert ("urn:ietf:params:oauth:grant-type:device_code", ANNA, None) == (
+        last.grant_type,
+        last.user,
+        last.error,
+    )
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,7 @@ Controls, all thread-safe and usable while clients talk to the server::
 Observations::
 
     server.token_requests   # TokenRequest(provider, grant_type, client_id, user, time, error)
+    server.wait_for_token_request(lambda r: r.error == "authorization_pending", timeout=5)
     server.check_access_token(token, login="anna@contoso.test", smtp_scope=SCOPE)  # TokenCheck
     server.errors           # tracebacks of the server's own bugs (the fixture fails on them)
 
@@ -78,7 +79,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import jwt
 from cryptography import x509
@@ -760,6 +761,19 @@ class OAuthTestServer:
         with self._lock:
             return tuple(self._token_requests)
 
+    def wait_for_token_request(
+        self, match: Callable[[TokenRequest], bool], timeout: float = 10.0
+    ) -> TokenRequest:
+        """Block until a token request that ``match`` accepts has been answered; return it."""
+
+        def found() -> TokenRequest | None:
+            return next((r for r in self._token_requests if match(r)), None)
+
+        with self._lock:
+            if not self._lock.wait_for(lambda: found() is not None, timeout):
+                raise TimeoutError(f"no such token request within {timeout} s")
+            return cast(TokenRequest, found())
+
     @property
     def errors(self) -> tuple[str, ...]:
         """Tracebacks of exceptions inside the server (a kit bug)."""
@@ -859,6 +873,7 @@ class OAuthTestServer:
         )
         with self._lock:
             self._token_requests.append(record)
+            self._lock.notify_all()
 
     # Microsoft: discovery
 
