@@ -29,6 +29,8 @@ from worker.settings import Settings
 pytest_plugins = [
     "pytester",
     "tests.kit.smtp_fixtures",
+    # The local OAuth 2.0 authorisation server (Microsoft and Google sign-in) per test.
+    "tests.kit.oauth_fixtures",
     "tests.kit.provider_servers",
     "tests.kit.secret_scan",
     # Worker processes, private databases and producer roles for the process tier.

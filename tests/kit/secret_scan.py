@@ -1,4 +1,4 @@
-"""A pytest plugin: the session fails if a test password or secret key appears in any output.
+"""A pytest plugin: the session fails if a test password, key or OAuth secret appears in output.
 
 **Which secrets.** They are collected as the tests use them, not listed by hand, so a new test
 is covered without its author remembering to register anything:
@@ -11,13 +11,21 @@ is covered without its author remembering to register anything:
   Python API);
 - every account password of an ``SmtpTestServer``: what a test expects the service to send,
   including passwords it hands to a CLI or worker *subprocess*, which this process never sees
-  being encrypted.
+  being encrypted;
+- every OAuth secret of an ``OAuthTestServer`` (``tests/kit/oauth_server.py``), which passes
+  them all through its ``note_secret`` method: the access and refresh tokens and the
+  authorisation codes it issues, including those a worker *subprocess* gets from it (the
+  server runs in this process), the client secrets registered with it, and each service
+  account's private key, by a line from the middle of its PEM body, which every copy of the
+  key holds (the PEM, the JSON key file with its escaped newlines, a log of either).
 
-Watching these three doors rather than a registry of constants means a password typed only
+Watching these four doors rather than a registry of constants means a password typed only
 into a subprocess still counts once the test's server knows it, and a password nobody
 serves (a wrong one) counts once it is stored. The wrappers only observe: what they wrap
 behaves as before. Secrets shorter than :data:`MIN_SECRET_LENGTH` are ignored (they would
-match ordinary text); a password is also looked for in base64, as ``AUTH LOGIN`` carries it.
+match ordinary text). Passwords and OAuth secrets are also looked for in base64, at any of the
+three alignments they can have inside a longer base64 text: ``AUTH LOGIN`` carries a password
+alone, ``AUTH PLAIN`` after the login, XOAUTH2 a token after ``user=...`` and ``auth=Bearer``.
 
 The doors are the service's own code, not ``cryptography``'s ``Fernet``: from cryptography 51
 on, ``Fernet`` and ``MultiFernet`` are compiled types whose methods call each other without
@@ -51,11 +59,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tests.kit.oauth_server import OAuthTestServer
 from tests.kit.smtp_server import SmtpTestServer
 from worker import crypto
 from worker.crypto import PasswordCipher
 
-__all__ = ["MIN_SECRET_LENGTH", "Leak", "Secrets", "find_leaks", "mask"]
+__all__ = ["MIN_SECRET_LENGTH", "Leak", "Secrets", "base64_forms", "find_leaks", "mask"]
 
 MIN_SECRET_LENGTH = 8
 # A Fernet key is 32 bytes in URL-safe base64: 43 characters and one '='.
@@ -77,10 +86,11 @@ class Leak:
 
 @dataclasses.dataclass
 class Secrets:
-    """The passwords and keys seen so far."""
+    """The passwords, keys and OAuth secrets seen so far."""
 
     passwords: set[str] = dataclasses.field(default_factory=set)
     keys: set[str] = dataclasses.field(default_factory=set)
+    oauth: set[str] = dataclasses.field(default_factory=set)
 
     def add_password(self, password: str | bytes) -> None:
         text = password.decode("utf-8", "replace") if isinstance(password, bytes) else password
@@ -90,23 +100,54 @@ class Secrets:
     def add_key(self, key: str | bytes) -> None:
         self.keys.add(key.decode("ascii", "replace") if isinstance(key, bytes) else key)
 
+    def add_oauth_secret(self, secret: str) -> None:
+        if len(secret) >= MIN_SECRET_LENGTH:
+            self.oauth.add(secret)
+
+    def counts(self) -> str:
+        return (
+            f"{len(self.passwords)} passwords, {len(self.keys)} keys,"
+            f" {len(self.oauth)} OAuth secrets"
+        )
+
 
 def mask(secret: str) -> str:
     """Enough to tell secrets apart in a report, too little to use: ``s3…(11 chars)``."""
     return f"{secret[:2]}…({len(secret)} chars)"
 
 
+def base64_forms(secret: str) -> tuple[str, ...]:
+    """What every base64 text that carries ``secret`` contains, whatever came before it.
+
+    Inside a longer encoded text (``\\0login\\0password``, ``user=...\\x01auth=Bearer
+    TOKEN``) the secret starts at one of three offsets in a 3-byte group; for each, the
+    characters that encode the secret's bytes alone, without those of its neighbours.
+    """
+    data = secret.encode()
+    forms = []
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + data).decode("ascii")
+        first = -(-offset * 4 // 3)  # the characters holding bits of the prefix
+        last = (offset + len(data)) // 3 * 4  # the complete groups; the rest needs what follows
+        forms.append(encoded[first:last])
+    return tuple(forms)
+
+
 def find_leaks(outputs: Iterable[tuple[str, str]], secrets: Secrets) -> list[Leak]:
-    """Every (where, masked secret) of a password or key that occurs in ``outputs``."""
-    patterns = {p: (p, base64.b64encode(p.encode()).decode()) for p in secrets.passwords}
+    """Every (where, masked secret) of a password, key or OAuth secret in ``outputs``."""
+    patterns = {
+        (kind, secret): (secret, *base64_forms(secret))
+        for kind, found in (("password", secrets.passwords), ("OAuth secret", secrets.oauth))
+        for secret in found
+    }
     leaks: dict[Leak, None] = {}  # ordered and without repeats
     for where, text in outputs:
         for token in _KEY_SHAPED.findall(text):
             if token in secrets.keys:
                 leaks[Leak(where, "key " + mask(token))] = None
-        for password, forms in patterns.items():
+        for (kind, secret), forms in patterns.items():
             if any(form in text for form in forms):
-                leaks[Leak(where, "password " + mask(password))] = None
+                leaks[Leak(where, f"{kind} {mask(secret)}")] = None
     return list(leaks)
 
 
@@ -151,7 +192,13 @@ class _Scanner:
         self._wrap(crypto, "parse_keys", keys_read)  # configured_keys calls it by module name
         self._wrap(PasswordCipher, "__init__", cipher_init)
         self._wrap(PasswordCipher, "encrypt", cipher_encrypt)
+
+        def oauth_secret(original: Any, server: OAuthTestServer, value: str) -> Any:
+            scanner.secrets.add_oauth_secret(value)
+            return original(server, value)
+
         self._wrap(SmtpTestServer, "__init__", server_init)
+        self._wrap(OAuthTestServer, "note_secret", oauth_secret)
 
     def _watch_outputs(self) -> None:
         scanner = self
@@ -236,6 +283,7 @@ class _Scanner:
             return
         self.secrets.passwords.update(found["passwords"])
         self.secrets.keys.update(found["keys"])
+        self.secrets.oauth.update(found["oauth"])
         self.leaks.extend(Leak(where, secret) for where, secret in found["leaks"])
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -248,6 +296,7 @@ class _Scanner:
             worker_output[_WORKER_OUTPUT] = {
                 "passwords": sorted(self.secrets.passwords),
                 "keys": sorted(self.secrets.keys),
+                "oauth": sorted(self.secrets.oauth),
                 "leaks": [(leak.where, leak.secret) for leak in self.leaks],
             }
             return
@@ -255,7 +304,7 @@ class _Scanner:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        counts = f"{len(self.secrets.passwords)} passwords, {len(self.secrets.keys)} keys"
+        counts = self.secrets.counts()
         if not self.leaks:
             terminalreporter.write_line(f"secret scan: no test secret in any output ({counts})")
             return

@@ -45,6 +45,21 @@ AUTH (PLAIN and LOGIN; a plain ``def`` authenticator, because aiosmtpd never awa
 Passwords are never recorded. Note that aiosmtplib's ``login()`` tries every mechanism the
 server offers, so one failed ``login()`` is two attempts here unless ``auth_mechanisms=("PLAIN",)``.
 
+XOAUTH2 (OAuth 2.0 access tokens, checked by an ``OAuthTestServer`` from oauth_server.py)::
+
+    SmtpTestServer(ca=ca, tls="starttls", oauth=oauth_server, oauth_style="microsoft")
+    SmtpTestServer(ca=ca, tls="implicit", oauth=oauth_server, oauth_style="google")
+    SmtpTestServer(ca=ca, tls="implicit", accounts={...}, oauth=oauth_server)  # + LOGIN, PLAIN
+    await client.auth_xoauth2("anna@contoso.test", access_token)   # aiosmtplib
+    server.auth_attempts   # (AuthAttempt(connection=1, mechanism="XOAUTH2", login=..., ...),)
+
+The token must be valid, speak for the login and carry the provider's SMTP scope. Refusals as
+the providers send them: Outlook ``535 5.7.3 Authentication unsuccessful [host time id]``;
+Gmail first ``334`` with base64 JSON ``{"status":"401"|"400","schemes":"Bearer","scope":...}``
+(401: expired, revoked or unknown token; 400: another user's, or the wrong scope), then, after
+the client's empty line, its two-line ``535 5.7.8 Username and Password not accepted``. Tokens
+are never recorded. aiosmtplib's ``login()`` never tries XOAUTH2.
+
 Recording (thread-safe snapshots)::
 
     server.messages          # ReceivedMessage(mail_from, rcpt_tos, data, login, tls_version, ...)
@@ -93,7 +108,8 @@ the test's event loop ends is a ResourceWarning that fails some later test::
         await client.send_message(message)      # on exit: QUIT if still connected, close, wait
 
 A provider preset is just these pieces together: accounts, ``auth_replies`` or
-``bad_credentials_reply``, and a few ``script`` rules applied after the server starts.
+``bad_credentials_reply`` (or ``oauth`` and ``oauth_style``), and a few ``script`` rules
+applied after the server starts.
 """
 
 # ruff: noqa: N802 - aiosmtpd dispatches to smtp_<VERB> and handle_<VERB> methods by name.
@@ -101,6 +117,8 @@ A provider preset is just these pieces together: accounts, ``auth_replies`` or
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import dataclasses
 import datetime as dt
@@ -109,7 +127,9 @@ import email.policy
 import functools
 import hmac
 import ipaddress
+import json
 import re
+import secrets
 import ssl
 import threading
 import traceback
@@ -117,12 +137,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, AnyStr, Literal, NoReturn, cast, get_args
+from typing import TYPE_CHECKING, Any, AnyStr, Literal, NoReturn, cast, get_args
 
 import aiosmtplib
 import trustme
 from aiosmtpd.smtp import (
     DATA_SIZE_DEFAULT,
+    MISSING,
     SMTP,
     AuthResult,
     Envelope,
@@ -135,12 +156,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+if TYPE_CHECKING:  # oauth_server imports this module (for HOST and the CA)
+    from tests.kit.oauth_server import OAuthTestServer
+
 __all__ = [
     "Action",
     "AuthAttempt",
     "CertificateKind",
     "Command",
     "Event",
+    "OAuthStyle",
     "ReceivedMessage",
     "Rule",
     "Script",
@@ -155,6 +180,7 @@ __all__ = [
 
 TlsMode = Literal["implicit", "starttls", "none"]
 CertificateKind = Literal["valid", "self_signed", "expired", "wrong_host"]
+OAuthStyle = Literal["microsoft", "google"]
 Stage = Literal[
     "CONNECT",
     "EHLO",
@@ -180,6 +206,23 @@ START_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 5.0
 ACCEPTED_REPLY = "250 2.0.0 OK: queued"
 MECHANISMS = ("LOGIN", "PLAIN")  # aiosmtpd's built-in ones
+XOAUTH2 = "XOAUTH2"  # ours (_ScriptedSMTP.auth_XOAUTH2), offered with oauth=
+# The scopes an access token needs for each provider's SMTP server: Microsoft's delegated
+# SMTP.Send or an app-only token for Exchange Online; Google's full mail scope.
+XOAUTH2_SCOPES: dict[OAuthStyle, frozenset[str]] = {
+    "microsoft": frozenset(
+        {"https://outlook.office.com/SMTP.Send", "https://outlook.office365.com/.default"}
+    ),
+    "google": frozenset({"https://mail.google.com/"}),
+}
+XOAUTH2_ACCEPTED: dict[OAuthStyle, str] = {
+    "microsoft": "235 2.7.0 Authentication successful",
+    "google": "235 2.7.0 Accepted",
+}
+GOOGLE_XOAUTH2_REFUSAL = (
+    "535-5.7.8 Username and Password not accepted. For more information, go to\r\n"
+    "535 5.7.8  https://support.google.com/mail/?p=BadCredentials"
+)
 
 
 # --- Certificates -----------------------------------------------------------------------------
@@ -531,6 +574,23 @@ class _Accounts:
         return AuthResult(success=True, auth_data=login)
 
 
+def _parse_xoauth2(blob: bytes) -> tuple[str | None, str | None]:
+    """The login and the bearer token of an XOAUTH2 response (None for what is missing)."""
+    fields = dict(
+        part.split("=", 1) for part in blob.decode("utf-8", "replace").split("\x01") if "=" in part
+    )
+    auth = fields.get("auth", "")
+    token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
+    return fields.get("user") or None, token or None
+
+
+def _microsoft_xoauth2_refusal() -> str:
+    """Outlook's refusal, with a front-end host, a time and an id in brackets as it sends them."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    host = f"AM0PR04CA{secrets.randbelow(10000):04d}.EURPRD04.PROD.OUTLOOK.COM"
+    return f"535 5.7.3 Authentication unsuccessful [{host} {now} {secrets.token_hex(8).upper()}]"
+
+
 # --- The aiosmtpd protocol --------------------------------------------------------------------
 
 _ADDRESS = re.compile(r"\s*(?:FROM|TO):\s*<?(?P<address>[^<>\s]*)>?", re.IGNORECASE)
@@ -590,7 +650,7 @@ class _ScriptedSMTP(SMTP):
             hostname=HOSTNAME,
             tls_context=owner.tls_context if starttls else None,
             require_starttls=starttls and owner.require_starttls,
-            auth_required=owner.accounts is not None,
+            auth_required=owner.requires_auth,
             auth_exclude_mechanism=owner.excluded_mechanisms,
             authenticator=self._check_credentials,
             timeout=owner.idle_timeout,
@@ -727,6 +787,48 @@ class _ScriptedSMTP(SMTP):
             self._login_name = login
         return result
 
+    async def auth_XOAUTH2(self, _: SMTP, args: list[str]) -> AuthResult:
+        """SASL XOAUTH2 (``user=...\\x01auth=Bearer ...\\x01\\x01``), the token checked by the
+        OAuth test server, the refusals worded as Outlook's or Gmail's."""
+        blob = await self._xoauth2_response(args)
+        if blob is None:
+            return AuthResult(success=False, handled=True)  # a 501 was sent
+        owner = self._owner
+        login, token = _parse_xoauth2(blob)
+        if owner.oauth is None or login is None or token is None:
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Malformed XOAUTH2")
+        check = owner.oauth.check_access_token(
+            token, login=login, smtp_scope=XOAUTH2_SCOPES[owner.oauth_style]
+        )
+        if self._attempt is not None:
+            self._attempt = dataclasses.replace(self._attempt, login=login, success=check.valid)
+        if check.valid:
+            self._login_name = login
+            return AuthResult(
+                success=True, auth_data=login, message=XOAUTH2_ACCEPTED[owner.oauth_style]
+            )
+        if owner.oauth_style == "microsoft":
+            return AuthResult(success=False, handled=False, message=_microsoft_xoauth2_refusal())
+        # Gmail: an error challenge first (401: the token is no good; 400: not for this user or
+        # scope), and the final reply after the client's empty line.
+        status = "401" if check.reason in {"expired", "revoked", "unknown"} else "400"
+        challenge = {"status": status, "schemes": "Bearer", "scope": "https://mail.google.com/"}
+        if await self.challenge_auth(json.dumps(challenge, separators=(",", ":"))) is MISSING:
+            return AuthResult(success=False, handled=True)  # the client aborted: 501 was sent
+        return AuthResult(success=False, handled=False, message=GOOGLE_XOAUTH2_REFUSAL)
+
+    async def _xoauth2_response(self, args: list[str]) -> bytes | None:
+        """The client's SASL response: inline after the mechanism (aiosmtplib) or after an
+        empty 334 challenge; None once a 501 has been sent for it."""
+        if len(args) == 1:
+            answer = await self.challenge_auth("")
+            return None if answer is MISSING else answer
+        try:
+            return base64.b64decode(args[1], validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 Can't decode base64")
+            return None
+
     # Helpers
 
     def _finish_auth_attempt(self) -> None:
@@ -795,7 +897,12 @@ class SmtpTestServer:
     - ``accounts``: ``{login: password}``; when given, AUTH is required before MAIL.
     - ``auth_replies``: ``{login: reply}`` for logins that always fail with that reply.
     - ``bad_credentials_reply``: the reply to a wrong password (default ``535 5.7.8 ...``).
-    - ``auth_mechanisms``: the mechanisms offered, of ``("LOGIN", "PLAIN")``.
+    - ``auth_mechanisms``: the password mechanisms offered, of ``("LOGIN", "PLAIN")``.
+    - ``oauth``: an ``OAuthTestServer``; AUTH XOAUTH2 is then offered (and AUTH required) and
+      checks its access tokens, beside LOGIN and PLAIN only when ``accounts`` are given too.
+    - ``oauth_style``: whose XOAUTH2 to play, ``"microsoft"`` (Outlook: tokens with SMTP.Send
+      or an app-only ``outlook.office365.com/.default``; refusal ``535 5.7.3``) or
+      ``"google"`` (Gmail: ``https://mail.google.com/``; a 334 JSON challenge, then 535 5.7.8).
     - ``offer_auth_without_tls``: offer AUTH on an unencrypted connection (a leaky server).
     - ``idle_timeout``: seconds of client silence before the server closes the connection.
     - ``size_limit``: the largest message in bytes, offered as ``SIZE``; a larger one is
@@ -819,6 +926,8 @@ class SmtpTestServer:
         auth_replies: Mapping[str, str] | None = None,
         bad_credentials_reply: str | None = None,
         auth_mechanisms: tuple[str, ...] = MECHANISMS,
+        oauth: OAuthTestServer | None = None,
+        oauth_style: OAuthStyle = "microsoft",
         offer_auth_without_tls: bool = False,
         idle_timeout: float = 300.0,
         size_limit: int = DATA_SIZE_DEFAULT,
@@ -837,7 +946,13 @@ class SmtpTestServer:
         self.accounts = _accounts(accounts, auth_replies, bad_credentials_reply)
         if not set(auth_mechanisms) <= set(MECHANISMS):
             raise ValueError(f"auth_mechanisms must be taken from {MECHANISMS}")
-        self.excluded_mechanisms = [m for m in MECHANISMS if m not in auth_mechanisms]
+        if oauth_style not in get_args(OAuthStyle):
+            raise ValueError(f"oauth_style must be one of {get_args(OAuthStyle)}")
+        self.oauth = oauth
+        self.oauth_style = oauth_style
+        offered = set(auth_mechanisms) if accounts is not None or oauth is None else set()
+        offered |= {XOAUTH2} if oauth is not None else set()
+        self.excluded_mechanisms = [m for m in (*MECHANISMS, XOAUTH2) if m not in offered]
         self.offer_auth_without_tls = offer_auth_without_tls
         self.idle_timeout = idle_timeout
         self.size_limit = size_limit
@@ -906,7 +1021,7 @@ class SmtpTestServer:
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop, self._stopping = loop, asyncio.Event()
-        hooks = _Hooks(self.journal, offers_auth=self.accounts is not None)
+        hooks = _Hooks(self.journal, offers_auth=self.requires_auth)
         server = await loop.create_server(
             lambda: _ScriptedSMTP(self, hooks, loop),
             host=self.host,
@@ -926,6 +1041,11 @@ class SmtpTestServer:
         # asyncio.run() now cancels the connections' tasks and closes the loop.
 
     # What clients need
+
+    @property
+    def requires_auth(self) -> bool:
+        """Whether AUTH is offered and required: with password accounts or an OAuth server."""
+        return self.accounts is not None or self.oauth is not None
 
     @property
     def port(self) -> int:
