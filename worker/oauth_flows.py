@@ -160,8 +160,7 @@ def _microsoft_public(app: OAuthApp) -> msal.PublicClientApplication:
         app.client_id,
         authority=app.authority,
         instance_discovery=False,  # never ask login.microsoftonline.com about another host
-        verify=app.verify,
-        timeout=app.timeout,
+        http_client=_Session(app),
         token_cache=msal.TokenCache(),  # this call's only; the tokens live in the database
     )
 
@@ -179,8 +178,7 @@ def _microsoft_app(app: OAuthApp, credential: str | None) -> msal.ConfidentialCl
             client_credential=client_credential,
             authority=app.authority,
             instance_discovery=False,
-            verify=app.verify,
-            timeout=app.timeout,
+            http_client=_Session(app),
             token_cache=msal.TokenCache(),
         ),
     )
@@ -232,7 +230,6 @@ def start_google_consent(
         redirect_uri=redirect_uri,
         autogenerate_code_verifier=True,
     )
-    flow.oauth2session.verify = app.verify
     url, _state = flow.authorization_url(access_type="offline", prompt="consent")
     return str(url), flow
 
@@ -240,7 +237,9 @@ def start_google_consent(
 def finish_google_consent(app: OAuthApp, flow: Flow, *, code: str) -> Tokens:
     """Exchange the code the consent page sent back for the person's tokens."""
     try:
-        token = _call(app, lambda: flow.fetch_token(code=code, timeout=app.timeout))
+        token = _call(
+            app, lambda: flow.fetch_token(code=code, timeout=app.timeout, verify=app.verify)
+        )
     except OAuth2Error as exc:  # oauthlib's, carrying the provider's error code
         raise _error_of(app, str(exc.error), str(exc.description or "")) from None
     return Tokens(
@@ -291,8 +290,7 @@ def _google_service_account(app: OAuthApp, credential: str | None) -> Tokens:
 
 
 def _google_call(app: OAuthApp, credentials: Any) -> None:
-    session = _Session(app.timeout)
-    session.verify = app.verify
+    session = _Session(app)
     try:
         credentials.refresh(google.auth.transport.requests.Request(session))
     except google.auth.exceptions.RefreshError as exc:
@@ -308,14 +306,21 @@ def _google_call(app: OAuthApp, credentials: Any) -> None:
 
 
 class _Session(requests.Session):
-    """google-auth's transport waits two minutes by default; a profile says how long."""
+    """HTTPS to a provider as the profile says: its CA file, and its timeout on every request.
 
-    def __init__(self, timeout: float) -> None:
+    Both are passed with each request: requests lets ``REQUESTS_CA_BUNDLE`` in the environment
+    override a session's own CA file otherwise, and google-auth would wait two minutes.
+    """
+
+    def __init__(self, app: OAuthApp) -> None:
         super().__init__()
-        self._timeout = timeout
+        self._timeout = app.timeout
+        self._verify = app.verify
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs["timeout"] = min(kwargs.get("timeout") or self._timeout, self._timeout)
+        if self._verify is not True:
+            kwargs["verify"] = self._verify
         return super().request(*args, **kwargs)
 
 
@@ -349,6 +354,12 @@ def _call(app: OAuthApp, work: Any) -> Any:
     except requests.RequestException as exc:
         where = app.authority if app.provider == "microsoft" else app.token_url
         raise TokenEndpointUnavailable(f"{where}: {_first_line(exc)}") from None
+    except msal.exceptions.MsalServiceError as exc:
+        # msal raises for an HTTP error it cannot read as OAuth's (a 5xx, an HTML page).
+        error = str(getattr(exc, "_error", "") or "")
+        if not error or error in _UNAVAILABLE:
+            raise TokenEndpointUnavailable(f"{app.authority}: {_first_line(exc)}") from None
+        raise _error_of(app, error, str(getattr(exc, "_error_description", ""))) from None
     except ValueError as exc:
         # msal: the authority's OpenID configuration could not be read (an outage or a 5xx).
         if "authority" in str(exc).lower() or "openid" in str(exc).lower():

@@ -73,6 +73,9 @@ _OPTIONAL_TEXT = frozenset(
         "oauth_auth_url",
     }
 )
+# Microsoft's tenants for many organisations' (or persons') accounts: a person signs in there,
+# an app-only token needs its own organisation's tenant.
+_SHARED_TENANTS = frozenset({"common", "organizations", "consumers"})
 # The flows each provider offers, the first one its default (docs/oauth.md).
 OAUTH_FLOWS: Mapping[str, tuple[str, ...]] = {
     "microsoft": ("device_code", "client_credentials"),
@@ -465,17 +468,31 @@ def _oauth_problems(
         yield f"oauth flow {flow} is not one of {provider}'s: {', '.join(OAUTH_FLOWS[provider])}"
     if not fields.oauth_client_id:
         yield "authentication oauth2 needs the client id of the app registered with the provider"
-    needs_credential = {
-        "client_credentials": "a client secret or certificate",
-        "service_account": "the service account's key file",
-        "authorization_code": "the OAuth client's secret",
-    }
-    if flow in needs_credential and not has_credential:
-        yield f"oauth flow {flow} needs {needs_credential[flow]}"
+    yield from _oauth_app_problems(fields, has_credential)
     for name in ("oauth_authority", "oauth_token_url", "oauth_auth_url"):
         url = getattr(fields, name)
         if url is not None and not url.startswith("https://"):
             yield f"{name.replace('_', ' ')} {url!r} must be an https:// address"
+
+
+_CREDENTIAL_OF_FLOW = {
+    "client_credentials": "a client secret or certificate",
+    "service_account": "the service account's key file",
+    "authorization_code": "the OAuth client's secret",
+}
+
+
+def _oauth_app_problems(fields: ProfileFields, has_credential: bool) -> Iterator[str]:
+    """What the app of the profile's flow lacks: its credential, its own tenant."""
+    flow = fields.oauth_flow
+    tenant = fields.oauth_tenant or "organizations"
+    if flow == "client_credentials" and tenant in _SHARED_TENANTS:
+        yield (
+            "oauth flow client_credentials signs in as your organisation's app: give your"
+            f" tenant id or domain (--oauth-tenant contoso.onmicrosoft.com), not {tenant}"
+        )
+    if flow in _CREDENTIAL_OF_FLOW and not has_credential:
+        yield f"oauth flow {flow} needs {_CREDENTIAL_OF_FLOW[flow]}"
 
 
 def encryption_port_problem(encryption: str, port: int) -> str | None:

@@ -249,7 +249,7 @@ def test_rotate_moves_oauth_secrets_and_tokens_to_the_new_key(
         cli_env,
         *["profiles", "add", "biuro", "--preset", "office365", "--from", "anna@contoso.com"],
         *["--auth", "oauth2", "--oauth-client-id", "5f1c0c4e-2f4b-4b1e-9d57-0a0b9f0e8c11"],
-        *["--oauth-client-secret-env", "APP_SECRET"],
+        *["--oauth-tenant", "contoso.onmicrosoft.com", "--oauth-client-secret-env", "APP_SECRET"],
         APP_SECRET="Sekret~aplikacji~Entra~42",
     )
     only_a = load_cipher(settings)

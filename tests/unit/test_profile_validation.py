@@ -230,6 +230,7 @@ def test_each_mistake_is_named(changes: dict[str, Any], expected: str) -> None:
                 "oauth_provider": "microsoft",
                 "oauth_flow": "client_credentials",
                 "oauth_client_id": "5f1c0c4e-2f4b-4b1e-9d57-0a0b9f0e8c11",
+                "oauth_tenant": "contoso.onmicrosoft.com",
             },
             "oauth flow client_credentials needs a client secret or certificate",
         ),
@@ -250,6 +251,25 @@ def test_each_oauth_mistake_is_named(changes: dict[str, Any], expected: str) -> 
     one problem that says what is missing."""
     problems = _problems(dataclasses.replace(_wp(), **changes), has_password=False)
     assert [expected] == [problem[: len(expected)] for problem in problems]
+
+
+def test_an_app_only_profile_needs_its_own_tenant() -> None:
+    """Client credentials at 'organizations' cannot work (the app belongs to one tenant)."""
+    fields = dataclasses.replace(
+        _wp(),
+        auth_method="oauth2",
+        oauth_provider="microsoft",
+        oauth_flow="client_credentials",
+        oauth_client_id="5f1c0c4e-2f4b-4b1e-9d57-0a0b9f0e8c11",
+        oauth_tenant="organizations",
+    )
+    problems = profile_problems(
+        fields, has_password=False, presets=PRESETS, has_oauth_credential=True
+    )
+    assert [
+        "oauth flow client_credentials signs in as your organisation's app: give your tenant id"
+        " or domain (--oauth-tenant contoso.onmicrosoft.com), not organizations"
+    ] == problems
 
 
 def test_an_oauth_profile_takes_its_provider_flow_and_tenant_from_the_preset() -> None:
