@@ -92,17 +92,17 @@ def renew(app: OAuthApp, *, credential: str | None, refresh_token: str | None) -
     credential (client credentials, a service account's key)."""
     match (app.provider, app.flow):
         case ("microsoft", "client_credentials"):
-            result = _microsoft_app(app, credential).acquire_token_for_client(
-                scopes=list(app.scopes)
-            )
+            confidential = _microsoft_app(app, credential)
+            result = _call(app, lambda: confidential.acquire_token_for_client(list(app.scopes)))
             return _microsoft_tokens(app, result, account=app.mailbox)
         case ("microsoft", _):
             if refresh_token is None:
                 raise SignInInvalid(
                     f"profile {app.profile} has not been authorised yet", profile=app.profile
                 )
-            result = _microsoft_public(app).acquire_token_by_refresh_token(
-                refresh_token, scopes=list(app.scopes)
+            public = _microsoft_public(app)
+            result = _call(
+                app, lambda: public.acquire_token_by_refresh_token(refresh_token, list(app.scopes))
             )
             return _microsoft_tokens(app, result)
         case ("google", "service_account"):
@@ -156,12 +156,16 @@ def certificate_credential(pem: bytes) -> str:
 
 
 def _microsoft_public(app: OAuthApp) -> msal.PublicClientApplication:
-    return msal.PublicClientApplication(
-        app.client_id,
-        authority=app.authority,
-        instance_discovery=False,  # never ask login.microsoftonline.com about another host
-        http_client=_Session(app),
-        token_cache=msal.TokenCache(),  # this call's only; the tokens live in the database
+    # Made inside _call: msal reads the authority's OpenID configuration as it starts.
+    return _call(
+        app,
+        lambda: msal.PublicClientApplication(
+            app.client_id,
+            authority=app.authority,
+            instance_discovery=False,  # never ask login.microsoftonline.com about another host
+            http_client=_Session(app),
+            token_cache=msal.TokenCache(),  # this call's only; the tokens live in the database
+        ),
     )
 
 
