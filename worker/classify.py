@@ -75,11 +75,16 @@ class UnencryptedLogin(MailWorkerError):
 
 
 class OAuthTokenRefused(MailWorkerError):
-    """The SMTP server refused the profile's OAuth access token, a renewed one as well."""
+    """The SMTP server refused the profile's OAuth access token, a renewed one as well.
 
-    def __init__(self, message: str, *, profile: str | None = None) -> None:
+    ``app_only``: the token is the app's own (client credentials, a service account), so the
+    mailbox's permission for the app is what to check, not a person's sign-in.
+    """
+
+    def __init__(self, message: str, *, profile: str | None = None, app_only: bool = False):
         super().__init__(message)
         self.profile = profile
+        self.app_only = app_only
 
 
 class ProfileUnusable(MailWorkerError):
@@ -166,6 +171,11 @@ def _oauth_failure(exc: BaseException, stage: Stage) -> Failure | None:
 def _authorize_hint(exc: BaseException) -> str:
     if enhanced_code(str(exc)) == "5.7.139":
         return "SMTP AUTH is off for the mailbox: an admin must switch it on (docs/oauth.md)"
+    if getattr(exc, "app_only", False):
+        return (
+            "the app may not send as this mailbox: check its permission (Exchange service"
+            " principal, or the domain-wide delegation of the service account; docs/oauth.md)"
+        )
     profile = getattr(exc, "profile", None) or "PROFILE"
     return f"authorise again: mailworker profiles authorize {profile} (docs/oauth.md)"
 

@@ -56,10 +56,9 @@ class OAuthApp:
     def of(cls, profile: Profile) -> OAuthApp:
         if profile.oauth_provider is None or profile.oauth_flow is None:
             raise ValueError(f"profile {profile.name} does not sign in with OAuth 2.0")
-        tenant = profile.oauth_tenant or "organizations"
-        authority = profile.oauth_authority or MICROSOFT_AUTHORITY_HOST
-        if profile.oauth_tenant or not profile.oauth_authority:
-            authority = f"{authority.rstrip('/')}/{tenant}"
+        # The authority is a host (another cloud's, or the global one); the tenant its path.
+        host = (profile.oauth_authority or MICROSOFT_AUTHORITY_HOST).rstrip("/")
+        authority = f"{host}/{profile.oauth_tenant or 'organizations'}"
         return cls(
             profile=profile.name,
             provider=profile.oauth_provider,

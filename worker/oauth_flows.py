@@ -365,10 +365,12 @@ def _call(app: OAuthApp, work: Any) -> Any:
             raise TokenEndpointUnavailable(f"{app.authority}: {_first_line(exc)}") from None
         raise _error_of(app, error, str(getattr(exc, "_error_description", ""))) from None
     except ValueError as exc:
-        # msal: the authority's OpenID configuration could not be read (an outage or a 5xx).
-        if "authority" in str(exc).lower() or "openid" in str(exc).lower():
-            raise TokenEndpointUnavailable(f"{app.authority}: {_first_line(exc)}") from None
-        raise
+        # msal refuses settings it cannot use (an authority it cannot read, a malformed
+        # certificate) with ValueError: the profile's OAuth settings, not passing trouble.
+        raise AppRefused(
+            f"the OAuth settings of profile {app.profile} do not work: {_first_line(exc)}",
+            profile=app.profile,
+        ) from None
 
 
 def _error_of(app: OAuthApp, error: str, description: str) -> OAuthError:

@@ -157,8 +157,12 @@ class ProfileTokens:
     def _decrypt(self, token: bytes) -> str:
         try:
             return self._cipher.decrypt(token, profile=self.profile.name)
-        except SecretKeyError as exc:
-            raise ProfileUnusable(str(exc)) from None
+        except SecretKeyError:
+            raise ProfileUnusable(
+                f"the OAuth secrets of profile {self.profile.name} cannot be decrypted with the"
+                " configured keys: restore the old key, or give the app's credential again"
+                " (profiles edit) and authorise again (profiles authorize)"
+            ) from None
 
     def _decrypt_optional(self, token: bytes | None) -> str | None:
         return None if token is None else self._decrypt(token)

@@ -289,7 +289,7 @@ def _with_oauth_defaults(fields: ProfileFields, preset: Preset | None) -> Profil
     provider = fields.oauth_provider or (preset.oauth_provider if preset else None)
     flows = OAUTH_FLOWS.get(provider or "", ())
     tenant = fields.oauth_tenant
-    if provider == "microsoft" and tenant is None and fields.oauth_authority is None:
+    if provider == "microsoft" and tenant is None:
         tenant = (preset.oauth_tenant if preset else None) or "organizations"
     return dataclasses.replace(
         fields,

@@ -331,7 +331,8 @@ async def _login_with_token(
             await client.auth_xoauth2(login, token)
         except aiosmtplib.SMTPAuthenticationError as exc:
             reply = f"{exc.code} {' '.join(exc.message.split())}"
-            raise OAuthTokenRefused(reply, profile=profile.name) from exc
+            app_only = profile.oauth_flow in {"client_credentials", "service_account"}
+            raise OAuthTokenRefused(reply, profile=profile.name, app_only=app_only) from exc
 
 
 def _require_tls(client: aiosmtplib.SMTP, profile: Profile) -> None:

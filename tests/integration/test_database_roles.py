@@ -22,7 +22,7 @@ from tests.kit.delivery import (
     run_until_empty,
 )
 from tests.kit.outbox_samples import minimal_pdf
-from tests.kit.roles import INSERT_WITH_FILE, Roles
+from tests.kit.roles import INSERT_WITH_FILE, Roles, documented_sql
 from tests.kit.smtp_server import SmtpTestServer
 from worker.settings import Settings
 
@@ -180,3 +180,26 @@ async def test_a_worker_role_granted_before_0005_still_delivers(
 
     assert "sent" == (await row(settings, message_id))["status"]
     assert 1 == sum(1 for event in events if event["event"] == "schema_version_unreadable")
+
+
+async def test_the_upgrade_to_0006_grants_the_worker_the_oauth_tokens(roles: Roles) -> None:
+    """A worker role set up before 0006 cannot touch mail.oauth_grant; the page's upgrade
+    block lets it lock and write the grant (what renewing a token needs)."""
+    admin = await roles.connect()
+    await admin.execute(roles.rename("REVOKE ALL ON mail.oauth_grant FROM mail_worker"))
+    worker = await roles.connect("mailworker_app")
+    lock = "SELECT profile_id FROM mail.oauth_grant FOR UPDATE"
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await worker.fetch(lock)
+
+    await admin.execute(roles.rename(documented_sql()["upgrade from 0005"]))
+
+    async with worker.transaction():
+        assert [] == await worker.fetch(lock)
+        await worker.execute(
+            "INSERT INTO mail.oauth_grant (profile_id, scopes)"
+            " SELECT id, 'https://outlook.office.com/SMTP.Send' FROM mail.profile LIMIT 1"
+        )
+        assert 1 == await worker.fetchval(
+            "UPDATE mail.oauth_grant SET refresh_count = 1 RETURNING 1"
+        )

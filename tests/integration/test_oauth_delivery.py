@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 import requests
 from click.testing import Result
@@ -27,11 +28,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from pydantic import SecretStr
 
 from tests.kit.commands import cli, ok
 from tests.kit.database import run_sql
 from tests.kit.delivery import attempts_of, enqueue, fast_settings, row, run_until_empty
 from tests.kit.oauth_server import OAuthTestServer
+from tests.kit.roles import Roles
 from tests.kit.smtp_fixtures import SmtpServerFactory
 from tests.kit.smtp_server import SmtpTestServer
 from worker.settings import Settings
@@ -69,11 +72,12 @@ def _add_microsoft(
     server: SmtpTestServer,
     oauth: OAuthTestServer,
     *options: str,
+    name: str = "biuro",
     **extra_env: str,
 ) -> None:
     ok(
         env,
-        *["profiles", "add", "biuro", "--from", MAILBOX, *_server_options(server)],
+        *["profiles", "add", name, "--from", MAILBOX, *_server_options(server)],
         *["--auth", "oauth2", "--oauth-provider", "microsoft", "--oauth-client-id", CLIENT_ID],
         *["--oauth-authority", oauth.base_url, *options],
         **extra_env,
@@ -81,11 +85,11 @@ def _add_microsoft(
 
 
 def _authorize_with_device_code(
-    env: dict[str, str], oauth: OAuthTestServer, *, user: str = MAILBOX
+    env: dict[str, str], oauth: OAuthTestServer, *, user: str = MAILBOX, name: str = "biuro"
 ) -> Result:
     """`profiles authorize` waits for the sign-in while the person enters the code."""
     with ThreadPoolExecutor(1) as pool:
-        waiting = pool.submit(cli, env, "profiles", "authorize", "biuro")
+        waiting = pool.submit(cli, env, "profiles", "authorize", name)
         code = oauth.wait_for_device_code(timeout=20)
         oauth.approve_device_code(code, user=user)
         result = waiting.result(timeout=30)
@@ -95,11 +99,11 @@ def _authorize_with_device_code(
 
 
 def _signed_in_microsoft(
-    env: dict[str, str], server: SmtpTestServer, oauth: OAuthTestServer
+    env: dict[str, str], server: SmtpTestServer, oauth: OAuthTestServer, name: str = "biuro"
 ) -> None:
     oauth.register_public_client(CLIENT_ID)
-    _add_microsoft(env, server, oauth, "--oauth-tenant", "organizations")
-    _authorize_with_device_code(env, oauth)
+    _add_microsoft(env, server, oauth, "--oauth-tenant", "organizations", name=name)
+    _authorize_with_device_code(env, oauth, name=name)
 
 
 def _refreshes(oauth: OAuthTestServer) -> int:
@@ -188,7 +192,14 @@ def test_google_consent_comes_back_to_the_loopback_and_the_worker_sends(
     oauth_server.sign_in_as("jan.kowalski@gmail.com")
     ok(
         cli_env,
-        *["profiles", "add", "gmail", "--from", "jan.kowalski@gmail.com", *_server_options(google_smtp)],
+        *[
+            "profiles",
+            "add",
+            "gmail",
+            "--from",
+            "jan.kowalski@gmail.com",
+            *_server_options(google_smtp),
+        ],
         *["--auth", "oauth2", "--oauth-provider", "google"],
         *["--oauth-client-id", "1234.apps.googleusercontent.com"],
         *["--oauth-client-secret-env", "GOOGLE_SECRET"],
@@ -358,6 +369,32 @@ def test_the_token_endpoint_down_pauses_without_spending_attempts(
 
     assert "sent" == asyncio.run(row(settings, message))["status"]
     assert [] != asyncio.run(attempts_of(settings, message))
+
+
+async def test_the_worker_role_of_the_security_page_renews_tokens(
+    cli_env: dict[str, str],
+    settings: Settings,
+    microsoft_smtp: SmtpTestServer,
+    oauth_server: OAuthTestServer,
+    roles: Roles,
+) -> None:
+    """A worker logged in as docs/security.md's worker role locks the grant, renews the
+    token and stores it: the page grants what OAuth needs, and producers get none of it."""
+    oauth_server.access_token_lifetime = 2
+    await asyncio.to_thread(
+        _signed_in_microsoft, cli_env, microsoft_smtp, oauth_server, "konto-oauth"
+    )
+    await asyncio.sleep(2.1)
+    await enqueue(settings, profile="konto-oauth")
+    as_worker = settings.model_copy(update={"database_url": SecretStr(roles.url("mailworker_app"))})
+
+    await run_until_empty(fast_settings(as_worker))
+
+    assert [MAILBOX] == [message.login for message in microsoft_smtp.messages]
+    assert 1 == _refreshes(oauth_server)
+    shop = await roles.connect("shop_app")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await shop.fetch("SELECT refresh_token_encrypted FROM mail.oauth_grant")
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -629,6 +629,29 @@ oauth_client_secret_env = "BIURO_APP_SECRET"
     assert secret not in json.dumps(shown)
 
 
+def test_switching_a_password_profile_to_oauth_drops_the_password(
+    cli_env: dict[str, str],
+) -> None:
+    """Microsoft switched passwords off: edit --auth oauth2 keeps the account, removes the
+    password it no longer uses, and says how the profile now signs in."""
+    _ok(
+        cli_env,
+        *["profiles", "add", "biuro", "--preset", "office365", "--from", "anna@contoso.com"],
+        "--password-stdin",
+        input="Stare-Haslo-365",
+    )
+
+    result = _ok(
+        cli_env,
+        *["profiles", "edit", "biuro", "--auth", "oauth2"],
+        *["--oauth-client-id", "5f1c0c4e-2f4b-4b1e-9d57-0a0b9f0e8c11"],
+    )
+
+    assert "OAuth 2.0 as anna@contoso.com (microsoft, device_code)" in result.stdout
+    shown = _show(cli_env, "biuro")
+    assert ("oauth2", "not set") == (shown["auth_method"], shown["password"])
+
+
 def test_presets_lists_the_providers(cli_env: dict[str, str]) -> None:
     """``profiles presets`` shows each provider's server and login rule, also as JSON."""
     lines = _ok(cli_env, "profiles", "presets").stdout.splitlines()

@@ -63,6 +63,15 @@ def test_a_national_cloud_authority_keeps_the_tenant() -> None:
     assert "https://login.microsoftonline.us/contoso.us" == OAuthApp.of(profile).authority
 
 
+def test_an_authority_without_a_tenant_gets_the_default_one() -> None:
+    """--oauth-authority names a host; the tenant is its path (organizations unless given),
+    so msal is never handed an authority without one."""
+    profile = dataclasses.replace(
+        OFFICE, oauth_authority="https://login.microsoftonline.us", oauth_tenant=None
+    )
+    assert "https://login.microsoftonline.us/organizations" == OAuthApp.of(profile).authority
+
+
 def test_app_only_asks_for_the_apps_own_permission() -> None:
     """Client credentials: the .default scope of Exchange Online, no person needed."""
     app = OAuthApp.of(dataclasses.replace(OFFICE, oauth_flow="client_credentials"))
@@ -149,3 +158,14 @@ def test_smtp_auth_switched_off_says_so_instead() -> None:
     )
     hint = classify(refused, Stage.AUTH).hint or ""
     assert "SMTP AUTH is off for the mailbox" in hint
+
+
+def test_an_app_only_token_refused_points_at_the_mailbox_permission() -> None:
+    """Client credentials or a service account: no person can authorise again; what to check
+    is the app's right to send as the mailbox."""
+    refused = OAuthTokenRefused(
+        "535 5.7.3 Authentication unsuccessful", profile="biuro", app_only=True
+    )
+    hint = classify(refused, Stage.AUTH).hint or ""
+    assert "the app may not send as this mailbox" in hint
+    assert "profiles authorize" not in hint

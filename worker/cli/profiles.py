@@ -311,7 +311,7 @@ def _password_values(
     """The ``password_encrypted`` change, if any: a new password, or none when not needed."""
     if new is not None:
         return {"password_encrypted": new.token(_preset_or_none(fields.preset))}
-    if (remove or fields.auth_method == "none") and current.has_password:
+    if (remove or fields.auth_method in {"none", "oauth2"}) and current.has_password:
         return {"password_encrypted": None}
     return {}
 
@@ -350,7 +350,10 @@ def _echo_warnings(fields: ProfileFields, preset: Preset | None, *, prefix: str 
 
 
 def _describe(fields: ProfileFields) -> str:
-    login = f"login {fields.login}" if fields.auth_method == "login" else "no login"
+    login = {
+        "login": f"login {fields.login}",
+        "oauth2": f"OAuth 2.0 as {fields.login} ({fields.oauth_provider}, {fields.oauth_flow})",
+    }.get(fields.auth_method, "no login")
     disabled = "; sending disabled" if not fields.enabled else ""
     return (
         f"{fields.from_address} via {fields.host}:{fields.port}"
