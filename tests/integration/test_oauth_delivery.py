@@ -145,6 +145,8 @@ def test_device_code_sign_in_then_the_worker_sends_with_xoauth2(
     shown = ok(cli_env, "profiles", "show", "biuro").stdout
     assert f"by {MAILBOX} at" in shown
     assert "https://outlook.office.com/SMTP.Send" in shown
+    status = ok(cli_env, "status").stdout
+    assert f"biuro: OAuth 2.0 as {MAILBOX}, authorised" in status
 
 
 @pytest.mark.parametrize("credential", ["secret", "certificate"])
@@ -257,6 +259,42 @@ def test_a_workspace_service_account_sends_for_its_delegated_mailbox(
     asyncio.run(run_until_empty(fast_settings(settings)))
 
     assert ["biuro@firma.pl"] == [message.login for message in google_smtp.messages]
+
+
+def test_a_token_gmail_refuses_is_renewed_once_and_the_message_goes(
+    cli_env: dict[str, str],
+    settings: Settings,
+    google_smtp: SmtpTestServer,
+    oauth_server: OAuthTestServer,
+    tmp_path: Path,
+) -> None:
+    """The stored token still looks fresh, but Gmail refuses it (334 with its JSON error,
+    then 535): the worker gets a new one once, logs in with it, and the message goes; no
+    attempt is spent and the profile does not pause."""
+    key = oauth_server.register_service_account(
+        "mailer@projekt.iam.gserviceaccount.test", delegated_mailboxes=["biuro@firma.pl"]
+    )
+    (tmp_path / "key.json").write_text(json.dumps(key), encoding="utf-8")
+    ok(
+        cli_env,
+        *["profiles", "add", "firma", "--from", "biuro@firma.pl", *_server_options(google_smtp)],
+        *["--auth", "oauth2", "--oauth-provider", "google"],
+        *["--oauth-service-account-key", str(tmp_path / "key.json")],
+        *["--oauth-token-url", oauth_server.google_token_url],
+    )
+    ok(cli_env, "profiles", "authorize", "firma")
+    oauth_server.revoke("biuro@firma.pl")  # the stored token dies; a new one will work
+    [message] = asyncio.run(enqueue(settings, profile="firma"))
+
+    asyncio.run(run_until_empty(fast_settings(settings)))
+
+    stored = asyncio.run(row(settings, message))
+    assert ("sent", 1) == (stored["status"], stored["attempts"])
+    assert [False, True] == [attempt.success for attempt in google_smtp.auth_attempts]
+    [(paused,)] = run_sql(
+        settings_url(settings), "SELECT paused_until IS NOT NULL FROM mail.profile"
+    )
+    assert paused is False
 
 
 # --- the worker keeps the sign-in alive -----------------------------------------------------------

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.output import age_text, echo_json, moment_text, printable, table
 from worker.moments import utc_iso
+from worker.oauth_app import GrantSummary
 from worker.operations import FailureGroup, ProfileStatus
 
 __all__ = ["status"]
@@ -25,9 +28,49 @@ HEADERS = (
 )
 
 
-async def _overview(cli: CliContext) -> tuple[list[ProfileStatus], list[FailureGroup]]:
+@dataclasses.dataclass(frozen=True)
+class _Overview:
+    profiles: list[ProfileStatus]
+    failures: list[FailureGroup]
+    # OAuth profiles: their sign-in, or None while nobody has authorised them.
+    oauth: dict[str, GrantSummary | None]
+
+
+async def _overview(cli: CliContext) -> _Overview:
     async with cli.repository() as repository:
-        return await repository.profile_overview(), await repository.failures_by_reason()
+        grants = await repository.oauth_grants()
+        oauth = {
+            profile.name: grants.get(profile.name)
+            for profile in await repository.list_profiles()
+            if profile.auth_method == "oauth2"
+        }
+        return _Overview(
+            await repository.profile_overview(), await repository.failures_by_reason(), oauth
+        )
+
+
+def _oauth_note(name: str, grant: GrantSummary | None) -> str:
+    """An OAuth profile's sign-in: who, and until when its token lasts (never the token)."""
+    if grant is None or grant.authorized_at is None:
+        return f"{name}: OAuth 2.0, not authorised yet: mailworker profiles authorize {name}"
+    return (
+        f"{name}: OAuth 2.0 as {grant.authorized_by or 'unknown'}, authorised"
+        f" {utc_iso(grant.authorized_at)}; access token until {utc_iso(grant.access_expires_at)}"
+        f" ({grant.refresh_count} renewals)"
+    )
+
+
+def _oauth_json(grant: GrantSummary | None) -> dict[str, object]:
+    if grant is None:
+        return {"authorized_by": None, "authorized_at": None}
+    return {
+        "authorized_by": grant.authorized_by,
+        "authorized_at": utc_iso(grant.authorized_at),
+        "scopes": grant.scopes,
+        "access_token_expires": utc_iso(grant.access_expires_at),
+        "last_refresh": utc_iso(grant.refreshed_at),
+        "refreshes": grant.refresh_count,
+    }
 
 
 # A reason is one line in the table; --json and `messages show` have it whole.
@@ -99,10 +142,12 @@ def status(cli: CliContext, as_json: bool) -> None:
     Per profile: active, paused (until when and why) or disabled; pending and in-flight
     messages; sent and failed in the last 24 h; the daily cap used, left and when it frees;
     the age of the oldest pending message. * marks the default profile. Caps count over a
-    rolling 24 h: a send frees its place when it turns 24 h old. Then what failed in the last
+    rolling 24 h: a send frees its place when it turns 24 h old. OAuth 2.0 profiles: who
+    authorised them and until when their access token lasts. Then what failed in the last
     24 h, by reason, the unroutable too (no profile named, or one that does not exist).
     """
-    found, failures = run_async(lambda: _overview(cli))
+    overview = run_async(lambda: _overview(cli))
+    found, failures = overview.profiles, overview.failures
     if as_json:
         checked = found[0].checked_at if found else None
         echo_json(
@@ -110,6 +155,7 @@ def status(cli: CliContext, as_json: bool) -> None:
                 "checked_at": utc_iso(checked),
                 "profiles": [item.as_json() for item in found],
                 "failed_24h_by_reason": [group.as_json() for group in failures],
+                "oauth": {name: _oauth_json(grant) for name, grant in overview.oauth.items()},
             }
         )
         return
@@ -118,6 +164,7 @@ def status(cli: CliContext, as_json: bool) -> None:
     else:
         click.echo(table(HEADERS, [_row(item) for item in found]))
     notes = [note for item in found for note in _notes(item)]
+    notes += [_oauth_note(name, grant) for name, grant in overview.oauth.items()]
     if notes:
         click.echo()
         for note in notes:
