@@ -31,12 +31,14 @@ from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from tests.kit.commands import cli, ok
-from tests.kit.database import run_sql
+from tests.kit.database import run_sql, sql
 from tests.kit.delivery import attempts_of, enqueue, fast_settings, row, run_until_empty
+from tests.kit.live_worker import http_get, parse_metrics, running_worker
 from tests.kit.oauth_server import OAuthTestServer
 from tests.kit.roles import Roles
 from tests.kit.smtp_fixtures import SmtpServerFactory
 from tests.kit.smtp_server import SmtpTestServer
+from worker.crypto import load_cipher
 from worker.settings import Settings
 
 pytestmark = pytest.mark.timeout(90)
@@ -474,3 +476,36 @@ def _key_and_certificate() -> tuple[bytes, bytes]:
         serialization.NoEncryption(),
     )
     return key_pem + certificate_pem, certificate_pem
+
+
+async def test_metrics_show_the_tokens_expiry_and_the_renewals_never_the_token(
+    cli_env: dict[str, str],
+    settings: Settings,
+    microsoft_smtp: SmtpTestServer,
+    oauth_server: OAuthTestServer,
+) -> None:
+    """Scraped from a running worker that renewed the expired token: the stored token's
+    expiry and one renewal for the profile; the token itself is nowhere in the scrape."""
+    oauth_server.access_token_lifetime = 2
+    await asyncio.to_thread(_signed_in_microsoft, cli_env, microsoft_smtp, oauth_server)
+    await asyncio.sleep(2.1)
+    await enqueue(settings, profile="biuro")
+    settings = fast_settings(settings, http_address="127.0.0.1:0")
+
+    async with running_worker(settings) as worker:
+        await asyncio.to_thread(microsoft_smtp.wait_for_messages, 1, 20)
+        assert worker.http_port is not None
+        _, _, body = await http_get(worker.http_port, "/metrics")
+    [(expires, token)] = await sql(
+        settings,
+        "SELECT extract(epoch FROM access_expires_at), access_token_encrypted"
+        " FROM mail.oauth_grant",
+    )
+
+    samples = parse_metrics(body)
+    profile = (("profile", "biuro"),)
+    expiry = samples[("mailworker_oauth_access_token_expiry_timestamp_seconds", profile)]
+    assert float(expires) == pytest.approx(expiry)
+    assert 1 == samples[("mailworker_oauth_token_renewals", profile)]
+    plain = load_cipher(settings).decrypt(bytes(token), profile="biuro")
+    assert plain not in body.decode()
