@@ -279,11 +279,17 @@ def _google_refresh(app: OAuthApp, credential: str | None, refresh_token: str) -
 def _google_service_account(app: OAuthApp, credential: str | None) -> Tokens:
     if credential is None:
         raise AppRefused(f"profile {app.profile} has no service-account key")
-    info = {**json.loads(credential), "token_uri": app.token_url}
     service_account = google.oauth2.service_account.Credentials
-    credentials = service_account.from_service_account_info(  # type: ignore[no-untyped-call]
-        info, scopes=list(app.scopes), subject=app.mailbox
-    )
+    try:
+        info = {**json.loads(credential), "token_uri": app.token_url}
+        credentials = service_account.from_service_account_info(  # type: ignore[no-untyped-call]
+            info, scopes=list(app.scopes), subject=app.mailbox
+        )
+    except (ValueError, TypeError, KeyError) as exc:  # google-auth's MalformedError is one
+        raise AppRefused(
+            f"the service-account key of profile {app.profile} is not usable: {_first_line(exc)}",
+            profile=app.profile,
+        ) from None
     _google_call(app, credentials)
     return Tokens(
         access_token=str(credentials.token),

@@ -4,6 +4,7 @@ provider's error is worded, and the stored form of a certificate."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +20,13 @@ from worker.cli.authorize import NotAuthorised, _code_in, _Loopback
 from worker.cli.exits import UsageProblem
 from worker.errors import AppRefused, SignInInvalid, TokenEndpointUnavailable
 from worker.oauth_app import OAuthApp
-from worker.oauth_flows import _email_in, _error_of, _microsoft_error, certificate_credential
+from worker.oauth_flows import (
+    _email_in,
+    _error_of,
+    _microsoft_error,
+    certificate_credential,
+    renew,
+)
 from worker.profiles import Profile
 
 APP = OAuthApp(
@@ -163,3 +170,12 @@ def test_the_listener_serves_one_browser_at_a_time_without_blocking_the_command(
         timer.start()
         assert "abc" == _code_in(loopback.wait(5))
         timer.join()
+
+
+@pytest.mark.parametrize("key", ['{"type": "service_account"}', "nie json", "[]"])
+def test_a_service_account_key_that_cannot_be_used_is_the_apps_problem(key: str) -> None:
+    """A stored key changed or cut short: the profile pauses with a clear reason instead of
+    its messages spending their attempts on an error nobody can fix by waiting."""
+    service_account = dataclasses.replace(APP, provider="google", flow="service_account")
+    with pytest.raises(AppRefused, match="service-account key of profile biuro is not usable"):
+        renew(service_account, credential=key, refresh_token=None)
