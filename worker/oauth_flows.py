@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -131,10 +132,17 @@ def start_device_code(app: OAuthApp) -> DeviceCode:
     )
 
 
-def finish_device_code(app: OAuthApp, device_code: DeviceCode) -> Tokens:
-    """Wait until the person has signed in (or the code expired); their tokens."""
+def finish_device_code(app: OAuthApp, device_code: DeviceCode, *, wait: float) -> Tokens:
+    """Wait until the person has signed in, for ``wait`` seconds at most (or until the code
+    expires, if sooner); their tokens."""
     flow = dict(device_code.state)
+    # msal polls until the flow's expires_at (its documented way to end the wait early).
+    flow["expires_at"] = min(float(flow.get("expires_at", 0) or 0) or 1e18, time.time() + wait)
     result = _call(app, lambda: _microsoft_public(app).acquire_token_by_device_flow(flow))
+    if (result or {}).get("error") == "authorization_pending":
+        raise SignInInvalid(
+            f"nobody signed in for profile {app.profile} within {wait:.0f} s", profile=app.profile
+        )
     return _microsoft_tokens(app, result)
 
 

@@ -509,3 +509,18 @@ async def test_metrics_show_the_tokens_expiry_and_the_renewals_never_the_token(
     assert 1 == samples[("mailworker_oauth_token_renewals", profile)]
     plain = load_cipher(settings).decrypt(bytes(token), profile="biuro")
     assert plain not in body.decode()
+
+
+def test_authorize_stops_waiting_for_a_device_code_sign_in_after_wait(
+    cli_env: dict[str, str], microsoft_smtp: SmtpTestServer, oauth_server: OAuthTestServer
+) -> None:
+    """Nobody enters the code: after --wait seconds the command says so and exits 1; the
+    profile stays unauthorised."""
+    oauth_server.register_public_client(CLIENT_ID)
+    _add_microsoft(cli_env, microsoft_smtp, oauth_server, "--oauth-tenant", "organizations")
+
+    result = cli(cli_env, "profiles", "authorize", "biuro", "--wait", "2")
+
+    assert 1 == result.exit_code, result.output
+    assert "nobody signed in for profile biuro within 2 s" in result.output
+    assert "not yet" in ok(cli_env, "profiles", "show", "biuro").stdout

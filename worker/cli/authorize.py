@@ -106,7 +106,7 @@ def _sign_in(
             device_code = start_device_code(app)
             click.echo(device_code.message or f"open {device_code.verification_uri}")
             click.echo("waiting for the sign-in ...", err=True)
-            return finish_device_code(app, device_code)
+            return finish_device_code(app, device_code, wait=wait)
         case "authorization_code":
             return _consent(app, credential, no_browser=no_browser, port=port, wait=wait)
         case _:
