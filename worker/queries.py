@@ -68,6 +68,7 @@ __all__ = [
     "database_time",
     "defer_for_cap",
     "delete_profile",
+    "ensure_oauth_grant",
     "explain_waiting",
     "fail_expired",
     "fail_unroutable",
@@ -1321,6 +1322,12 @@ def select_oauth_grant(profile_id: int, *, lock: bool) -> Select[Any]:
     at a time refreshes them (the others wait, then read what it stored)."""
     statement = select(oauth_grant).where(oauth_grant.c.profile_id == profile_id)
     return statement.with_for_update() if lock else statement
+
+
+def ensure_oauth_grant(profile_id: int) -> Insert:
+    """A profile's grant row, empty if it had none: something to lock before the first token
+    (a second process inserting it waits for the first one's transaction)."""
+    return pg_insert(oauth_grant).values(profile_id=profile_id).on_conflict_do_nothing()
 
 
 def store_oauth_grant(values: Mapping[str, Any]) -> Insert:

@@ -438,7 +438,10 @@ class Repository:
     # --- OAuth 2.0 grants --------------------------------------------------------------------
 
     async def oauth_grant(self, profile_id: int, *, lock: bool = False) -> StoredGrant | None:
-        """A profile's stored tokens; ``lock`` holds the row until this transaction ends."""
+        """A profile's stored tokens; ``lock`` holds the row until this transaction ends (it
+        is made first if there is none, so that even the first token is asked for once)."""
+        if lock:
+            await self._connection.execute(queries.ensure_oauth_grant(profile_id))
         result = await self._connection.execute(queries.select_oauth_grant(profile_id, lock=lock))
         row = result.mappings().first()
         return None if row is None else StoredGrant(**dict(row))

@@ -524,3 +524,36 @@ def test_authorize_stops_waiting_for_a_device_code_sign_in_after_wait(
     assert 1 == result.exit_code, result.output
     assert "nobody signed in for profile biuro within 2 s" in result.output
     assert "not yet" in ok(cli_env, "profiles", "show", "biuro").stdout
+
+
+def test_the_first_app_only_token_is_asked_for_once_by_two_workers(
+    cli_env: dict[str, str],
+    settings: Settings,
+    microsoft_smtp: SmtpTestServer,
+    oauth_server: OAuthTestServer,
+) -> None:
+    """An app-only profile nobody ran `authorize` for: there is no grant row to lock yet, so
+    the first worker makes one and the other waits for it; one token request, not two."""
+    oauth_server.register_confidential_client(CLIENT_ID, secret="Sekret~9", mailboxes=[MAILBOX])
+    _add_microsoft(
+        cli_env,
+        microsoft_smtp,
+        oauth_server,
+        *["--oauth-tenant", TENANT, "--oauth-client-secret-env", "APP_SECRET"],
+        APP_SECRET="Sekret~9",
+    )
+    asyncio.run(enqueue(settings, count=20, profile="biuro"))
+
+    async def two_workers() -> None:
+        await asyncio.gather(
+            # A few messages each: both start sending, and so need a token, at once.
+            run_until_empty(fast_settings(settings, worker_name="w1", concurrency=2)),
+            run_until_empty(fast_settings(settings, worker_name="w2", concurrency=2)),
+        )
+
+    asyncio.run(two_workers())
+
+    assert 20 == len(microsoft_smtp.messages)
+    tokens = [r for r in oauth_server.token_requests if r.grant_type == "client_credentials"]
+    assert 1 == len(tokens)
+    assert f"by {MAILBOX} at" in ok(cli_env, "profiles", "show", "biuro").stdout
