@@ -190,7 +190,10 @@ class _Console:
     async def logout(self, request: Request) -> Response:
         await self._checked_form(request)
         name = request.session.get("user")
+        language = request.session.get("language")
         request.session.clear()
+        if language in LANGUAGES:  # the person's language outlives their sign-in
+            request.session["language"] = language
         if isinstance(name, str):
             log.info("console_logout", user=name)
         return RedirectResponse("/login", status_code=303)
