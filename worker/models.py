@@ -35,6 +35,7 @@ __all__ = [
     "DECLARED_SCHEMA",
     "attachment",
     "attempt",
+    "console_user",
     "lease_clock",
     "metadata",
     "oauth_grant",
@@ -62,6 +63,7 @@ OAUTH_PROVIDERS = ("microsoft", "google")
 OAUTH_FLOWS = ("device_code", "client_credentials", "authorization_code", "service_account")
 MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
 MESSAGE_KINDS = ("notification", "test")
+CONSOLE_ROLES = ("admin", "viewer")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -411,4 +413,21 @@ lease_clock = Table(
     Column("up_since", DateTime(timezone=True), nullable=False),
     CheckConstraint("id", name="single_row"),
     comment="One row: since when the workers have seen the current database server up.",
+)
+
+# The people who may sign in to the web console (`mailworker console users add`). The password
+# is kept as an Argon2id hash (worker/console/auth.py), never as itself.
+console_user = Table(
+    "console_user",
+    metadata,
+    Column("id", Integer, Identity(), primary_key=True),
+    Column("name", Text, nullable=False, comment="The login name; how the audit log names them."),
+    Column("role", Text, nullable=False, comment="admin: may change things; viewer: may look."),
+    Column("password_hash", Text, nullable=False, comment="Argon2id hash in PHC string form."),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_login_at", DateTime(timezone=True)),
+    UniqueConstraint("name"),
+    CheckConstraint("name <> ''", name="name_not_empty"),
+    CheckConstraint(_one_of("role", CONSOLE_ROLES), name="role"),
+    comment="People who may sign in to the web console, and their role.",
 )

@@ -44,6 +44,7 @@ from worker.models import (
     DECLARED_SCHEMA,
     attachment,
     attempt,
+    console_user,
     lease_clock,
     oauth_grant,
     outbox,
@@ -62,11 +63,14 @@ __all__ = [
     "cap_usage",
     "claim_due",
     "clear_default_profile",
+    "console_user_by_name",
+    "console_users",
     "count_pending",
     "count_purgeable",
     "count_waiting_messages",
     "database_time",
     "defer_for_cap",
+    "delete_console_user",
     "delete_profile",
     "ensure_oauth_grant",
     "explain_waiting",
@@ -77,6 +81,7 @@ __all__ = [
     "insert_attachments",
     "insert_attempts",
     "insert_attempts_once",
+    "insert_console_user",
     "insert_message",
     "insert_profile",
     "lock_capped_profiles",
@@ -96,6 +101,7 @@ __all__ = [
     "purge_batch",
     "queue_depth",
     "reclaim_lost_leases",
+    "record_console_login",
     "release_claimed",
     "release_waiting_messages",
     "renew_leases",
@@ -1401,3 +1407,44 @@ def replace_oauth_grant_tokens() -> Update:
             access_token_encrypted=bindparam("b_access"),
         )
     )
+
+
+# --- the web console's users ---------------------------------------------------------------
+
+_CONSOLE_USER_COLUMNS = (
+    console_user.c.name,
+    console_user.c.role,
+    console_user.c.password_hash,
+    console_user.c.created_at,
+    console_user.c.last_login_at,
+)
+
+
+def console_users() -> Select[Any]:
+    """Every console user, by name."""
+    return select(*_CONSOLE_USER_COLUMNS).order_by(console_user.c.name)
+
+
+def console_user_by_name(name: str) -> Select[Any]:
+    """One console user (no row: no such user)."""
+    return select(*_CONSOLE_USER_COLUMNS).where(console_user.c.name == name)
+
+
+def insert_console_user(*, name: str, role: str, password_hash: str) -> Executable:
+    """A new console user; returns nothing when the name is taken already."""
+    return (
+        pg_insert(console_user)
+        .values(name=name, role=role, password_hash=password_hash)
+        .on_conflict_do_nothing(index_elements=[console_user.c.name])
+        .returning(console_user.c.id)
+    )
+
+
+def delete_console_user(name: str) -> Executable:
+    """Remove a console user; returns its id (no row: no such user)."""
+    return delete(console_user).where(console_user.c.name == name).returning(console_user.c.id)
+
+
+def record_console_login(name: str) -> Update:
+    """Note when a console user last signed in."""
+    return update(console_user).where(console_user.c.name == name).values(last_login_at=func.now())

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from worker import queries
 from worker.addresses import address_forms
 from worker.caps import CapUsage, Room, room_of
+from worker.console_users import ConsoleUser
 from worker.message_status import AttemptSummary, MessageStatus
 from worker.metrics import DatabaseSnapshot, PausedProfile, QueueDepth
 from worker.oauth_app import GrantSummary, StoredGrant
@@ -490,6 +491,33 @@ class Repository:
         """What may be shown of every grant, by profile name."""
         result = await self._connection.execute(queries.oauth_grants())
         return {row["name"]: _grant_summary(row) for row in result.mappings()}
+
+    # --- the web console's users ---------------------------------------------------------------
+
+    async def console_users(self) -> list[ConsoleUser]:
+        """Every person who may sign in to the console, by name."""
+        result = await self._connection.execute(queries.console_users())
+        return [ConsoleUser(**row) for row in result.mappings()]
+
+    async def console_user(self, name: str) -> ConsoleUser | None:
+        """The console user called ``name``, if there is one."""
+        result = await self._connection.execute(queries.console_user_by_name(name))
+        row = result.mappings().one_or_none()
+        return None if row is None else ConsoleUser(**row)
+
+    async def add_console_user(self, *, name: str, role: str, password_hash: str) -> bool:
+        """Add a console user; False when the name is taken already."""
+        statement = queries.insert_console_user(name=name, role=role, password_hash=password_hash)
+        return (await self._connection.execute(statement)).first() is not None
+
+    async def remove_console_user(self, name: str) -> bool:
+        """Remove a console user; False when there is none of that name."""
+        result = await self._connection.execute(queries.delete_console_user(name))
+        return result.first() is not None
+
+    async def record_console_login(self, name: str) -> None:
+        """Note that ``name`` has just signed in to the console."""
+        await self._connection.execute(queries.record_console_login(name))
 
 
 _CAP_COLUMNS = ("daily_cap", "daily_recipient_cap", "per_minute_cap")

@@ -211,6 +211,24 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- the web console ---------------------------------------------------------------------
+    console_listen: str = Field(
+        default="127.0.0.1:8080",
+        description=(
+            "host:port where `mailworker console` serves the web console. The default answers "
+            "this machine only; put a reverse proxy with HTTPS in front to reach it from "
+            "elsewhere (docs/console.md)."
+        ),
+    )
+    console_https: bool = Field(
+        default=False,
+        description=(
+            "Whether people reach the console over HTTPS (a reverse proxy ending TLS): the "
+            "session cookie is then sent over HTTPS only (Secure) and browsers are told to "
+            "keep to HTTPS (Strict-Transport-Security)."
+        ),
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -262,6 +280,12 @@ class Settings(BaseSettings):
     def _address_is_host_port(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
+        split_address(value.strip())
+        return value.strip()
+
+    @field_validator("console_listen")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
         split_address(value.strip())
         return value.strip()
 

@@ -49,3 +49,15 @@ def test_the_wheel_carries_the_migrations_and_the_presets(wheel: zipfile.ZipFile
     names = set(wheel.namelist())
     expected = {"worker/_data/migrations/env.py", "worker/_data/config/providers.toml"}
     assert expected == expected & names
+
+
+def test_the_wheel_carries_the_consoles_pages_style_and_catalogue(wheel: zipfile.ZipFile) -> None:
+    """The console needs no checkout: its templates, style sheet and Polish catalogue ship."""
+    names = set(wheel.namelist())
+    expected = {
+        "worker/console/templates/base.html",
+        "worker/console/templates/accounts.html",
+        "worker/console/static/console.css",
+        "worker/console/locale/pl/LC_MESSAGES/console.po",
+    }
+    assert expected == expected & names

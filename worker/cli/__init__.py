@@ -112,6 +112,7 @@ async def _dev_profile(cli: CliContext) -> str:
 # Sub-command groups live in their own modules and attach themselves to ``main``.
 from worker.cli import (  # noqa: E402
     authorize,
+    console,
     enqueue,
     maintenance,
     messages,
@@ -128,6 +129,7 @@ main.add_command(enqueue.enqueue)
 main.add_command(run.run)
 main.add_command(send_test_command.send_test)
 main.add_command(status.status)
+main.add_command(console.console)
 main.add_command(messages.messages)
 main.add_command(maintenance.purge)
 main.add_command(maintenance.secrets)

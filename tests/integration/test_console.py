@@ -1,0 +1,232 @@
+"""The web console in this process (Starlette's TestClient) against the test's own database:
+signing in and out, the login throttle, CSRF, roles, languages, headers, and no secret shown."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from starlette.routing import Route
+from starlette.testclient import TestClient
+from structlog.testing import capture_logs
+
+from tests.kit.commands import ok
+from tests.kit.rows import insert_profile
+from worker.console.app import SECURITY_HEADERS, SESSION_COOKIE, create_app
+from worker.settings import Settings
+
+ADMIN_PASSWORD = "admin-Haslo-2026-konsola"
+VIEWER_PASSWORD = "viewer-Haslo-2026-konsola"
+SMTP_PASSWORD = "smtp-Tajne-Haslo-123"
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def users(cli_env: dict[str, str]) -> None:
+    """An admin 'ewa' and a viewer 'jan', added as an operator adds them."""
+    for name, role, password in (
+        ("ewa", "admin", ADMIN_PASSWORD),
+        ("jan", "viewer", VIEWER_PASSWORD),
+    ):
+        ok(cli_env, "console", "users", "add", name, "--role", role, "--password-stdin",
+           input=f"{password}\n")  # fmt: skip
+
+
+@pytest.fixture
+def client(settings: Settings, database_url: str, users: None) -> Iterator[TestClient]:
+    app = create_app(settings, database_url)
+    with TestClient(app, base_url="http://127.0.0.1:8080") as client:
+        yield client
+
+
+def _csrf(client: TestClient, path: str = "/login") -> str:
+    match = _CSRF.search(client.get(path).text)
+    assert match is not None
+    return match.group(1)
+
+
+def _login(client: TestClient, name: str, password: str, **headers: str):  # type: ignore[no-untyped-def]
+    token = _csrf(client)
+    form = {"csrf_token": token, "name": name, "password": password}
+    return client.post("/login", data=form, headers=headers, follow_redirects=False)
+
+
+def test_a_user_signs_in_sees_the_accounts_and_signs_out(
+    client: TestClient, database_url: str
+) -> None:
+    """The right password opens the accounts page, with each profile's address, server and
+    state; signing out closes it again. Both are logged with the user's name, never a password."""
+    insert_profile(database_url, "biuro", is_default=True, daily_cap=500)
+    with capture_logs() as logs:
+        answer = _login(client, "ewa", ADMIN_PASSWORD)
+        assert (303, "/accounts") == (answer.status_code, answer.headers["location"])
+        page = client.get("/accounts")
+        out = client.post("/logout", data={"csrf_token": _csrf(client, "/accounts")},
+                          follow_redirects=False)  # fmt: skip
+
+    assert 200 == page.status_code
+    for shown in ("biuro@firma.pl", "relay.firma.pl", "25", "active", "(default)",
+                  "0 of 500 messages in 24 h", "Signed in as ewa (administrator)"):  # fmt: skip
+        assert shown in page.text
+    assert (303, "/login") == (out.status_code, out.headers["location"])
+    assert "/login" == client.get("/accounts", follow_redirects=False).headers["location"]
+    events = [(entry["event"], entry.get("user")) for entry in logs]
+    assert [("console_login", "ewa"), ("console_logout", "ewa")] == [
+        event for event in events if event[0] in {"console_login", "console_logout"}
+    ]
+    assert ADMIN_PASSWORD not in repr(logs)
+
+
+def test_a_paused_and_a_disabled_profile_are_said_in_words(
+    client: TestClient, database_url: str
+) -> None:
+    """A pause shows until when and why; a disabled profile says so."""
+    insert_profile(database_url, "biuro", paused_until=datetime(2299, 1, 1, tzinfo=UTC),
+                   pause_reason="535 authentication failed")  # fmt: skip
+    insert_profile(database_url, "stary", enabled=False)
+    _login(client, "jan", VIEWER_PASSWORD)
+
+    page = client.get("/accounts").text
+
+    assert "paused until 2299-01-01T00:00:00Z: 535 authentication failed" in page
+    assert "disabled" in page
+    assert "Signed in as jan (viewer)" in page
+
+
+def test_a_wrong_password_or_name_is_refused_alike(client: TestClient) -> None:
+    """A wrong password and an unknown name get the same answer, and no session; the unknown
+    name is not logged (it may be a password typed in the wrong field)."""
+    with capture_logs() as logs:
+        wrong = _login(client, "ewa", "not-the-password")
+        unknown = _login(client, "Tajne-Haslo-w-polu-nazwy", ADMIN_PASSWORD)
+
+    assert (401, 401) == (wrong.status_code, unknown.status_code)
+    assert "Wrong user name or password." in wrong.text
+    assert "Wrong user name or password." in unknown.text
+    assert "/login" == client.get("/accounts", follow_redirects=False).headers["location"]
+    refused = [entry.get("user") for entry in logs if entry["event"] == "console_login_refused"]
+    assert ["ewa", None] == refused
+    assert "Tajne-Haslo-w-polu-nazwy" not in repr(logs)
+
+
+def test_five_failures_make_the_user_wait(client: TestClient) -> None:
+    """After five wrong passwords for a name from one address, even the right one waits."""
+    for _ in range(5):
+        assert 401 == _login(client, "ewa", "wrong-password-again").status_code
+
+    answer = _login(client, "ewa", ADMIN_PASSWORD)
+
+    assert 429 == answer.status_code
+    assert "Too many failed attempts. Try again in 5 min." in answer.text
+    # Another user from the same address is not held back.
+    assert 303 == _login(client, "jan", VIEWER_PASSWORD).status_code
+
+
+def test_every_post_without_the_csrf_token_is_refused(client: TestClient) -> None:
+    """Each POST route answers 403 without the session's token, or with another one."""
+    _login(client, "ewa", ADMIN_PASSWORD)
+    posts = [
+        route.path
+        for route in client.app.routes  # type: ignore[attr-defined]
+        if isinstance(route, Route) and "POST" in (route.methods or ())
+    ]
+    assert {"/login", "/logout", "/language"} <= set(posts)
+    for path in posts:
+        bare = client.post(path, data={"name": "ewa", "password": ADMIN_PASSWORD})
+        forged = client.post(path, data={"csrf_token": "forged", "language": "pl"})
+        assert (path, 403, 403) == (path, bare.status_code, forged.status_code)
+    assert 200 == client.get("/accounts").status_code  # still signed in: the logout was refused
+
+
+def test_language_follows_the_browser_and_the_switch(client: TestClient, database_url: str) -> None:
+    """Accept-Language picks Polish, in the guide's words; the switch sets English for the
+    session, whatever the browser says."""
+    insert_profile(database_url, "biuro")
+    polish = {"Accept-Language": "pl-PL,pl;q=0.9,en;q=0.5"}
+    _login(client, "ewa", ADMIN_PASSWORD)
+
+    in_polish = client.get("/accounts", headers=polish)
+    form = {"csrf_token": _csrf(client, "/accounts"), "language": "en", "next": "/accounts"}
+    switched = client.post("/language", headers=polish, follow_redirects=False, data=form)
+    in_english = client.get("/accounts", headers=polish)
+
+    assert '<html lang="pl">' in in_polish.text
+    for word in ("Nazwa konta", "Email wychodzący", "Nazwa serwera", "Port", "aktywne"):
+        assert word in in_polish.text
+    assert (303, "/accounts") == (switched.status_code, switched.headers["location"])
+    assert '<html lang="en">' in in_english.text
+    assert "Account name" in in_english.text
+
+
+def test_the_language_switch_goes_back_only_to_this_site(client: TestClient) -> None:
+    """A ``next`` that leads elsewhere (another host, a scheme) is replaced by the home page."""
+    for elsewhere in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        answer = client.post("/language", follow_redirects=False, data={
+            "csrf_token": _csrf(client), "language": "pl", "next": elsewhere})  # fmt: skip
+        assert "/" == answer.headers["location"]
+
+
+def test_security_headers_and_the_session_cookie(client: TestClient) -> None:
+    """Every answer has the CSP without inline scripts and the other headers; the session
+    cookie is HttpOnly and SameSite=Lax, and not Secure over plain HTTP."""
+    page = client.get("/login")
+    style = client.get("/static/console.css")
+
+    for answer in (page, style):
+        for name, value in SECURITY_HEADERS.items():
+            assert value == answer.headers[name]
+    assert "'unsafe-inline'" not in SECURITY_HEADERS["content-security-policy"]
+    assert "no-store" == page.headers["cache-control"]
+    cookie = page.headers["set-cookie"].lower()
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    assert ("httponly" in cookie, "samesite=lax" in cookie, "secure" in cookie) == (
+        True,
+        True,
+        False,
+    )
+    assert "<script" not in page.text
+    assert "style=" not in page.text
+
+
+def test_behind_https_the_cookie_is_secure(
+    settings: Settings, database_url: str, users: None
+) -> None:
+    """With MAILWORKER_CONSOLE_HTTPS the cookie is Secure and HSTS is sent."""
+    app = create_app(settings.model_copy(update={"console_https": True}), database_url)
+    with TestClient(app, base_url="https://console.example") as client:
+        page = client.get("/login")
+    assert "; secure" in page.headers["set-cookie"].lower()
+    assert "max-age=31536000" == page.headers["strict-transport-security"]
+
+
+def test_no_password_or_secret_reaches_a_page(
+    client: TestClient, cli_env: dict[str, str], settings: Settings
+) -> None:
+    """A profile's SMTP password, the users' passwords and hashes, the secret key: none is in
+    any page or cookie the console answers with."""
+    ok(cli_env, "profiles", "add", "biuro", "--from", "biuro@firma.pl", "--host",
+       "smtp.firma.pl", "--password-stdin", input=f"{SMTP_PASSWORD}\n")  # fmt: skip
+    answers = [client.get("/login"), _login(client, "ewa", ADMIN_PASSWORD)]
+    answers.append(client.get("/accounts"))
+    assert "biuro@firma.pl" in answers[-1].text
+    shown = "".join(answer.text + str(answer.headers) for answer in answers)
+    assert settings.secret_key is not None
+    for secret in (
+        SMTP_PASSWORD,
+        ADMIN_PASSWORD,
+        "$argon2",
+        settings.secret_key.get_secret_value(),
+    ):
+        assert secret not in shown
+
+
+def test_a_removed_user_is_signed_out_at_once(client: TestClient, cli_env: dict[str, str]) -> None:
+    """Removing a user ends their session at its next request."""
+    _login(client, "jan", VIEWER_PASSWORD)
+    assert 200 == client.get("/accounts").status_code
+
+    ok(cli_env, "console", "users", "remove", "jan")
+
+    assert "/login" == client.get("/accounts", follow_redirects=False).headers["location"]
