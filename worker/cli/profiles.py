@@ -260,6 +260,7 @@ def _oauth_credential(options: Mapping[str, Any]) -> _OAuthCredential | None:
                 f"{certificate} must hold the app's private key (unencrypted) and its"
                 " certificate, both in PEM"
             ) from None
+        register_secret(json.loads(plain)["private_key"])
         return _OAuthCredential(plain, {"oauth_flow": "client_credentials"})
     if key_file is not None:
         text = key_file.read_text(encoding="utf-8")
