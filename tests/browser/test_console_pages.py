@@ -115,3 +115,46 @@ def test_sign_in_and_read_the_accounts_in_polish_and_english(
 
     assert [] == errors  # nothing refused by the CSP, no script errors
     print("screenshots:", *sorted(str(path) for path in shots.iterdir()))
+
+
+def test_an_admin_adds_an_account_by_the_labelled_fields_in_polish(
+    browser: sync_api.Browser, console_url: str, tmp_path: Path
+) -> None:
+    """An admin opens the account form from the Accounts page, applies the WP preset, fills
+    the fields by their Polish labels, saves, and sees the new account in the list."""
+    shots = tmp_path / "screenshots"
+    page = browser.new_page(locale="pl-PL", extra_http_headers={"Accept-Language": "pl-PL,pl"})
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text))
+    page.goto(f"{console_url}/login")
+    page.get_by_label("Nazwa użytkownika").fill("ewa")
+    page.get_by_label("Hasło").fill(PASSWORD)
+    page.get_by_role("button", name="Zaloguj").click()
+    page.wait_for_url("**/accounts")
+
+    page.get_by_role("link", name="Dodaj konto").click()
+    page.wait_for_url("**/accounts/new")
+    page.get_by_label("Dostawca poczty").select_option("wp")
+    page.get_by_role("button", name="Zastosuj ustawienia dostawcy").click()
+    page.wait_for_load_state()
+    sync_api.expect(page.get_by_label("Nazwa serwera")).to_have_value("smtp.wp.pl")
+    sync_api.expect(page.get_by_label("Port")).to_have_value("465")
+    page.get_by_label("Nazwa konta").fill("wp")
+    page.get_by_label("Email wychodzący").fill("jankowalski@wp.pl")
+    page.get_by_label("Nazwa wyświetlana").fill("Jan Kowalski")
+    page.get_by_label("Opis").fill("Faktury")
+    sync_api.expect(page.get_by_label("Włącz wysyłanie")).to_be_checked()
+    sync_api.expect(page.get_by_label("Typ serwera")).to_have_value("SMTP")
+    sync_api.expect(page.get_by_label("Metoda szyfrowania")).to_have_value("ssl")
+    page.get_by_label("Metoda uwierzytelniania").select_option("login")
+    page.get_by_label("Hasło").fill("Wp-Tajne-Haslo-2026")
+    page.screenshot(path=shots / "account-form-pl.png", full_page=True)
+    page.get_by_role("button", name="Zapisz").click()
+
+    page.wait_for_url("**/accounts")
+    table = page.get_by_role("table")
+    sync_api.expect(table).to_contain_text("jankowalski@wp.pl")
+    sync_api.expect(table).to_contain_text("smtp.wp.pl")
+    page.screenshot(path=shots / "accounts-after-add-pl.png", full_page=True)
+    assert [] == errors, errors
+    print("screenshots:", *sorted(str(path) for path in shots.iterdir()))

@@ -13,8 +13,10 @@ from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
 from tests.kit.commands import ok
+from tests.kit.database import run_sql
 from tests.kit.rows import insert_profile
 from worker.console.app import SECURITY_HEADERS, SESSION_COOKIE, create_app
+from worker.crypto import load_cipher
 from worker.settings import Settings
 
 ADMIN_PASSWORD = "admin-Haslo-2026-konsola"
@@ -132,7 +134,9 @@ def test_every_post_without_the_csrf_token_is_refused(client: TestClient) -> Non
         for route in client.app.routes  # type: ignore[attr-defined]
         if isinstance(route, Route) and "POST" in (route.methods or ())
     ]
-    assert {"/login", "/logout", "/language"} <= set(posts)
+    assert {"/login", "/logout", "/language", "/accounts/new", "/accounts/{name}/edit"} <= set(
+        posts
+    )
     for path in posts:
         bare = client.post(path, data={"name": "ewa", "password": ADMIN_PASSWORD})
         forged = client.post(path, data={"csrf_token": "forged", "language": "pl"})
@@ -230,3 +234,147 @@ def test_a_removed_user_is_signed_out_at_once(client: TestClient, cli_env: dict[
     ok(cli_env, "console", "users", "remove", "jan")
 
     assert "/login" == client.get("/accounts", follow_redirects=False).headers["location"]
+
+
+WP_PASSWORD = "Wp-Tajne-Haslo-2026"
+WP_FORM = {
+    "preset": "wp",
+    "enabled": "on",
+    "name": "wp",
+    "from_address": "jankowalski@wp.pl",
+    "display_name": "Jan Kowalski",
+    "reply_to": "",
+    "description": "Faktury",
+    "host": "smtp.wp.pl",
+    "port": "465",
+    "encryption": "ssl",
+    "auth_method": "login",
+    "login": "",
+    "daily_cap": "300",
+}
+
+
+def _post_form(client: TestClient, path: str, **fields: str):  # type: ignore[no-untyped-def]
+    form = {"csrf_token": _csrf(client, path), "action": "save", **fields}
+    return client.post(path, data=form, follow_redirects=False)
+
+
+def _stored(database_url: str, name: str) -> dict[str, object]:
+    [row] = run_sql(database_url, "SELECT * FROM mail.profile WHERE name = :name", name=name)
+    return dict(row._mapping)
+
+
+def test_an_admin_adds_the_wp_account_as_the_cli_would(
+    client: TestClient, database_url: str, settings: Settings
+) -> None:
+    """The guide's WP account, added through the form with the wp preset: the login is derived
+    (jankowalski), the row holds the form's fields, the password is stored encrypted and no
+    answer shows it; the change is logged with the admin's name and never the password."""
+    _login(client, "ewa", ADMIN_PASSWORD)
+    applied = client.post("/accounts/new", data={"csrf_token": _csrf(client, "/accounts/new"),
+                          "action": "preset", "preset": "wp", "encryption": "auto",
+                          "auth_method": "login"})  # fmt: skip
+    with capture_logs() as logs:
+        saved = _post_form(client, "/accounts/new", **WP_FORM, password=WP_PASSWORD)
+    page = client.get("/accounts")
+
+    assert 'value="smtp.wp.pl"' in applied.text
+    assert 'value="465"' in applied.text
+    assert "Aktywacja dostępu dla programów" in applied.text  # the preset's hint
+    assert (303, "/accounts") == (saved.status_code, saved.headers["location"])
+    row = _stored(database_url, "wp")
+    expected = {"from_address": "jankowalski@wp.pl", "display_name": "Jan Kowalski",
+                "description": "Faktury", "host": "smtp.wp.pl", "port": 465,
+                "encryption": "ssl", "auth_method": "login", "login": "jankowalski",
+                "daily_cap": 300, "preset": "wp", "enabled": True, "reply_to": None,
+                "is_default": True}  # fmt: skip
+    assert expected == {key: row[key] for key in expected}
+    token = row["password_encrypted"]
+    assert isinstance(token, bytes)
+    assert WP_PASSWORD.encode() not in token
+    assert WP_PASSWORD == load_cipher(settings).decrypt(token, profile="wp")
+    assert "jankowalski@wp.pl" in page.text
+    edit_page = client.get("/accounts/wp/edit")
+    for answer in (applied, saved, page, edit_page):
+        assert WP_PASSWORD not in answer.text
+    assert 'name="password" type="password" autocomplete="new-password" value=""' in edit_page.text
+    added = [entry for entry in logs if entry["event"] == "profile_added"]
+    assert [("wp", "ewa")] == [(entry["profile"], entry["by"]) for entry in added]
+    assert WP_PASSWORD not in repr(logs)
+
+
+def test_an_edit_with_an_empty_password_keeps_it(
+    client: TestClient, cli_env: dict[str, str], database_url: str
+) -> None:
+    """Changing the display name with the password left empty keeps the stored password;
+    the change is logged with the admin's name."""
+    ok(cli_env, "profiles", "add", "wp", "--preset", "wp", "--from", "jankowalski@wp.pl",
+       "--password-stdin", input=f"{WP_PASSWORD}\n")  # fmt: skip
+    before = _stored(database_url, "wp")
+    _login(client, "ewa", ADMIN_PASSWORD)
+    form = {**WP_FORM, "display_name": "Biuro Kowalski", "description": "", "login": "jankowalski"}
+
+    with capture_logs() as logs:
+        saved = _post_form(client, "/accounts/wp/edit", **form, password="")
+
+    assert 303 == saved.status_code
+    after = _stored(database_url, "wp")
+    assert ("Biuro Kowalski", before["password_encrypted"]) == (
+        after["display_name"],
+        after["password_encrypted"],
+    )
+    updated = [
+        (entry["fields"], entry["by"]) for entry in logs if entry["event"] == "profile_updated"
+    ]
+    assert [(["display_name"], "ewa")] == updated
+
+
+def test_a_wrong_port_and_encryption_mix_is_shown_beside_the_port(
+    client: TestClient, database_url: str
+) -> None:
+    """SSL on port 587 is refused with the CLI's words, next to the port field; nothing is
+    stored and the typed password is not sent back."""
+    _login(client, "ewa", ADMIN_PASSWORD)
+
+    answer = _post_form(client, "/accounts/new", **{**WP_FORM, "port": "587"},
+                        password=WP_PASSWORD)  # fmt: skip
+
+    assert 422 == answer.status_code
+    port_field = answer.text.split('id="port"', 1)[1].split("</p>", 1)[0]
+    assert 'id="port-problem"' in port_field
+    assert "port 587 expects STARTTLS" in port_field
+    assert WP_PASSWORD not in answer.text
+    assert [] == run_sql(database_url, "SELECT id FROM mail.profile WHERE name = 'wp'")
+
+
+def test_only_an_admin_may_open_or_post_the_account_form(
+    client: TestClient, database_url: str
+) -> None:
+    """A viewer gets 403 on the form pages and their posts, and sees no links to them."""
+    insert_profile(database_url, "biuro")
+    _login(client, "jan", VIEWER_PASSWORD)
+    token = _csrf(client, "/accounts")
+
+    answers = [
+        client.get("/accounts/new"),
+        client.get("/accounts/biuro/edit"),
+        client.post("/accounts/new", data={"csrf_token": token, **WP_FORM}),
+        client.post("/accounts/biuro/edit", data={"csrf_token": token, **WP_FORM}),
+    ]
+
+    assert [403, 403, 403, 403] == [answer.status_code for answer in answers]
+    assert "/accounts/new" not in client.get("/accounts").text
+    assert [] == run_sql(database_url, "SELECT id FROM mail.profile WHERE name = 'wp'")
+
+
+def test_the_account_form_posts_need_the_csrf_token(client: TestClient, database_url: str) -> None:
+    """An admin's post of the form without the session's token is refused and stores nothing."""
+    insert_profile(database_url, "biuro")
+    _login(client, "ewa", ADMIN_PASSWORD)
+
+    new = client.post("/accounts/new", data={**WP_FORM, "password": WP_PASSWORD})
+    edit = client.post("/accounts/biuro/edit", data={**WP_FORM, "display_name": "X"})
+
+    assert (403, 403) == (new.status_code, edit.status_code)
+    assert [] == run_sql(database_url, "SELECT id FROM mail.profile WHERE name = 'wp'")
+    assert "" == _stored(database_url, "biuro")["display_name"]

@@ -55,4 +55,4 @@ def test_every_text_of_the_templates_has_a_polish_translation() -> None:
     ids = {message for _, _, message, *_ in extract_from_dir(TEMPLATES, method_map)}
     assert len(ids) > 20
     missing = sorted(str(message) for message in ids if polish.gettext(message) == message)
-    assert ["Port", "administrator"] == missing  # the same word in both languages
+    assert ["Login", "Port", "administrator"] == missing  # the same word in both languages

@@ -35,6 +35,7 @@ from worker.oauth_flows import certificate_credential
 from worker.oauth_tokens import OAuthTokens
 from worker.presets import Preset, load_presets, require_preset
 from worker.profile_check import CheckReport, check_profile
+from worker.profile_saving import NewPassword, password_values, preset_or_none, settle_default
 from worker.profiles import (
     CAP_FIELDS,
     OAUTH_FLOWS,
@@ -42,7 +43,6 @@ from worker.profiles import (
     ProfileEntry,
     ProfileFields,
     build_fields,
-    clean_password,
     edit_fields,
     ensure_valid,
     parse_profiles_file,
@@ -276,45 +276,8 @@ def _oauth_credential(options: Mapping[str, Any]) -> _OAuthCredential | None:
     return None
 
 
-@dataclasses.dataclass(frozen=True)
-class _NewPassword:
-    """A password the user gave, and the cipher that will store it."""
-
-    plain: str = dataclasses.field(repr=False)
-    cipher: PasswordCipher
-
-    def cleaned(self, preset: Preset | None) -> str:
-        password = clean_password(self.plain, preset)
-        register_secret(password)
-        return password
-
-    def token(self, preset: Preset | None) -> bytes:
-        return self.cipher.encrypt(self.cleaned(preset))
-
-    def is_stored_in(self, profile: Profile, preset: Preset | None) -> bool:
-        """Whether ``profile`` already holds this password."""
-        if profile.password_encrypted is None:
-            return False
-        try:
-            stored = self.cipher.decrypt(profile.password_encrypted, profile=profile.name)
-        except SecretKeyError:
-            return False  # stored under a lost key: the given password replaces it
-        return stored == self.cleaned(preset)
-
-
-def _new_password(cli: CliContext, plain: str | None) -> _NewPassword | None:
-    return None if plain is None else _NewPassword(plain, load_cipher(cli.settings))
-
-
-def _password_values(
-    current: Profile, fields: ProfileFields, new: _NewPassword | None, *, remove: bool
-) -> dict[str, bytes | None]:
-    """The ``password_encrypted`` change, if any: a new password, or none when not needed."""
-    if new is not None:
-        return {"password_encrypted": new.token(_preset_or_none(fields.preset))}
-    if (remove or fields.auth_method in {"none", "oauth2"}) and current.has_password:
-        return {"password_encrypted": None}
-    return {}
+def _new_password(cli: CliContext, plain: str | None) -> NewPassword | None:
+    return None if plain is None else NewPassword(plain, load_cipher(cli.settings))
 
 
 def _preset_names() -> str:
@@ -325,24 +288,11 @@ def _preset_names() -> str:
         return "see `mailworker profiles presets`"
 
 
-def _preset_or_none(name: str | None) -> Preset | None:
-    return load_presets().get(name) if name else None
-
-
 async def _existing(repository: Repository, name: str) -> Profile:
     profile = await repository.get_profile(name)
     if profile is None:
         raise ProfileNotFound(f"no profile is named {name!r}; `mailworker profiles list` shows all")
     return profile
-
-
-async def _settle_default(repository: Repository, name: str, *, make_default: bool) -> bool:
-    """Make ``name`` the default when asked, when no profile is, or when the default is the
-    development capture profile (the first real profile takes over); whether it now is."""
-    current = await repository.get_default_profile()
-    if make_default or current is None or is_dev_profile(current):
-        return await repository.make_default_profile(name)
-    return False
 
 
 def _echo_warnings(fields: ProfileFields, preset: Preset | None, *, prefix: str = "") -> None:
@@ -474,7 +424,7 @@ async def _insert(cli: CliContext, row: Mapping[str, Any], *, make_default: bool
                 " change it with `mailworker profiles edit`"
             )
         await repository.create_profile(row)
-        return await _settle_default(repository, name, make_default=make_default)
+        return await settle_default(repository, name, make_default=make_default)
 
 
 # --- edit ------------------------------------------------------------------------------------
@@ -533,14 +483,14 @@ def edit_profile(
         return
     log.info("profile_updated", profile=name, fields=changed)
     click.echo(f"updated profile {name!r} ({_changes(fields, changed)}): {_describe(fields)}")
-    _echo_warnings(fields, _preset_or_none(fields.preset))
+    _echo_warnings(fields, preset_or_none(fields.preset))
 
 
 async def _update(
     cli: CliContext,
     name: str,
     changes: Mapping[str, Any],
-    new: _NewPassword | None,
+    new: NewPassword | None,
     *,
     remove: bool,
     credential: bytes | None = None,
@@ -549,8 +499,8 @@ async def _update(
     async with cli.repository() as repository:
         current = await _existing(repository, name)
         before = ProfileFields.of(current)
-        fields = edit_fields(before, changes, _preset_or_none(current.preset))
-        password = _password_values(current, fields, new, remove=remove)
+        fields = edit_fields(before, changes, preset_or_none(current.preset))
+        password = password_values(current, fields, new, remove=remove)
         if credential is not None:
             password["oauth_credential_encrypted"] = credential
         has_password = password.get("password_encrypted", current.password_encrypted) is not None
@@ -608,7 +558,7 @@ def _public_view(
     view["password"] = "set" if profile.has_password else "not set"
     if oauth:
         view |= _grant_view(profile, grant)
-    preset = _preset_or_none(profile.preset)
+    preset = preset_or_none(profile.preset)
     view["hint"] = (preset.oauth_hint if oauth else preset.hint) if preset else None
     return view
 
@@ -816,7 +766,7 @@ class _Planned:
 
     fields: ProfileFields
     preset: Preset | None
-    new_password: _NewPassword | None
+    new_password: NewPassword | None
     make_default: bool
     credential: _OAuthCredential | None = None
 
@@ -856,7 +806,7 @@ def _plan_entry(name: str, entry: ProfileEntry, cipher: Callable[[], PasswordCip
             message = f"environment variable {entry.password_env} (password_env) is not set"
             raise InvalidProfile([f"{message} or empty"])
         register_secret(plain)
-        new_password = _NewPassword(plain, cipher())
+        new_password = NewPassword(plain, cipher())
     return _Planned(fields, preset, new_password, entry.default, credential)
 
 
@@ -980,7 +930,7 @@ async def _save(
     if new is not None and new.is_stored_in(current, item.preset):
         new = None
     password: dict[str, bytes | None] = {
-        **_password_values(current, item.fields, new, remove=False),
+        **password_values(current, item.fields, new, remove=False),
         **credential,
     }
     changed = item.fields.differences(ProfileFields.of(current))

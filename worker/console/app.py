@@ -28,13 +28,18 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from worker.console.account_form import ENCRYPTIONS, AccountForm, add_account, edit_account
 from worker.console.accounts import account_rows
 from worker.console.auth import CSRF_FIELD, LoginThrottle, csrf_matches, csrf_token, session_secret
 from worker.console.i18n import LANGUAGES, choose_language, translations
 from worker.console.passwords import verify_password
 from worker.console_users import ConsoleUser
+from worker.crypto import load_cipher
 from worker.db import create_engine
+from worker.listener import notify_channel
+from worker.logs import register_secret
 from worker.moments import utc_iso
+from worker.presets import load_presets
 from worker.repository import Repository
 from worker.settings import Settings
 
@@ -100,7 +105,8 @@ def _templates() -> Jinja2Templates:
 class _Console:
     """The pages and form posts; one instance per app, holding its templates and throttle."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._templates = _templates()
         self._throttle = LoginThrottle()
 
@@ -217,6 +223,82 @@ class _Console:
             rows = await account_rows(repository)
         return self._render(request, "accounts.html", user=user, rows=rows)
 
+    async def _admin(self, request: Request) -> ConsoleUser | Response:
+        """The signed-in admin; the sign-in page for no one, 403 for a viewer."""
+        user = await self._signed_in(request)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        if not user.is_admin:
+            raise HTTPException(403, "Only an administrator may change accounts.")
+        return user
+
+    def _render_form(
+        self, request: Request, user: ConsoleUser, form: AccountForm, *, editing: str | None
+    ) -> Response:
+        status = 422 if form.problems else 200
+        return self._render(
+            request, "account_form.html", status, user=user, form=form, editing=editing,
+            presets=load_presets(), encryptions=ENCRYPTIONS,
+        )  # fmt: skip
+
+    async def new_account(self, request: Request) -> Response:
+        posted = await self._checked_form(request) if request.method == "POST" else None
+        user = await self._admin(request)
+        if isinstance(user, Response):
+            return user
+        if posted is None:
+            return self._render_form(request, user, AccountForm.blank(), editing=None)
+        form = AccountForm.posted(posted)
+        if posted.get("action") == "preset":
+            form.apply_preset(load_presets())
+            return self._render_form(request, user, form, editing=None)
+        password = self._password(posted)
+        cipher = load_cipher(self._settings) if password else None
+        async with self._repository(request) as repository:
+            saved = await add_account(repository, form, password, cipher)
+        if saved is None:
+            return self._render_form(request, user, form, editing=None)
+        fields = saved.fields
+        log.info("profile_added", profile=fields.name, preset=fields.preset,
+                 default=saved.is_default, by=user.name)  # fmt: skip
+        return RedirectResponse("/accounts", status_code=303)
+
+    async def edit_account(self, request: Request) -> Response:
+        posted = await self._checked_form(request) if request.method == "POST" else None
+        user = await self._admin(request)
+        if isinstance(user, Response):
+            return user
+        name = request.path_params["name"]
+        async with self._repository(request) as repository:
+            current = await repository.get_profile(name)
+            if current is None:
+                raise HTTPException(404, "No account has this name.")
+            if posted is None:
+                return self._render_form(request, user, AccountForm.of(current), editing=name)
+            form = AccountForm.posted(posted)
+            form.values["name"] = name
+            if posted.get("action") == "preset":
+                form.apply_preset(load_presets())
+                return self._render_form(request, user, form, editing=name)
+            password = self._password(posted)
+            cipher = load_cipher(self._settings) if password else None
+            saved = await edit_account(repository, current, form, password, cipher)
+            if saved is None:
+                return self._render_form(request, user, form, editing=name)
+            if saved.changed:
+                await repository.wake_workers(notify_channel(self._settings.db_schema))
+        if saved.changed:
+            log.info("profile_updated", profile=name, fields=saved.changed, by=user.name)
+        return RedirectResponse("/accounts", status_code=303)
+
+    @staticmethod
+    def _password(form: FormData) -> str:
+        """The password typed in the form, registered at once so that no log line shows it."""
+        password = str(form.get("password", ""))
+        if password:
+            register_secret(password)
+        return password
+
 
 def create_app(settings: Settings, database_url: str) -> Starlette:
     """The console over the database at ``database_url``; its engine is made at startup."""
@@ -229,7 +311,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         finally:
             await app.state.engine.dispose()
 
-    pages = _Console()
+    pages = _Console(settings)
     routes = [
         Route("/", pages.home),
         Route("/login", pages.login_page, methods=["GET"]),
@@ -237,6 +319,8 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         Route("/logout", pages.logout, methods=["POST"]),
         Route("/language", pages.language, methods=["POST"]),
         Route("/accounts", pages.accounts, methods=["GET"]),
+        Route("/accounts/new", pages.new_account, methods=["GET", "POST"]),
+        Route("/accounts/{name}/edit", pages.edit_account, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [

@@ -1,0 +1,222 @@
+"""The account form: a profile added or changed by an admin, by the same rules as the CLI.
+
+The posted form becomes the ``given`` fields of :func:`worker.profiles.build_fields` (add) or
+the changes of :func:`worker.profiles.edit_fields` (edit); :func:`worker.profiles.profile_problems`
+checks them and each problem is shown beside the field it is about (:func:`problem_field`).
+The stored password never goes back to the browser: an empty password on edit keeps it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, get_args
+
+from worker.crypto import PasswordCipher
+from worker.presets import Preset, load_presets
+from worker.profile_saving import NewPassword, password_values, preset_or_none, settle_default
+from worker.profiles import (
+    AuthMethod,
+    Encryption,
+    Profile,
+    ProfileFields,
+    build_fields,
+    edit_fields,
+    preset_caps,
+    profile_problems,
+)
+from worker.repository import Repository
+
+__all__ = [
+    "ENCRYPTIONS",
+    "FORM_FIELDS",
+    "AccountForm",
+    "Saved",
+    "add_account",
+    "edit_account",
+    "problem_field",
+]
+
+# The text fields of the form, in the guide's order; the checkbox "enabled" comes first.
+FORM_FIELDS = (
+    "name",
+    "from_address",
+    "display_name",
+    "reply_to",
+    "description",
+    "host",
+    "port",
+    "encryption",
+    "auth_method",
+    "login",
+    "daily_cap",
+    "preset",
+)
+ENCRYPTIONS: tuple[str, ...] = get_args(Encryption)
+AUTH_METHODS: tuple[str, ...] = get_args(AuthMethod)
+EXISTS = "An account with this name exists already."
+# Where each problem of profile_problems belongs, by how its sentence starts.
+_PROBLEM_FIELDS = (
+    ("account name", "name"),
+    ("outgoing address", "from_address"),
+    ("reply-to address", "reply_to"),
+    ("display name", "display_name"),
+    ("server host", "host"),
+    ("port ", "port"),
+    ("encryption none", "encryption"),
+    ("authentication login needs a login", "login"),
+    ("authentication login needs a password", "password"),
+    ("a password is given", "password"),
+    ("the password is empty", "password"),
+    ("daily cap", "daily_cap"),
+    ("unknown preset", "preset"),
+)
+
+
+def problem_field(problem: str) -> str | None:
+    """The form field a problem is about; ``None``: it goes at the top of the form."""
+    for start, field in _PROBLEM_FIELDS:
+        if problem.startswith(start):
+            return field
+    if " expects the login" in problem or "as the login" in problem:
+        return "login"
+    return None
+
+
+@dataclasses.dataclass
+class AccountForm:
+    """What the form shows: the values as typed, and the problems by field (``""``: top)."""
+
+    values: dict[str, str]
+    enabled: bool = True
+    problems: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    hint: str = ""
+
+    @classmethod
+    def blank(cls) -> AccountForm:
+        values = dict.fromkeys(FORM_FIELDS, "")
+        values |= {"encryption": "auto", "auth_method": "login"}
+        return cls(values)
+
+    @classmethod
+    def of(cls, profile: Profile) -> AccountForm:
+        """A stored profile's fields; the password is not among them."""
+        values = {
+            name: "" if getattr(profile, name) is None else str(getattr(profile, name))
+            for name in FORM_FIELDS
+        }
+        return cls(values, enabled=profile.enabled)
+
+    @classmethod
+    def posted(cls, form: Mapping[str, Any]) -> AccountForm:
+        values = {name: str(form.get(name, "")) for name in FORM_FIELDS}
+        return cls(values, enabled=form.get("enabled") == "on")
+
+    def apply_preset(self, presets: Mapping[str, Preset]) -> None:
+        """Fill server, port, encryption and the daily cap from the chosen preset."""
+        preset = presets.get(self.values["preset"])
+        if preset is None:
+            self.problems = {"preset": ["Choose a provider preset first."]}
+            return
+        cap = preset_caps(preset)["daily_cap"]
+        self.values |= {
+            "host": preset.host,
+            "port": str(preset.port),
+            "encryption": preset.encryption,
+            "daily_cap": "" if cap is None else str(cap),
+        }
+        self.hint = preset.hint
+
+    def given(self) -> dict[str, Any]:
+        """The fields as build_fields and edit_fields take them; a wrong number is a problem."""
+        given: dict[str, Any] = {
+            name: self.values[name] for name in FORM_FIELDS if name not in {"port", "daily_cap"}
+        }
+        given["enabled"] = self.enabled
+        for name, allowed in (("encryption", ENCRYPTIONS), ("auth_method", AUTH_METHODS)):
+            if given[name] not in allowed:
+                self.problems.setdefault(name, []).append(f"{given[name]!r} is not a choice")
+        for name in ("port", "daily_cap"):
+            text = self.values[name].strip()
+            if not text:
+                if name == "daily_cap":
+                    given[name] = None  # empty: no cap
+                continue
+            try:
+                given[name] = int(text)
+            except ValueError:
+                self.problems.setdefault(name, []).append(f"{text!r} is not a whole number")
+        return given
+
+    def add_problems(self, problems: list[str]) -> None:
+        for problem in problems:
+            self.problems.setdefault(problem_field(problem) or "", []).append(problem)
+
+
+@dataclasses.dataclass(frozen=True)
+class Saved:
+    """A stored change: the fields, the changed names (edit) and whether it is the default."""
+
+    fields: ProfileFields
+    changed: list[str]
+    is_default: bool = False
+
+
+async def add_account(
+    repository: Repository,
+    form: AccountForm,
+    password: str,
+    cipher: PasswordCipher | None,
+) -> Saved | None:
+    """Store a new profile as ``profiles add`` does; ``None`` (and ``form.problems``) if not."""
+    presets = load_presets()
+    given = form.given()
+    if not given["host"].strip():
+        del given["host"]  # the preset's server, if one is chosen
+    preset = presets.get(form.values["preset"]) if form.values["preset"] else None
+    if form.problems:
+        return None
+    fields = build_fields(given, preset)
+    new = NewPassword(password, cipher) if password and cipher is not None else None
+    form.add_problems(profile_problems(fields, has_password=new is not None, presets=presets))
+    if fields.name and await repository.profile_exists(fields.name):
+        form.problems.setdefault("name", []).append(EXISTS)
+    if form.problems:
+        return None
+    token = None if new is None else new.token(preset)
+    await repository.create_profile({**fields.as_row(), "password_encrypted": token})
+    is_default = await settle_default(repository, fields.name, make_default=False)
+    return Saved(fields, [], is_default)
+
+
+async def edit_account(
+    repository: Repository,
+    current: Profile,
+    form: AccountForm,
+    password: str,
+    cipher: PasswordCipher | None,
+) -> Saved | None:
+    """Change a profile as ``profiles edit`` does; an empty password keeps the stored one."""
+    changes = form.given()
+    changes.pop("name")  # the name is not changed here
+    if form.problems:
+        return None
+    before = ProfileFields.of(current)
+    fields = edit_fields(before, changes, preset_or_none(changes["preset"] or None))
+    new = NewPassword(password, cipher) if password and cipher is not None else None
+    values = password_values(current, fields, new, remove=False)
+    has_password = values.get("password_encrypted", current.password_encrypted) is not None
+    form.add_problems(
+        profile_problems(
+            fields,
+            has_password=has_password,
+            presets=load_presets(),
+            has_oauth_credential=current.oauth_credential_encrypted is not None,
+        )
+    )
+    if form.problems:
+        return None
+    changed = fields.differences(before) + ["password" for _ in values]
+    if changed:
+        await repository.update_profile(current.name, {**fields.as_row(), **values})
+    return Saved(fields, changed)
