@@ -118,7 +118,7 @@ class Profile:
     daily_recipient_cap: int | None = None
     per_minute_cap: int | None = None
     max_recipients_per_message: int | None = None
-    # OAuth 2.0 sign-in (auth_method "oauth2"); see worker/oauth/.
+    # OAuth 2.0 sign-in (auth_method "oauth2"); see worker/oauth_app.py.
     oauth_provider: OAuthProvider | None = None
     oauth_flow: OAuthFlow | None = None
     oauth_client_id: str | None = None

@@ -34,9 +34,9 @@ from tests.kit.commands import cli, ok
 from tests.kit.database import run_sql, sql
 from tests.kit.delivery import attempts_of, enqueue, fast_settings, row, run_until_empty
 from tests.kit.live_worker import http_get, parse_metrics, running_worker
+from tests.kit.oauth_profiles import refreshes, server_options
 from tests.kit.oauth_server import OAuthTestServer
 from tests.kit.roles import Roles
-from tests.kit.smtp_fixtures import SmtpServerFactory
 from tests.kit.smtp_server import SmtpTestServer
 from worker.crypto import load_cipher
 from worker.settings import Settings
@@ -46,27 +46,6 @@ pytestmark = pytest.mark.timeout(90)
 MAILBOX = "anna@contoso.com"
 CLIENT_ID = "5f1c0c4e-2f4b-4b1e-9d57-0a0b9f0e8c11"
 TENANT = "contoso.onmicrosoft.com"
-
-
-@pytest.fixture
-def microsoft_smtp(
-    smtp_server_factory: SmtpServerFactory, oauth_server: OAuthTestServer
-) -> SmtpTestServer:
-    return smtp_server_factory(tls="implicit", oauth=oauth_server, oauth_style="microsoft")
-
-
-@pytest.fixture
-def google_smtp(
-    smtp_server_factory: SmtpServerFactory, oauth_server: OAuthTestServer
-) -> SmtpTestServer:
-    return smtp_server_factory(tls="implicit", oauth=oauth_server, oauth_style="google")
-
-
-def _server_options(server: SmtpTestServer) -> list[str]:
-    return [
-        *["--host", server.hostname, "--port", str(server.port), "--encryption", "ssl"],
-        *["--ca-bundle", str(server.cert_bundle), "--timeout", "10"],
-    ]
 
 
 def _add_microsoft(
@@ -79,7 +58,7 @@ def _add_microsoft(
 ) -> None:
     ok(
         env,
-        *["profiles", "add", name, "--from", MAILBOX, *_server_options(server)],
+        *["profiles", "add", name, "--from", MAILBOX, *server_options(server)],
         *["--auth", "oauth2", "--oauth-provider", "microsoft", "--oauth-client-id", CLIENT_ID],
         *["--oauth-authority", oauth.base_url, *options],
         **extra_env,
@@ -106,14 +85,6 @@ def _signed_in_microsoft(
     oauth.register_public_client(CLIENT_ID)
     _add_microsoft(env, server, oauth, "--oauth-tenant", "organizations", name=name)
     _authorize_with_device_code(env, oauth, name=name)
-
-
-def _refreshes(oauth: OAuthTestServer) -> int:
-    return sum(
-        1
-        for request in oauth.token_requests
-        if request.grant_type == "refresh_token" and request.error is None
-    )
 
 
 def _profile(database_url: str) -> tuple[object, ...]:
@@ -202,7 +173,7 @@ def test_google_consent_comes_back_to_the_loopback_and_the_worker_sends(
             "gmail",
             "--from",
             "jan.kowalski@gmail.com",
-            *_server_options(google_smtp),
+            *server_options(google_smtp),
         ],
         *["--auth", "oauth2", "--oauth-provider", "google"],
         *["--oauth-client-id", "1234.apps.googleusercontent.com"],
@@ -249,7 +220,7 @@ def test_a_workspace_service_account_sends_for_its_delegated_mailbox(
     key_file.write_text(json.dumps(key), encoding="utf-8")
     ok(
         cli_env,
-        *["profiles", "add", "firma", "--from", "biuro@firma.pl", *_server_options(google_smtp)],
+        *["profiles", "add", "firma", "--from", "biuro@firma.pl", *server_options(google_smtp)],
         *["--auth", "oauth2", "--oauth-provider", "google"],
         *["--oauth-service-account-key", str(key_file)],
         *["--oauth-token-url", oauth_server.google_token_url],
@@ -279,7 +250,7 @@ def test_a_token_gmail_refuses_is_renewed_once_and_the_message_goes(
     (tmp_path / "key.json").write_text(json.dumps(key), encoding="utf-8")
     ok(
         cli_env,
-        *["profiles", "add", "firma", "--from", "biuro@firma.pl", *_server_options(google_smtp)],
+        *["profiles", "add", "firma", "--from", "biuro@firma.pl", *server_options(google_smtp)],
         *["--auth", "oauth2", "--oauth-provider", "google"],
         *["--oauth-service-account-key", str(tmp_path / "key.json")],
         *["--oauth-token-url", oauth_server.google_token_url],
@@ -321,7 +292,7 @@ def test_an_expired_token_is_renewed_and_the_rotated_refresh_token_survives_a_re
         asyncio.run(run_until_empty(fast))
 
     assert 3 == len(microsoft_smtp.messages)
-    assert 3 == _refreshes(oauth_server)
+    assert 3 == refreshes(oauth_server)
     [(count,)] = run_sql(settings_url(settings), "SELECT refresh_count FROM mail.oauth_grant")
     assert 3 == count
 
@@ -348,7 +319,7 @@ def test_two_workers_make_one_refresh(
     asyncio.run(two_workers())
 
     assert 20 == len(microsoft_smtp.messages)
-    assert 1 == _refreshes(oauth_server)
+    assert 1 == refreshes(oauth_server)
 
 
 def test_a_revoked_sign_in_pauses_with_the_hint_and_authorising_again_sends_the_rest(
@@ -431,7 +402,7 @@ async def test_the_worker_role_of_the_security_page_renews_tokens(
     await run_until_empty(fast_settings(as_worker))
 
     assert [MAILBOX] == [message.login for message in microsoft_smtp.messages]
-    assert 1 == _refreshes(oauth_server)
+    assert 1 == refreshes(oauth_server)
     shop = await roles.connect("shop_app")
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await shop.fetch("SELECT refresh_token_encrypted FROM mail.oauth_grant")

@@ -18,9 +18,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.kit.oauth_server import OAuthTestServer
-from tests.kit.smtp_server import SmtpTestCA
+from tests.kit.smtp_fixtures import SmtpServerFactory
+from tests.kit.smtp_server import SmtpTestCA, SmtpTestServer
 
-__all__ = ["oauth_server"]
+__all__ = ["google_smtp", "microsoft_smtp", "oauth_server"]
 
 # What requests reads from the environment in place of a session's verify= (requests'
 # Session.merge_environment_settings: the environment wins unless verify= is given per call).
@@ -37,3 +38,19 @@ def oauth_server(smtp_ca: SmtpTestCA, monkeypatch: pytest.MonkeyPatch) -> Iterat
     server.stop()
     if server.errors:
         pytest.fail("OAuth test server raised:\n" + "\n".join(server.errors), pytrace=False)
+
+
+@pytest.fixture
+def microsoft_smtp(
+    smtp_server_factory: SmtpServerFactory, oauth_server: OAuthTestServer
+) -> SmtpTestServer:
+    """An Outlook-style SMTPS server that takes the tokens of ``oauth_server`` only."""
+    return smtp_server_factory(tls="implicit", oauth=oauth_server, oauth_style="microsoft")
+
+
+@pytest.fixture
+def google_smtp(
+    smtp_server_factory: SmtpServerFactory, oauth_server: OAuthTestServer
+) -> SmtpTestServer:
+    """A Gmail-style SMTPS server that takes the tokens of ``oauth_server`` only."""
+    return smtp_server_factory(tls="implicit", oauth=oauth_server, oauth_style="google")

@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from tests.kit.commands import cli, ok
 from tests.kit.delivery import enqueue, fast_settings
+from tests.kit.oauth_profiles import refreshes, server_options
 from tests.kit.oauth_server import OAuthTestServer
 from tests.kit.processes import WorkerProcesses
 from tests.kit.smtp_fixtures import SmtpServerFactory
@@ -31,26 +32,12 @@ MAILBOX = "anna@contoso.com"
 CLIENT_ID = "5f1c0c4e-2f4b-4b1e-9d57-0a0b9f0e8c11"
 
 
-@pytest.fixture
-def microsoft_smtp(
-    smtp_server_factory: SmtpServerFactory, oauth_server: OAuthTestServer
-) -> SmtpTestServer:
-    return smtp_server_factory(tls="implicit", oauth=oauth_server, oauth_style="microsoft")
-
-
-def _server_options(server: SmtpTestServer) -> list[str]:
-    return [
-        *["--host", server.hostname, "--port", str(server.port), "--encryption", "ssl"],
-        *["--ca-bundle", str(server.cert_bundle), "--timeout", "10"],
-    ]
-
-
 def _authorised(env: dict[str, str], server: SmtpTestServer, oauth: OAuthTestServer) -> None:
     """Profile ``biuro`` signed in by its person with the device code."""
     oauth.register_public_client(CLIENT_ID)
     ok(
         env,
-        *["profiles", "add", "biuro", "--from", MAILBOX, *_server_options(server)],
+        *["profiles", "add", "biuro", "--from", MAILBOX, *server_options(server)],
         *["--auth", "oauth2", "--oauth-provider", "microsoft", "--oauth-client-id", CLIENT_ID],
         *["--oauth-authority", oauth.base_url, "--oauth-tenant", "organizations"],
     )
@@ -70,14 +57,6 @@ def _mailworker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-
-
-def _refreshes(oauth: OAuthTestServer) -> int:
-    return sum(
-        1
-        for request in oauth.token_requests
-        if request.grant_type == "refresh_token" and request.error is None
     )
 
 
@@ -109,7 +88,7 @@ def test_three_worker_processes_share_one_renewed_token_and_send_test_is_deliver
     assert ExitCode.OK == result.exit_code, result.output + workers.report()
     assert result.stdout.startswith("DELIVERED"), result.stdout
     assert 31 == len(microsoft_smtp.messages)
-    assert 1 == _refreshes(oauth_server), workers.report()
+    assert 1 == refreshes(oauth_server), workers.report()
 
 
 def test_a_revoked_profile_is_not_delivered_and_says_authorise_again(
@@ -163,7 +142,7 @@ def test_a_headless_google_consent_takes_the_pasted_address(
     ok(
         cli_env,
         *["profiles", "add", "gmail", "--from", "jan.kowalski@gmail.com"],
-        *_server_options(google),
+        *server_options(google),
         *["--auth", "oauth2", "--oauth-provider", "google"],
         *["--oauth-client-id", "1234.apps.googleusercontent.com"],
         *["--oauth-client-secret-env", "GOOGLE_SECRET"],
@@ -208,7 +187,7 @@ def test_a_token_expiring_while_the_worker_runs_is_renewed_before_the_next_send(
     asyncio.run(enqueue(fast, profile="biuro", subject="druga"))
     microsoft_smtp.wait_for_messages(2, timeout=20)
 
-    assert 1 == _refreshes(oauth_server), workers.report()
+    assert 1 == refreshes(oauth_server), workers.report()
     assert worker.logged("oauth_token_renewed")
     assert 2 == microsoft_smtp.connection_count
 
