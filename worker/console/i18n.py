@@ -10,12 +10,20 @@ from __future__ import annotations
 import functools
 import gettext
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-__all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "LOCALE_DIR", "choose_language", "translations"]
+__all__ = [
+    "DEFAULT_LANGUAGE",
+    "LANGUAGES",
+    "LOCALE_DIR",
+    "choose_language",
+    "explainer",
+    "translations",
+]
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "console"
@@ -36,6 +44,18 @@ def translations(language: str) -> gettext.NullTranslations:
     write_mo(compiled, catalog)  # fuzzy entries are left out, as msgfmt does
     compiled.seek(0)
     return gettext.GNUTranslations(compiled)
+
+
+def explainer(language: str) -> Callable[[str | None], str]:
+    """How the pages say a core sentence (hint, reason, preset advice) in ``language``.
+
+    For now every such sentence is shown as the core wrote it, in English.
+    """
+
+    def explain(text: str | None) -> str:
+        return text or ""
+
+    return explain
 
 
 def choose_language(chosen: object, accept_language: str | None) -> str:

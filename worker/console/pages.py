@@ -21,7 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from worker.console.auth import CSRF_FIELD, LoginThrottle, csrf_matches, csrf_token
-from worker.console.i18n import LANGUAGES, choose_language, translations
+from worker.console.i18n import LANGUAGES, choose_language, explainer, translations
 from worker.console_users import ConsoleUser
 from worker.moments import utc_iso
 from worker.repository import Repository
@@ -70,6 +70,9 @@ class PageKit:
         language = self.language(request)
         page = {
             "_": translations(language).gettext,
+            # A sentence of the core (a hint, a pause or failure reason, a preset's advice)
+            # in the page's language; a server's own reply inside it stays as the server said.
+            "explain": explainer(language),
             "language": language,
             "languages": LANGUAGES,
             "csrf_field": CSRF_FIELD,
