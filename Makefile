@@ -24,7 +24,7 @@ UV_VERSION := 0.13.9
 # The venv's own pip is new enough for all of this; upgrading it would only cost time.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test lint format lock clean bench chaos
+.PHONY: setup run test lint format lock clean bench bench-http chaos
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed" >&2; exit 1; }
@@ -62,6 +62,11 @@ test: $(TOOLS)  ## the whole test suite, with coverage
 # The benchmark of docs/performance.md: a table on stdout, every figure in bench-results.json.
 bench: $(TOOLS)  ## throughput, latency, enqueue, idle cost and memory against the limit and a peer
 	$(BIN)/python -m bench.run
+
+# Why the worker keeps its own /healthz and /metrics endpoint (docs/console.md): its memory,
+# start-up and CPU per request against Starlette under uvicorn, the console's stack.
+bench-http: $(TOOLS)  ## the worker's HTTP endpoint against the console's stack, per request
+	$(BIN)/python -m bench.http_stack
 
 # The chaos run of docs/reliability.md: 10,000 messages through 4 workers while workers are
 # killed and PostgreSQL and the SMTP server restart; a table on stdout, figures in
