@@ -16,11 +16,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +93,7 @@ class Stack:
     env_file: Path
     build_override: Path
     mailpit_port: int
+    console_port: int
 
     def compose(
         self, *args: str, timeout: float = 180, env: dict[str, str] | None = None
@@ -160,11 +163,16 @@ def _build_override(folder: Path) -> Path:
 def stack(docker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """`docker compose up --build -d`, as the quick start says; removed with its volumes after."""
     folder = tmp_path_factory.mktemp("compose")
-    port = _free_port()
+    port, console_port = _free_port(), _free_port()
     env_file = folder / "compose.env"
-    env_file.write_text(f"MAILPIT_UI_PORT={port}\n")
+    env_file.write_text(f"MAILPIT_UI_PORT={port}\nCONSOLE_PORT={console_port}\n")
     stack = Stack(
-        docker, f"mailworker-check-{os.getpid()}", env_file, _build_override(folder), port
+        docker,
+        f"mailworker-check-{os.getpid()}",
+        env_file,
+        _build_override(folder),
+        port,
+        console_port,
     )
     try:
         stack.ok("up", "--build", "--detach", timeout=600)
@@ -220,6 +228,36 @@ def test_compose_stack_delivers_scales_and_keeps_its_data(stack: Stack) -> None:
     stack.ok("down")
     stack.ok("up", "--detach")
     assert "sent|2" == stack.outbox()
+
+
+def test_the_console_serves_beside_the_worker(stack: Stack) -> None:
+    """The console container becomes healthy, an admin added with `docker compose exec console
+    mailworker console users add` signs in on the published port (loopback only) and sees the
+    demo account."""
+    [console] = stack.containers("console")
+    assert "healthy" == _wait_healthy(stack, console, within=120)
+    password = "Compose-Konsola-2026"  # a throwaway of this test's stack
+    add = f"printf '%s\\n' '{password}' | mailworker console users add admin --role admin" \
+        " --password-stdin"  # fmt: skip
+    assert "added (admin)" in stack.ok("exec", "-T", "console", "sh", "-c", add)
+
+    base = f"http://127.0.0.1:{stack.console_port}"
+    browser = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor()
+    )
+    with browser.open(f"{base}/login", timeout=10) as answer:
+        [token] = re.findall(r'name="csrf_token" value="([^"]+)"', answer.read().decode())
+    form = urllib.parse.urlencode({"csrf_token": token, "name": "admin", "password": password})
+    with browser.open(f"{base}/login", data=form.encode(), timeout=10) as answer:
+        assert 200 == answer.status  # after the redirect to the signed-in home page
+    with browser.open(f"{base}/accounts", timeout=10) as answer:
+        page = answer.read().decode()
+    assert "Signed in as admin (administrator)" in page
+    assert "demo" in page
+    bindings = stack.inspect("{{json .HostConfig.PortBindings}}", console)
+    assert [{"HostIp": "127.0.0.1", "HostPort": str(stack.console_port)}] == json.loads(bindings)[
+        "8080/tcp"
+    ]
 
 
 def test_image_without_database_url_refuses_in_one_line(stack: Stack) -> None:

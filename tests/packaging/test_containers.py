@@ -61,7 +61,7 @@ LOCAL_LOCK_FILE = ROOT / "requirements-local.lock"
 ENV_EXAMPLE = ROOT / "config" / "mailworker.env.example"
 DEMO_PROFILES = ROOT / "config" / "demo-profiles.toml"
 QUICKSTART = ROOT / "docs" / "quickstart.md"
-MAILWORKER_SERVICES = ("migrate", "worker")
+MAILWORKER_SERVICES = ("migrate", "worker", "console")
 # The profiles file inside the migrate container, mounted from the repository.
 CONTAINER_PROFILES = "/config/profiles.toml"
 # Added to the grace period: the worker writes the results before it exits.
@@ -242,7 +242,8 @@ def parse_command_line(argv: Sequence[str], *, files: Mapping[str, Path] | None 
     words = [str(files.get(word, word)) for word in argv[1:]]
     command: click.Command = main
     path: list[str] = []
-    while isinstance(command, click.Group):
+    # A group that runs by itself (`mailworker console` serves) may end the line.
+    while isinstance(command, click.Group) and (words or not command.invoke_without_command):
         assert words, f"`{' '.join(argv)}` names no command after mailworker {' '.join(path)}"
         assert not words[0].startswith("-"), f"`{' '.join(argv)}`: options before the command"
         name = words.pop(0)
@@ -277,11 +278,12 @@ def _missing_file_of_the_reader(
 # --- docker-compose.yml ----------------------------------------------------------------------
 
 
-def test_compose_runs_postgres_migrate_worker_and_mailpit() -> None:
+def test_compose_runs_postgres_migrate_worker_console_and_mailpit() -> None:
     """The stack is the official PostgreSQL on a named volume, the one-shot migration, the
-    worker (built from the Dockerfile) and Mailpit with its web UI on 8025, local only."""
+    worker (built from the Dockerfile), the web console on 8080 and Mailpit with its web UI on
+    8025, both published on this machine's loopback only."""
     found = services()
-    assert {"postgres", "migrate", "worker", "mailpit"} == set(found)
+    assert {"postgres", "migrate", "worker", "console", "mailpit"} == set(found)
 
     postgres = found["postgres"]
     assert re.fullmatch(r"postgres:\d+(\.\d+)?(-[a-z0-9]+)?", postgres["image"])
@@ -296,6 +298,11 @@ def test_compose_runs_postgres_migrate_worker_and_mailpit() -> None:
     assert mailpit["image"].startswith("axllent/mailpit:")
     assert ["127.0.0.1:8025:8025"] == [with_defaults(port) for port in mailpit["ports"]]
 
+    console = found["console"]
+    assert ["127.0.0.1:8080:8080"] == [with_defaults(port) for port in console["ports"]]
+    listen = environment(console)["MAILWORKER_CONSOLE_LISTEN"]
+    assert listen.endswith(":8080"), "the published port is the one the console listens on"
+
 
 def test_compose_builds_the_image_once() -> None:
     """migrate and worker run one image, built once from the repository's Dockerfile: migrate
@@ -303,9 +310,10 @@ def test_compose_builds_the_image_once() -> None:
     and nothing else is built."""
     found = services()
     assert {"migrate": "."} == {name: s["build"] for name, s in found.items() if "build" in s}
-    assert found["migrate"]["image"] == found["worker"]["image"]
-    assert "never" == found["worker"]["pull_policy"]
-    assert "migrate" in found["worker"]["depends_on"], "the worker starts once the image is built"
+    for name in ("worker", "console"):
+        assert found["migrate"]["image"] == found[name]["image"]
+        assert "never" == found[name]["pull_policy"]
+        assert "migrate" in found[name]["depends_on"], f"{name} starts once the image is built"
 
 
 def test_compose_file_needs_no_newer_compose() -> None:
@@ -335,10 +343,11 @@ def test_compose_starts_in_order_and_checks_health() -> None:
     assert "pg_isready" in postgres_check["test"]
     assert any(word.startswith("--host=") for word in postgres_check["test"])
     assert {"postgres": {"condition": "service_healthy"}} == found["migrate"]["depends_on"]
-    assert {
-        "postgres": {"condition": "service_healthy"},
-        "migrate": {"condition": "service_completed_successfully"},
-    } == found["worker"]["depends_on"]
+    for name in ("worker", "console"):
+        assert {
+            "postgres": {"condition": "service_healthy"},
+            "migrate": {"condition": "service_completed_successfully"},
+        } == found[name]["depends_on"]
     assert "no" == found["migrate"]["restart"]
     assert {"disable": True} == found["migrate"]["healthcheck"]
     assert "unless-stopped" == found["worker"]["restart"]
@@ -379,6 +388,7 @@ def test_services_run_commands_that_exist() -> None:
         parse_command_line(line, files=files) for line in commands_of(migrate)
     ]
     assert ["run"] == [parse_command_line(line) for line in commands_of(worker)]
+    assert ["console"] == [parse_command_line(line) for line in commands_of(found["console"])]
     [image_cmd] = [i for i in final_stage(dockerfile()) if i.keyword == "CMD"]
     assert commands_of(worker) == [image_cmd.exec_form()]
 
