@@ -246,7 +246,8 @@ def test_the_console_serves_beside_the_worker(stack: Stack) -> None:
         urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor()
     )
     with browser.open(f"{base}/login", timeout=10) as answer:
-        [token] = re.findall(r'name="csrf_token" value="([^"]+)"', answer.read().decode())
+        # Every form of the page (sign-in, language) carries the session's one token.
+        token = re.findall(r'name="csrf_token" value="([^"]+)"', answer.read().decode())[0]
     form = urllib.parse.urlencode({"csrf_token": token, "name": "admin", "password": password})
     with browser.open(f"{base}/login", data=form.encode(), timeout=10) as answer:
         assert 200 == answer.status  # after the redirect to the signed-in home page
