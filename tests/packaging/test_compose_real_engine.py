@@ -237,9 +237,11 @@ def test_the_console_serves_beside_the_worker(stack: Stack) -> None:
     [console] = stack.containers("console")
     assert "healthy" == _wait_healthy(stack, console, within=120)
     password = "Compose-Konsola-2026"  # a throwaway of this test's stack
-    add = f"printf '%s\\n' '{password}' | mailworker console users add admin --role admin" \
-        " --password-stdin"  # fmt: skip
-    assert "added (admin)" in stack.ok("exec", "-T", "console", "sh", "-c", add)
+    text = (ROOT / "docs" / "console.md").read_text(encoding="utf-8")
+    [add] = [line for line in text.splitlines() if line.startswith("docker compose exec console")]
+    # As documented, with the password on stdin instead of a terminal's hidden prompt.
+    command = f"printf '%s\\n' '{password}' | {shlex.join(shlex.split(add)[4:])} --password-stdin"
+    assert "added (admin)" in stack.ok("exec", "-T", "console", "sh", "-c", command)
 
     base = f"http://127.0.0.1:{stack.console_port}"
     browser = urllib.request.build_opener(
