@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from worker.console.i18n import translations
+from worker.console.overview import age_words
 from worker.operations import Backlog, PendingGroup, ProfileStatus
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -87,3 +89,12 @@ def test_a_cap_with_room_left_holds_nothing() -> None:
     assert (False, True) == (roomy.cap_full, filled.cap_full)
     assert 2 == Backlog.of([roomy], [_pending("sklep", 2, 0, timedelta(0))]).due
 
+
+def test_ages_are_said_in_the_two_largest_units_in_each_language() -> None:
+    """``3 min 20 s``, ``2 h``, ``1 d 2 h``; Polish units are the same abbreviations."""
+    english = translations("en").gettext
+    polish = translations("pl").gettext
+    assert "3 min 20 s" == age_words(timedelta(minutes=3, seconds=20), english)
+    assert "2 h" == age_words(timedelta(hours=2), english)
+    assert "1 d 2 h" == age_words(timedelta(hours=26, minutes=5), polish)
+    assert "0 s" == age_words(timedelta(0), polish)
