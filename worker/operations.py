@@ -1,7 +1,9 @@
 """What the operator commands read and decide, without I/O: profile status, message changes, ages.
 
 :class:`ProfileStatus` is a row of :func:`worker.queries.profile_overview`; its cap room comes
-from :func:`worker.caps.room_of`, the same arithmetic the worker claims by. :class:`MessageChange`
+from :func:`worker.caps.room_of`, the same arithmetic the worker claims by. :class:`Backlog`
+sorts the pending messages by what they wait for, from those rows and
+:func:`worker.queries.pending_by_profile`. :class:`MessageChange`
 is what ``messages retry`` / ``cancel`` did to one requested row. :func:`parse_age` and
 :func:`parse_since` read the ``30d`` / ``2h`` / ISO-time arguments of the commands.
 """
@@ -19,10 +21,12 @@ from worker.moments import utc_iso
 
 __all__ = [
     "FINISHED_STATUSES",
+    "Backlog",
     "FailureGroup",
     "MessageChange",
     "MessageDetails",
     "MessageFilter",
+    "PendingGroup",
     "ProfileStatus",
     "parse_age",
     "parse_since",
@@ -143,6 +147,12 @@ class ProfileStatus:
         return any(cap is not None for cap in caps)
 
     @property
+    def cap_full(self) -> bool:
+        """Whether a cap leaves no room now: the profile's messages wait until it frees."""
+        room = self.room
+        return room is not None and room.messages == 0
+
+    @property
     def room(self) -> Room | None:
         """What the caps still allow now (None: the profile has no cap)."""
         if not self.capped:
@@ -202,6 +212,63 @@ class ProfileStatus:
             "full": room.full_cap if room.messages == 0 else None,
             "frees_at": utc_iso(self.cap_frees_at),
         }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PendingGroup:
+    """The pending messages of one profile name: due now, and waiting for a later moment."""
+
+    profile: str | None
+    due: int
+    oldest_due_at: datetime | None  # when the oldest due one was first wanted
+    later: int
+    checked_at: datetime  # the database's clock when the row was read
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> PendingGroup:
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in row.items() if name in names})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Backlog:
+    """What waits to be sent, by what it waits for; each pending message counts once."""
+
+    due: int  # a worker may take it now
+    oldest_due_age: timedelta | None  # how long the oldest of those has been wanted
+    later: int  # a retry or its not_before is still ahead
+    held_by_caps: int  # its profile's cap is full
+    held_by_profile: int  # its profile is paused or disabled
+
+    @property
+    def waiting(self) -> int:
+        return self.due + self.later + self.held_by_caps + self.held_by_profile
+
+    @classmethod
+    def of(cls, profiles: Sequence[ProfileStatus], pending: Sequence[PendingGroup]) -> Backlog:
+        """Sort ``pending`` by its profiles' state; rows of no known profile count as due: a
+        worker takes them at once (to fail them, saying why)."""
+        states = {item.name: item for item in profiles}
+        due = later = held_by_caps = held_by_profile = 0
+        oldest: timedelta | None = None
+        for group in pending:
+            item = states.get(group.profile or "")
+            if item is not None and item.state != "active":
+                held_by_profile += group.due + group.later
+            elif item is not None and item.cap_full:
+                held_by_caps += group.due + group.later
+            else:
+                due, later = due + group.due, later + group.later
+                if group.oldest_due_at is not None:
+                    age = max(timedelta(0), group.checked_at - group.oldest_due_at)
+                    oldest = age if oldest is None else max(oldest, age)
+        return cls(
+            due=due,
+            oldest_due_age=oldest,
+            later=later,
+            held_by_caps=held_by_caps,
+            held_by_profile=held_by_profile,
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -34,6 +34,7 @@ from sqlalchemy import (
     select,
     table,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -864,6 +865,11 @@ def ping() -> Select[Any]:
     return select(literal(1))
 
 
+def _wanted_since() -> Any:
+    """When a row was first wanted: its enqueueing, or its ``not_before`` if that is later."""
+    return func.greatest(outbox.c.created_at, outbox.c.not_before)
+
+
 def queue_depth() -> Executable:
     """Unsent messages per profile and status (pending, sending), and the oldest one's age.
 
@@ -873,7 +879,7 @@ def queue_depth() -> Executable:
     """
 
     def by_profile(status: str) -> Select[Any]:
-        wanted = func.min(func.greatest(outbox.c.created_at, outbox.c.not_before))
+        wanted = func.min(_wanted_since())
         return (
             select(
                 func.coalesce(outbox.c.profile, "").label("profile"),
@@ -1092,6 +1098,50 @@ def failures_by_reason() -> Select[Any]:
         .where(outbox.c.status == "failed", _finished_at() > day_ago)
         .group_by(outbox.c.profile, exists_, outbox.c.status_reason)
         .order_by(count.desc(), outbox.c.profile)
+    )
+
+
+def messages_by_status() -> Executable:
+    """Statuses with their counts: the rows waiting or being sent now, and those that were
+    sent, failed or cancelled in the last 24 h (the console's overview); a count of none may
+    have no row.
+
+    The unsent rows are read through their partial indexes and the sends through
+    ``ix_outbox_sent`` (a sent_at belongs to sent rows only); the failed and cancelled rows
+    take one pass, as :func:`failures_by_reason` does.
+    """
+    day_ago = func.now() - _seconds(86400)
+    messages = func.count().label("messages")
+
+    def unsent(status: str) -> Select[Any]:
+        named: Any = literal(status).label("status")
+        return select(named, messages).where(outbox.c.status == status)
+
+    sent: Any = literal("sent").label("status")
+    return union_all(
+        unsent("pending"),
+        unsent("sending"),
+        select(sent, messages).where(outbox.c.sent_at > day_ago),
+        select(outbox.c.status, messages)
+        .where(outbox.c.status.in_(("failed", "cancelled")), _finished_at() > day_ago)
+        .group_by(outbox.c.status),
+    )
+
+
+def pending_by_profile() -> Select[Any]:
+    """Per profile named by pending rows: how many are due now, since when the oldest of them
+    is wanted, and how many wait for a later moment (a retry, ``not_before``, a full cap)."""
+    due = outbox.c.next_attempt_at <= func.now()
+    return (
+        select(
+            outbox.c.profile,
+            func.count().filter(due).label("due"),
+            func.min(_wanted_since()).filter(due).label("oldest_due_at"),
+            func.count().filter(~due).label("later"),
+            func.now().label("checked_at"),
+        )
+        .where(outbox.c.status == "pending")
+        .group_by(outbox.c.profile)
     )
 
 

@@ -19,12 +19,14 @@ from worker.caps import CapUsage, Room, room_of
 from worker.console_users import ConsoleUser
 from worker.message_status import AttemptSummary, MessageStatus
 from worker.metrics import DatabaseSnapshot, PausedProfile, QueueDepth
+from worker.models import MESSAGE_STATUSES
 from worker.oauth_app import GrantSummary, StoredGrant
 from worker.operations import (
     FailureGroup,
     MessageChange,
     MessageDetails,
     MessageFilter,
+    PendingGroup,
     ProfileStatus,
 )
 from worker.outcomes import Claimed, Outcome
@@ -363,6 +365,18 @@ class Repository:
         """What failed in the last 24 h, by profile and reason, most first."""
         result = await self._connection.execute(queries.failures_by_reason())
         return [FailureGroup.from_row(row) for row in result.mappings()]
+
+    async def messages_by_status(self) -> list[tuple[str, int]]:
+        """Rows waiting and being sent now, and sent, failed, cancelled in the last 24 h; every
+        status in the order of a message's life."""
+        result = await self._connection.execute(queries.messages_by_status())
+        counted = {row["status"]: int(row["messages"]) for row in result.mappings()}
+        return [(status, counted.get(status, 0)) for status in MESSAGE_STATUSES]
+
+    async def pending_by_profile(self) -> list[PendingGroup]:
+        """Pending messages per profile name: due now (and the oldest's time), and later."""
+        result = await self._connection.execute(queries.pending_by_profile())
+        return [PendingGroup.from_row(row) for row in result.mappings()]
 
     async def search_messages(self, selection: MessageFilter) -> list[dict[str, Any]]:
         """Summaries of the outbox rows the filter selects, newest first."""

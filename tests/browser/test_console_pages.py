@@ -94,6 +94,8 @@ def test_sign_in_and_read_the_accounts_in_polish_and_english(
     page.get_by_label("Hasło").fill(PASSWORD)
     page.get_by_role("button", name="Zaloguj").click()
 
+    page.wait_for_url("**/overview")
+    page.get_by_role("link", name="Konta").click()
     page.wait_for_url("**/accounts")
     table = page.get_by_role("table")
     for words in ("Nazwa konta", "Email wychodzący", "Nazwa serwera", "biuro@firma.pl",
@@ -130,6 +132,8 @@ def test_an_admin_adds_an_account_by_the_labelled_fields_in_polish(
     page.get_by_label("Nazwa użytkownika").fill("ewa")
     page.get_by_label("Hasło").fill(PASSWORD)
     page.get_by_role("button", name="Zaloguj").click()
+    page.wait_for_url("**/overview")
+    page.get_by_role("link", name="Konta").click()
     page.wait_for_url("**/accounts")
 
     page.get_by_role("link", name="Dodaj konto").click()

@@ -63,7 +63,7 @@ def test_a_user_signs_in_sees_the_accounts_and_signs_out(
     insert_profile(database_url, "biuro", is_default=True, daily_cap=500)
     with capture_logs() as logs:
         answer = _login(client, "ewa", ADMIN_PASSWORD)
-        assert (303, "/accounts") == (answer.status_code, answer.headers["location"])
+        assert (303, "/overview") == (answer.status_code, answer.headers["location"])
         page = client.get("/accounts")
         out = client.post("/logout", data={"csrf_token": _csrf(client, "/accounts")},
                           follow_redirects=False)  # fmt: skip

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from worker.moments import utc_iso
+from worker.moments import duration_parts, utc_iso
 
 __all__ = [
     "age_text",
@@ -101,13 +101,7 @@ def age_text(age: timedelta | None) -> str:
     """``timedelta(hours=26, minutes=5)`` → ``1d 2h``: the two largest units, for a table."""
     if age is None:
         return "-"
-    seconds = int(age.total_seconds())
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size or (unit == "s" and not parts):
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return " ".join(parts[:2])
+    return " ".join(f"{count}{unit}" for count, unit in duration_parts(age))
 
 
 def on_terminal() -> bool:

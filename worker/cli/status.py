@@ -127,7 +127,7 @@ def _notes(item: ProfileStatus) -> list[str]:
     elif item.state == "disabled":
         notes.append(f"{item.name}: disabled; enable it with `profiles edit {item.name} --enable`")
     room = item.room
-    if room is not None and room.messages == 0:
+    if room is not None and item.cap_full:
         frees = f"; room again at {utc_iso(item.cap_frees_at)}" if item.cap_frees_at else ""
         notes.append(f"{item.name}: {room.full_cap or 'send cap'} reached{frees}")
     return notes

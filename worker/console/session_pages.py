@@ -17,7 +17,7 @@ __all__ = ["HOME", "routes"]
 
 log = structlog.get_logger("worker.console")
 
-HOME = "/accounts"  # where signing in leads
+HOME = "/overview"  # where signing in leads
 
 
 class SessionPages:
