@@ -34,6 +34,7 @@ from sqlalchemy import (
     select,
     table,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -1100,20 +1101,15 @@ def _bare_address(entry: Any) -> Any:
     return func.coalesce(func.substring(entry, r"<([^<>]*)>\s*$"), func.btrim(entry))
 
 
-def search_messages(
+def _message_conditions(
     *,
     statuses: list[str],
     profile_name: str | None,
     kind: str | None,
     since: datetime | None,
     recipient_forms: Sequence[str],
-    limit: int,
-) -> Select[Any]:
-    """Outbox rows matching every given filter, newest first (``messages list``).
-
-    ``recipient_forms``: the lower-cased forms of one address (``addresses.address_forms``);
-    a row matches if a recipient, display name and ``<>`` left aside, is one of them.
-    """
+) -> list[Any]:
+    """The WHERE of :func:`search_messages` and :func:`count_messages`: every filter given."""
     conditions: list[Any] = []
     if statuses:
         conditions.append(outbox.c.status.in_(statuses))
@@ -1136,6 +1132,36 @@ def search_messages(
                 .where(func.lower(_bare_address(addresses.c.address)).in_(recipient_forms))
             )
         )
+    return conditions
+
+
+def search_messages(
+    *,
+    statuses: list[str],
+    profile_name: str | None,
+    kind: str | None,
+    since: datetime | None,
+    recipient_forms: Sequence[str],
+    limit: int,
+    after: tuple[datetime, int] | None = None,
+) -> Select[Any]:
+    """Outbox rows matching every given filter, newest first (``messages list``, the console).
+
+    ``recipient_forms``: the lower-cased forms of one address (``addresses.address_forms``);
+    a row matches if a recipient, display name and ``<>`` left aside, is one of them.
+    Newest first is ``(created_at, id)`` descending; ``after`` (a row's ``(created_at, id)``)
+    keeps the rows past it, a keyset page read from ``ix_outbox_created`` (or
+    ``ix_outbox_status_created`` with a status filter) however deep it is.
+    """
+    conditions = _message_conditions(
+        statuses=statuses,
+        profile_name=profile_name,
+        kind=kind,
+        since=since,
+        recipient_forms=recipient_forms,
+    )
+    if after is not None:
+        conditions.append(tuple_(outbox.c.created_at, outbox.c.id) < tuple_(*after))
     return (
         select(
             outbox.c.id,
@@ -1154,9 +1180,28 @@ def search_messages(
             outbox.c.status_reason,
         )
         .where(*conditions)
-        .order_by(outbox.c.id.desc())
+        .order_by(outbox.c.created_at.desc(), outbox.c.id.desc())
         .limit(limit)
     )
+
+
+def count_messages(
+    *,
+    statuses: list[str],
+    profile_name: str | None,
+    kind: str | None,
+    since: datetime | None,
+    recipient_forms: Sequence[str],
+) -> Select[Any]:
+    """How many outbox rows :func:`search_messages` selects with these filters, all pages."""
+    conditions = _message_conditions(
+        statuses=statuses,
+        profile_name=profile_name,
+        kind=kind,
+        since=since,
+        recipient_forms=recipient_forms,
+    )
+    return select(func.count()).select_from(outbox).where(*conditions)
 
 
 def select_message(outbox_id: int) -> Select[Any]:
