@@ -16,10 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from worker.caps import CapUsage, Room, room_of
+from worker.models import MESSAGE_STATUSES
 from worker.moments import utc_iso
 
 __all__ = [
     "FINISHED_STATUSES",
+    "MESSAGE_STATUSES",
     "NO_SUCH_MESSAGE",
     "ChangeOutcome",
     "FailureGroup",
@@ -32,6 +34,7 @@ __all__ = [
     "change_outcomes",
     "parse_age",
     "parse_since",
+    "parse_statuses",
     "retry_refusal",
 ]
 
@@ -83,6 +86,15 @@ def parse_since(text: str, *, now: datetime) -> datetime:
             f"{text!r} is neither an age like 1h or 2d nor an ISO 8601 time like 2026-12-01T08:00"
         ) from None
     return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def parse_statuses(text: str) -> tuple[str, ...]:
+    """``"failed,cancelled"`` → those statuses; ValueError for an unknown one, or for none."""
+    statuses = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [status for status in statuses if status not in MESSAGE_STATUSES]
+    if unknown or not statuses:
+        raise ValueError(f"{text!r}: statuses are {', '.join(MESSAGE_STATUSES)}")
+    return statuses
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -19,7 +19,7 @@ from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.exits import UsageProblem
 from worker.cli.output import echo_json, moment_text, printable, table
 from worker.listener import notify_channel
-from worker.models import MESSAGE_KINDS, MESSAGE_STATUSES
+from worker.models import MESSAGE_KINDS
 from worker.operations import (
     MessageChange,
     MessageDetails,
@@ -27,6 +27,7 @@ from worker.operations import (
     cancel_refusal,
     change_outcomes,
     parse_since,
+    parse_statuses,
     retry_refusal,
 )
 
@@ -52,12 +53,10 @@ def messages() -> None:
 def _status_list(_ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
     if value is None:
         return ()
-    statuses = tuple(part.strip() for part in value.split(",") if part.strip())
-    unknown = [status for status in statuses if status not in MESSAGE_STATUSES]
-    if unknown or not statuses:
-        known = ", ".join(MESSAGE_STATUSES)
-        raise click.BadParameter(f"{value!r}: statuses are {known}", param=param)
-    return statuses
+    try:
+        return parse_statuses(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
 
 
 def _since(_ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
