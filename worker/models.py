@@ -63,6 +63,9 @@ OAUTH_PROVIDERS = ("microsoft", "google")
 OAUTH_FLOWS = ("device_code", "client_credentials", "authorization_code", "service_account")
 MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
 MESSAGE_KINDS = ("notification", "test")
+# What an operator may send again (unless expired), and what withdraw: messages retry / cancel.
+RETRYABLE_STATUSES = ("failed", "cancelled")
+CANCELLABLE_STATUSES = ("pending",)
 CONSOLE_ROLES = ("admin", "viewer")
 
 

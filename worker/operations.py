@@ -16,13 +16,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from worker.caps import CapUsage, Room, room_of
-from worker.models import MESSAGE_STATUSES
+from worker.models import CANCELLABLE_STATUSES, MESSAGE_STATUSES, RETRYABLE_STATUSES
 from worker.moments import utc_iso
 
 __all__ = [
+    "CANCELLABLE_STATUSES",
     "FINISHED_STATUSES",
     "MESSAGE_STATUSES",
     "NO_SUCH_MESSAGE",
+    "RETRYABLE_STATUSES",
     "ChangeOutcome",
     "FailureGroup",
     "MessageChange",

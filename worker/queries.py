@@ -42,7 +42,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.expression import Executable
 
 from worker.models import (
+    CANCELLABLE_STATUSES,
     DECLARED_SCHEMA,
+    RETRYABLE_STATUSES,
     attachment,
     attempt,
     console_user,
@@ -66,6 +68,7 @@ __all__ = [
     "clear_default_profile",
     "console_user_by_name",
     "console_users",
+    "count_messages",
     "count_pending",
     "count_purgeable",
     "count_waiting_messages",
@@ -1253,7 +1256,7 @@ def _requeue(selection: Any) -> Executable:
         update(outbox)
         .where(
             outbox.c.id == target.c.id,
-            target.c.status.in_(("failed", "cancelled")),
+            target.c.status.in_(RETRYABLE_STATUSES),
             or_(target.c.expires_at.is_(None), target.c.expires_at > func.now()),
         )
         .values(
@@ -1302,7 +1305,7 @@ def cancel_pending(ids: list[int]) -> Executable:
     )
     cancelled = (
         update(outbox)
-        .where(outbox.c.id == target.c.id, target.c.status == "pending")
+        .where(outbox.c.id == target.c.id, target.c.status.in_(CANCELLABLE_STATUSES))
         .values(status="cancelled", status_reason=_OPERATOR_CANCELLED)
         .returning(outbox.c.id)
         .cte("cancelled")

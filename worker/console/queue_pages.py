@@ -23,7 +23,9 @@ from worker.console.queue_filter import PAGE_SIZE, QueueFilter
 from worker.console_users import ConsoleUser
 from worker.listener import notify_channel
 from worker.operations import (
+    CANCELLABLE_STATUSES,
     MESSAGE_STATUSES,
+    RETRYABLE_STATUSES,
     ChangeOutcome,
     MessageChange,
     MessageFilter,
@@ -80,6 +82,7 @@ class QueuePages:
             raise HTTPException(404, "No message has this id.")
         return self._kit.render(
             request, "message.html", user=user, details=details, message=details.message,
+            retryable=RETRYABLE_STATUSES, cancellable=CANCELLABLE_STATUSES,
             notice=request.session.pop(_NOTICE, None),
         )  # fmt: skip
 
@@ -119,7 +122,8 @@ class QueuePages:
         user = await kit.admin(request)
         if isinstance(user, Response):
             return user
-        profile = str((form or request.query_params).get("profile", "")).strip()
+        given = request.query_params if form is None else form
+        profile = str(given.get("profile", "")).strip()
         if not profile:
             raise HTTPException(400, "Name the profile whose failed messages to retry.")
         back = "/queue?" + urlencode({"profile": profile})
