@@ -1,4 +1,5 @@
-"""The queue's page position and the words for a retry or cancel that left a message alone."""
+"""The queue's pure parts: the filter as typed, the page position, and the words for a retry
+or cancel that left a message alone."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from worker.console.queue_filter import PAGE_SIZE, QueueFilter
 from worker.operations import (
     MessageChange,
     MessageKey,
@@ -61,3 +63,49 @@ def test_a_retry_refusal_names_the_expiry() -> None:
     assert "not retried: it was sent" == retry_refusal(
         MessageChange(id=6, status="sent", changed=False)
     )
+
+
+NOW = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+
+
+def test_the_filter_selects_as_messages_list_does() -> None:
+    """Statuses as the CLI reads them (several, comma-separated), the since age back from now,
+    empty fields filtering nothing; one row more than a page, to know if another follows."""
+    chosen = QueueFilter.read(
+        {"status": "failed,cancelled", "profile": " sklep ", "recipient": "", "since": "2h"},
+        now=NOW,
+    )
+
+    selection = chosen.selection(now=NOW)
+
+    assert {} == chosen.problems
+    assert (("failed", "cancelled"), "sklep", None) == (
+        tuple(selection.statuses),
+        selection.profile,
+        selection.recipient,
+    )
+    assert datetime(2026, 12, 6, 6, 0, tzinfo=UTC) == selection.since
+    assert PAGE_SIZE + 1 == selection.limit
+
+
+def test_the_next_page_link_keeps_the_filter_and_reads_back() -> None:
+    """The link's query string has the filled fields and the position, and gives them back."""
+    key = MessageKey(created_at=NOW, id=7)
+    chosen = QueueFilter.read({"status": "failed", "recipient": "ola@sklep.pl"}, now=NOW)
+
+    query = chosen.query(after=key)
+    again = QueueFilter.read(dict(pair.split("=") for pair in query.split("&")), now=NOW)
+
+    assert f"status=failed&recipient=ola%40sklep.pl&after={key.token}" == query
+    assert key == again.after
+    assert "status=failed&recipient=ola%40sklep.pl" == chosen.query()
+
+
+def test_wrong_input_is_a_problem_of_its_field() -> None:
+    """An unknown status, a since that is neither an age nor a time, a made-up position: each
+    is a problem of its own field, and such a filter selects nothing."""
+    chosen = QueueFilter.read({"status": "lost", "since": "wczoraj", "after": "x"}, now=NOW)
+
+    assert {"status", "since", "after"} == set(chosen.problems)
+    with pytest.raises(ValueError, match="problems"):
+        chosen.selection(now=NOW)
