@@ -386,3 +386,32 @@ def test_the_queue_in_polish(client: TestClient, database_url: str) -> None:
         assert word in message
     assert f"Wysłać ponownie wiadomość {failed}?" in confirm
     assert "Podaj wiek, np. 2h lub 3d" in wrong
+
+
+def test_no_password_or_key_reaches_the_queue_pages(
+    client: TestClient, cli_env: dict[str, str], database_url: str, settings: Settings
+) -> None:
+    """The queue, a message of an account with a stored password, and its confirmation page
+    show neither that password, nor a user's password or hash, nor the secret key."""
+    smtp_password = "smtp-Tajne-Haslo-kolejka-9"
+    ok(cli_env, "profiles", "add", "biuro", "--from", "biuro@firma.pl", "--host",
+       "smtp.firma.pl", "--password-stdin", input=f"{smtp_password}\n")  # fmt: skip
+    message_id = _failed(database_url, profile="biuro")
+    insert_attempt(database_url, message_id, smtp_code=535, smtp_text="5.7.8 bad credentials",
+                   profile="biuro")  # fmt: skip
+    _login(client, "ewa", ADMIN_PASSWORD)
+
+    pages = [client.get(path) for path in ("/queue", f"/queue/{message_id}",
+                                           f"/queue/{message_id}/retry")]  # fmt: skip
+
+    assert [200, 200, 200] == [page.status_code for page in pages]
+    assert "5.7.8 bad credentials" in pages[1].text
+    shown = "".join(page.text + str(page.headers) for page in pages)
+    assert settings.secret_key is not None
+    for secret in (
+        smtp_password,
+        ADMIN_PASSWORD,
+        "$argon2",
+        settings.secret_key.get_secret_value(),
+    ):
+        assert secret not in shown
