@@ -63,6 +63,9 @@ OAUTH_PROVIDERS = ("microsoft", "google")
 OAUTH_FLOWS = ("device_code", "client_credentials", "authorization_code", "service_account")
 MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
 MESSAGE_KINDS = ("notification", "test")
+# What an operator may send again (unless expired), and what withdraw: messages retry / cancel.
+RETRYABLE_STATUSES = ("failed", "cancelled")
+CANCELLABLE_STATUSES = ("pending",)
 CONSOLE_ROLES = ("admin", "viewer")
 
 
@@ -294,6 +297,10 @@ Index(
     outbox.c.sent_at,
     postgresql_where=outbox.c.sent_at.is_not(None),
 )
+# The console's queue page: newest first by (created_at, id), a keyset page at a time, with
+# or without a status filter (migration 0008).
+Index("ix_outbox_created", outbox.c.created_at, outbox.c.id)
+Index("ix_outbox_status_created", outbox.c.status, outbox.c.created_at, outbox.c.id)
 Index(
     "ix_outbox_leased",
     outbox.c.lease_expires_at,

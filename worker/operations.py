@@ -3,33 +3,45 @@
 :class:`ProfileStatus` is a row of :func:`worker.queries.profile_overview`; its cap room comes
 from :func:`worker.caps.room_of`, the same arithmetic the worker claims by. :class:`Backlog`
 sorts the pending messages by what they wait for, from those rows and
-:func:`worker.queries.pending_by_profile`. :class:`MessageChange`
-is what ``messages retry`` / ``cancel`` did to one requested row. :func:`parse_age` and
-:func:`parse_since` read the ``30d`` / ``2h`` / ISO-time arguments of the commands.
+:func:`worker.queries.pending_by_profile`. :class:`MessageChange` is what ``messages retry`` /
+``cancel`` did to one requested row, and :func:`change_outcomes` says it in words (the CLI and
+the console alike). :func:`parse_age` and :func:`parse_since` read the ``30d`` / ``2h`` /
+ISO-time arguments of the commands.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from worker.caps import CapUsage, Room, room_of
+from worker.models import CANCELLABLE_STATUSES, MESSAGE_STATUSES, RETRYABLE_STATUSES
 from worker.moments import utc_iso
 
 __all__ = [
+    "CANCELLABLE_STATUSES",
     "FINISHED_STATUSES",
+    "MESSAGE_STATUSES",
+    "NO_SUCH_MESSAGE",
+    "RETRYABLE_STATUSES",
     "Backlog",
+    "ChangeOutcome",
     "FailureGroup",
     "MessageChange",
     "MessageDetails",
     "MessageFilter",
+    "MessageKey",
     "PendingGroup",
     "ProfileStatus",
+    "cancel_refusal",
+    "change_outcomes",
     "parse_age",
     "parse_since",
+    "parse_statuses",
+    "retry_refusal",
 ]
 
 # Rows the worker never touches again: the only ones purge may delete.
@@ -80,6 +92,15 @@ def parse_since(text: str, *, now: datetime) -> datetime:
             f"{text!r} is neither an age like 1h or 2d nor an ISO 8601 time like 2026-12-01T08:00"
         ) from None
     return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def parse_statuses(text: str) -> tuple[str, ...]:
+    """``"failed,cancelled"`` → those statuses; ValueError for an unknown one, or for none."""
+    statuses = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [status for status in statuses if status not in MESSAGE_STATUSES]
+    if unknown or not statuses:
+        raise ValueError(f"{text!r}: statuses are {', '.join(MESSAGE_STATUSES)}")
+    return statuses
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -214,6 +235,43 @@ class ProfileStatus:
         }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MessageKey:
+    """Where a message stands in the newest-first order: ``(created_at, id)``, id breaking ties.
+
+    A page of messages ends at its last row's key; the next page is the rows after it, found
+    by the index on ``(created_at, id)`` however deep the page (no OFFSET to count through).
+    """
+
+    created_at: datetime
+    id: int
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> MessageKey:
+        return cls(created_at=row["created_at"], id=int(row["id"]))
+
+    @property
+    def token(self) -> str:
+        """The key as a URL-safe text, exact to the microsecond: ``<µs since 1970>_<id>``."""
+        return f"{(self.created_at - _EPOCH) // _MICROSECOND}_{self.id}"
+
+    @classmethod
+    def parse(cls, token: str) -> MessageKey:
+        """The key a :attr:`token` gave; ValueError for any other text."""
+        micros, separator, message_id = token.partition("_")
+        if not (separator and micros.lstrip("-").isdigit() and message_id.isdigit()):
+            raise ValueError(f"{token!r} is not a position in the message list")
+        try:
+            created_at = _EPOCH + int(micros) * _MICROSECOND
+        except OverflowError:
+            raise ValueError(f"{token!r} is not a position in the message list") from None
+        return cls(created_at=created_at, id=int(message_id))
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PendingGroup:
     """The pending messages of one profile name: due now, and waiting for a later moment."""
@@ -281,6 +339,7 @@ class MessageFilter:
     since: datetime | None = None
     recipient: str | None = None
     limit: int = 50
+    after: MessageKey | None = None  # only rows after this one in the newest-first order
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -300,6 +359,70 @@ class MessageChange:
             changed=bool(row["changed"]),
             expires_at=row["expires_at"],
         )
+
+
+_RETRY_REFUSALS = {
+    "pending": "not retried: it is pending already",
+    "sending": "not retried: it is being sent right now",
+    "sent": "not retried: it was sent",
+}
+_CANCEL_REFUSALS = {
+    "sending": "not cancelled: it is being sent right now, and a send cannot be called back",
+    "sent": "not cancelled: it was sent already",
+    "failed": "not cancelled: it failed already, so it will not be sent",
+}
+NO_SUCH_MESSAGE = "no such message"
+
+
+def retry_refusal(change: MessageChange) -> str:
+    """Why a requested retry left the message as it was."""
+    if change.status in _RETRY_REFUSALS:
+        return _RETRY_REFUSALS[change.status]
+    return (
+        f"not retried: it expired at {utc_iso(change.expires_at) or '-'} (expires_at),"
+        " so it would fail again at once"
+    )
+
+
+def cancel_refusal(change: MessageChange) -> str | None:
+    """Why a requested cancel left the message as it was; None: it was cancelled already."""
+    if change.status == "cancelled":
+        return None
+    return _CANCEL_REFUSALS.get(change.status, f"not cancelled: it is {change.status}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ChangeOutcome:
+    """What became of one requested message: changed, already so, or refused and why."""
+
+    id: int
+    result: Literal["changed", "already", "refused"]
+    status: str | None = None  # before the request; None: no such message
+    refusal: str | None = None  # why not, for a refused one
+
+
+def change_outcomes(
+    ids: Sequence[int],
+    changes: Sequence[MessageChange],
+    refusal: Callable[[MessageChange], str | None],
+) -> list[ChangeOutcome]:
+    """One outcome per requested id, in the order asked; ``refusal`` says why a row was left
+    (None: it needed no change, e.g. a cancelled message cancelled again)."""
+    by_id = {change.id: change for change in changes}
+    outcomes = []
+    for message_id in ids:
+        change = by_id.get(message_id)
+        if change is None:
+            outcomes.append(ChangeOutcome(id=message_id, result="refused", refusal=NO_SUCH_MESSAGE))
+        elif change.changed:
+            outcomes.append(ChangeOutcome(id=message_id, result="changed", status=change.status))
+        elif (why := refusal(change)) is None:
+            outcomes.append(ChangeOutcome(id=message_id, result="already", status=change.status))
+        else:
+            outcomes.append(
+                ChangeOutcome(id=message_id, result="refused", status=change.status, refusal=why)
+            )
+    return outcomes
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

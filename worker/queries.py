@@ -34,6 +34,7 @@ from sqlalchemy import (
     select,
     table,
     true,
+    tuple_,
     union_all,
     update,
 )
@@ -42,7 +43,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.expression import Executable
 
 from worker.models import (
+    CANCELLABLE_STATUSES,
     DECLARED_SCHEMA,
+    RETRYABLE_STATUSES,
     attachment,
     attempt,
     console_user,
@@ -66,6 +69,7 @@ __all__ = [
     "clear_default_profile",
     "console_user_by_name",
     "console_users",
+    "count_messages",
     "count_pending",
     "count_purgeable",
     "count_waiting_messages",
@@ -1150,20 +1154,15 @@ def _bare_address(entry: Any) -> Any:
     return func.coalesce(func.substring(entry, r"<([^<>]*)>\s*$"), func.btrim(entry))
 
 
-def search_messages(
+def _message_conditions(
     *,
     statuses: list[str],
     profile_name: str | None,
     kind: str | None,
     since: datetime | None,
     recipient_forms: Sequence[str],
-    limit: int,
-) -> Select[Any]:
-    """Outbox rows matching every given filter, newest first (``messages list``).
-
-    ``recipient_forms``: the lower-cased forms of one address (``addresses.address_forms``);
-    a row matches if a recipient, display name and ``<>`` left aside, is one of them.
-    """
+) -> list[Any]:
+    """The WHERE of :func:`search_messages` and :func:`count_messages`: every filter given."""
     conditions: list[Any] = []
     if statuses:
         conditions.append(outbox.c.status.in_(statuses))
@@ -1186,6 +1185,36 @@ def search_messages(
                 .where(func.lower(_bare_address(addresses.c.address)).in_(recipient_forms))
             )
         )
+    return conditions
+
+
+def search_messages(
+    *,
+    statuses: list[str],
+    profile_name: str | None,
+    kind: str | None,
+    since: datetime | None,
+    recipient_forms: Sequence[str],
+    limit: int,
+    after: tuple[datetime, int] | None = None,
+) -> Select[Any]:
+    """Outbox rows matching every given filter, newest first (``messages list``, the console).
+
+    ``recipient_forms``: the lower-cased forms of one address (``addresses.address_forms``);
+    a row matches if a recipient, display name and ``<>`` left aside, is one of them.
+    Newest first is ``(created_at, id)`` descending; ``after`` (a row's ``(created_at, id)``)
+    keeps the rows past it, a keyset page read from ``ix_outbox_created`` (or
+    ``ix_outbox_status_created`` with a status filter) however deep it is.
+    """
+    conditions = _message_conditions(
+        statuses=statuses,
+        profile_name=profile_name,
+        kind=kind,
+        since=since,
+        recipient_forms=recipient_forms,
+    )
+    if after is not None:
+        conditions.append(tuple_(outbox.c.created_at, outbox.c.id) < tuple_(*after))
     return (
         select(
             outbox.c.id,
@@ -1204,9 +1233,28 @@ def search_messages(
             outbox.c.status_reason,
         )
         .where(*conditions)
-        .order_by(outbox.c.id.desc())
+        .order_by(outbox.c.created_at.desc(), outbox.c.id.desc())
         .limit(limit)
     )
+
+
+def count_messages(
+    *,
+    statuses: list[str],
+    profile_name: str | None,
+    kind: str | None,
+    since: datetime | None,
+    recipient_forms: Sequence[str],
+) -> Select[Any]:
+    """How many outbox rows :func:`search_messages` selects with these filters, all pages."""
+    conditions = _message_conditions(
+        statuses=statuses,
+        profile_name=profile_name,
+        kind=kind,
+        since=since,
+        recipient_forms=recipient_forms,
+    )
+    return select(func.count()).select_from(outbox).where(*conditions)
 
 
 def select_message(outbox_id: int) -> Select[Any]:
@@ -1258,7 +1306,7 @@ def _requeue(selection: Any) -> Executable:
         update(outbox)
         .where(
             outbox.c.id == target.c.id,
-            target.c.status.in_(("failed", "cancelled")),
+            target.c.status.in_(RETRYABLE_STATUSES),
             or_(target.c.expires_at.is_(None), target.c.expires_at > func.now()),
         )
         .values(
@@ -1307,7 +1355,7 @@ def cancel_pending(ids: list[int]) -> Executable:
     )
     cancelled = (
         update(outbox)
-        .where(outbox.c.id == target.c.id, target.c.status == "pending")
+        .where(outbox.c.id == target.c.id, target.c.status.in_(CANCELLABLE_STATUSES))
         .values(status="cancelled", status_reason=_OPERATOR_CANCELLED)
         .returning(outbox.c.id)
         .cte("cancelled")

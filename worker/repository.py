@@ -380,17 +380,18 @@ class Repository:
 
     async def search_messages(self, selection: MessageFilter) -> list[dict[str, Any]]:
         """Summaries of the outbox rows the filter selects, newest first."""
+        after = selection.after
         statement = queries.search_messages(
-            statuses=list(selection.statuses),
-            profile_name=selection.profile,
-            kind=selection.kind,
-            since=selection.since,
-            recipient_forms=(
-                [] if selection.recipient is None else address_forms(selection.recipient)
-            ),
+            **_filter_arguments(selection),
             limit=selection.limit,
+            after=None if after is None else (after.created_at, after.id),
         )
         return [dict(row) for row in (await self._connection.execute(statement)).mappings()]
+
+    async def count_messages(self, selection: MessageFilter) -> int:
+        """How many outbox rows the filter selects (its limit and position left aside)."""
+        statement = queries.count_messages(**_filter_arguments(selection))
+        return int(await self._connection.scalar(statement) or 0)
 
     async def message_details(self, outbox_id: int) -> MessageDetails | None:
         """A message with its attachments' names and sizes and its attempts; None: no such."""
@@ -556,6 +557,18 @@ def _claimed(row: Mapping[Any, Any]) -> Claimed:
 
 
 _CLAIMED_FIELDS = frozenset(field.name for field in dataclasses.fields(Claimed)) - {"profile"}
+
+
+def _filter_arguments(selection: MessageFilter) -> dict[str, Any]:
+    """A filter as the message queries take it: the recipient as its lower-cased forms."""
+    recipient = selection.recipient
+    return {
+        "statuses": list(selection.statuses),
+        "profile_name": selection.profile,
+        "kind": selection.kind,
+        "since": selection.since,
+        "recipient_forms": [] if recipient is None else address_forms(recipient),
+    }
 
 
 def _message_status(row: Mapping[Any, Any]) -> MessageStatus:

@@ -246,4 +246,4 @@ def test_run_on_an_older_schema_names_both_versions(
 
     line = _one_error_line(result)
     assert 4 == result.exit_code
-    assert "is at version 0004; this mailworker needs 0007" in line, line
+    assert "is at version 0004; this mailworker needs 0008" in line, line

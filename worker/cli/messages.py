@@ -19,8 +19,17 @@ from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.exits import UsageProblem
 from worker.cli.output import echo_json, moment_text, printable, table
 from worker.listener import notify_channel
-from worker.models import MESSAGE_KINDS, MESSAGE_STATUSES
-from worker.operations import MessageChange, MessageDetails, MessageFilter, parse_since
+from worker.models import MESSAGE_KINDS
+from worker.operations import (
+    MessageChange,
+    MessageDetails,
+    MessageFilter,
+    cancel_refusal,
+    change_outcomes,
+    parse_since,
+    parse_statuses,
+    retry_refusal,
+)
 
 __all__ = ["messages"]
 
@@ -31,17 +40,6 @@ LIST_HEADERS = ("ID", "STATUS", "PROFILE", "KIND", "CREATED", "ATTEMPTS", "TO", 
 _BODIES = ("body_text", "body_html")
 # Fields that hold server replies, which may span lines; `show` keeps their line breaks.
 _MULTI_LINE = frozenset({"status_reason", "last_error", "smtp_response"})
-
-_RETRY_REFUSALS = {
-    "pending": "not retried: it is pending already",
-    "sending": "not retried: it is being sent right now",
-    "sent": "not retried: it was sent",
-}
-_CANCEL_REFUSALS = {
-    "sending": "not cancelled: it is being sent right now, and a send cannot be called back",
-    "sent": "not cancelled: it was sent already",
-    "failed": "not cancelled: it failed already, so it will not be sent",
-}
 
 
 @click.group("messages")
@@ -55,12 +53,10 @@ def messages() -> None:
 def _status_list(_ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
     if value is None:
         return ()
-    statuses = tuple(part.strip() for part in value.split(",") if part.strip())
-    unknown = [status for status in statuses if status not in MESSAGE_STATUSES]
-    if unknown or not statuses:
-        known = ", ".join(MESSAGE_STATUSES)
-        raise click.BadParameter(f"{value!r}: statuses are {known}", param=param)
-    return statuses
+    try:
+        return parse_statuses(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
 
 
 def _since(_ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -269,15 +265,6 @@ def _unique(ids: Sequence[int]) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
-def _retry_refusal(change: MessageChange) -> str:
-    if change.status in _RETRY_REFUSALS:
-        return _RETRY_REFUSALS[change.status]
-    return (
-        f"not retried: it expired at {moment_text(change.expires_at)} (expires_at),"
-        " so it would fail again at once"
-    )
-
-
 def _report(
     ids: Sequence[int],
     changes: Sequence[MessageChange],
@@ -287,19 +274,15 @@ def _report(
     verb: str,
 ) -> None:
     """One line per requested message; exit 1 if any of them was not changed."""
-    by_id = {change.id: change for change in changes}
     refused = 0
-    for message_id in ids:
-        change = by_id.get(message_id)
-        if change is not None and change.changed:
-            click.echo(f"message {message_id}: {done}")
-            continue
-        why = "no such message" if change is None else refusal(change)
-        if why is None:  # nothing to do, and nothing wrong: e.g. cancelled twice
-            click.echo(f"message {message_id}: {change.status if change else ''} already")
-            continue
-        refused += 1
-        click.echo(f"message {message_id}: {why}", err=True)
+    for outcome in change_outcomes(ids, changes, refusal):
+        if outcome.result == "changed":
+            click.echo(f"message {outcome.id}: {done}")
+        elif outcome.result == "already":  # nothing to do, and nothing wrong
+            click.echo(f"message {outcome.id}: {outcome.status} already")
+        else:
+            refused += 1
+            click.echo(f"message {outcome.id}: {outcome.refusal}", err=True)
     if refused:
         raise click.ClickException(f"{refused} of {len(ids)} message(s) were not {verb}")
 
@@ -341,19 +324,13 @@ def retry_messages(
     retried = [change.id for change in changes if change.changed]
     log.info("messages_requeued", count=len(retried), ids=retried[:100], profile=profile)
     if not all_failed:
-        _report(wanted, changes, done="queued again", refusal=_retry_refusal, verb="retried")
+        _report(wanted, changes, done="queued again", refusal=retry_refusal, verb="retried")
         return
     of_profile = f" of profile {profile!r}" if profile else ""
     click.echo(f"queued again {len(retried)} failed message(s){of_profile}")
     expired = len(changes) - len(retried)
     if expired:
         click.echo(f"left {expired} expired message(s) failed: they are past expires_at")
-
-
-def _cancel_refusal(change: MessageChange) -> str | None:
-    if change.status == "cancelled":
-        return None
-    return _CANCEL_REFUSALS.get(change.status, f"not cancelled: it is {change.status}")
 
 
 async def _cancel(cli: CliContext, ids: Sequence[int]) -> list[MessageChange]:
@@ -374,4 +351,4 @@ def cancel_messages(cli: CliContext, ids: tuple[int, ...]) -> None:
     changes = run_async(lambda: _cancel(cli, wanted))
     cancelled = [change.id for change in changes if change.changed]
     log.info("messages_cancelled", count=len(cancelled), ids=cancelled)
-    _report(wanted, changes, done="cancelled", refusal=_cancel_refusal, verb="cancelled")
+    _report(wanted, changes, done="cancelled", refusal=cancel_refusal, verb="cancelled")
