@@ -75,6 +75,7 @@ def _login(client: TestClient, name: str, password: str) -> None:
 
 
 def _check(client: TestClient, path: str, language: str = "en", **fields: str) -> Any:
+    """Post the form with **Check connection** (or another ``action``)."""
     form = {"csrf_token": _csrf(client, "/accounts"), "action": "check", **fields}
     headers = {"Accept-Language": language}
     return client.post(path, data=form, headers=headers, follow_redirects=False)
@@ -258,6 +259,26 @@ def test_an_invalid_form_is_not_checked(
     assert 'id="password-problem"' in answer.text
     assert "connection-check" not in answer.text
     assert 0 == starttls_server.connection_count
+
+
+def test_a_gmail_password_of_blanks_is_a_problem_beside_the_password(
+    client: TestClient, provider_servers: ProviderServers
+) -> None:
+    """Gmail's spaces are taken out of its app password; one of only blanks is then empty,
+    which is said beside the password field (for a check and for saving alike)."""
+    server = provider_servers.gmail()
+    _login(client, "ewa", ADMIN_PASSWORD)
+    form = _form(server, preset="gmail", name="gmail", from_address=GMAIL.address,
+                 login=GMAIL.login)  # fmt: skip
+
+    checked = _check(client, "/accounts/new", **form, password="    ")
+    saved = _check(client, "/accounts/new", **{**form, "action": "save"}, password="    ")
+
+    for answer in (checked, saved):
+        assert 422 == answer.status_code
+        password_field = answer.text.split('id="password"', 1)[1].split("</p>", 1)[0]
+        assert "the password is empty" in password_field
+    assert 0 == server.connection_count
 
 
 def test_on_edit_an_empty_password_checks_with_the_stored_one(

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, get_args
 
 from worker.crypto import PasswordCipher
+from worker.errors import InvalidProfile
 from worker.presets import Preset, load_presets
 from worker.profile_saving import (
     NewPassword,
@@ -195,7 +196,12 @@ async def _plan_new(
         form.problems.setdefault("name", []).append(EXISTS)
     if form.problems:
         return None
-    return _Planned(fields, {"password_encrypted": None if new is None else new.token(preset)})
+    try:
+        token = None if new is None else new.token(preset)
+    except InvalidProfile as exc:  # only blanks, once Gmail's spaces are taken out
+        form.add_problems(exc.problems)
+        return None
+    return _Planned(fields, {"password_encrypted": token})
 
 
 def _plan_edit(
@@ -210,7 +216,11 @@ def _plan_edit(
         ProfileFields.of(current), changes, preset_or_none(changes["preset"] or None)
     )
     new = NewPassword(password, cipher) if password and cipher is not None else None
-    values = password_values(current, fields, new, remove=False)
+    try:
+        values = password_values(current, fields, new, remove=False)
+    except InvalidProfile as exc:  # only blanks, once Gmail's spaces are taken out
+        form.add_problems(exc.problems)
+        return None
     has_password = values.get("password_encrypted", current.password_encrypted) is not None
     form.add_problems(
         profile_problems(
