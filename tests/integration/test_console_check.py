@@ -10,9 +10,11 @@ certificates are read from.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import html
 import re
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -317,6 +319,36 @@ def test_a_silent_server_is_given_up_after_the_accounts_timeout(
     facts = _result(answer.text)
     assert "connect" == facts["Stage reached"]
     assert "the server did not answer in time (connect stage)" == facts["Reason"]
+
+
+def test_other_pages_are_served_while_a_check_waits_for_its_server(
+    client: TestClient, settings: Settings, smtp_server_factory: Any
+) -> None:
+    """A check waiting for a server that does not greet holds up no one: the accounts page is
+    served meanwhile; the check ends when the server closes the connection."""
+    server: SmtpTestServer = smtp_server_factory(
+        tls="implicit", accounts={SMTP_LOGIN: SMTP_PASSWORD}
+    )
+    server.script.on("CONNECT", action="stall", seconds=60)
+    asyncio.run(add_profile(settings, server, name="biuro", encryption="ssl", timeout_seconds=60))
+    _login(client, "ewa", ADMIN_PASSWORD)
+    form = _form(server, encryption="ssl")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        checking = pool.submit(_check, client, "/accounts/biuro/edit", **form, password="")
+        deadline = time.monotonic() + 20
+        while server.connection_count == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        accounts = client.get("/accounts")
+        waiting = not checking.done()
+        server.stop()  # closes the stalled connection
+        answer = checking.result(timeout=20)
+
+    assert 1 == server.connection_count
+    assert (200, True) == (accounts.status_code, waiting)
+    assert "jankowalski@wp.pl" in accounts.text  # add_profile's address
+    facts = _result(answer.text)
+    assert "connect" == facts["Stage reached"]
 
 
 def test_a_viewer_may_not_check_and_a_check_needs_the_csrf_token(
