@@ -22,18 +22,21 @@ import structlog
 from cryptography import x509
 
 from worker.classify import Failure, FailureKind, ProfileUnusable, Stage, classify
-from worker.crypto import PasswordCipher
+from worker.crypto import PasswordCipher, load_cipher
 from worker.errors import SecretKeyError
 from worker.hints import provider_hint
 from worker.moments import utc_iso
-from worker.presets import Preset
+from worker.oauth_tokens import OAuthTokens, RepositoryOpener
+from worker.presets import Preset, load_presets
 from worker.profiles import Profile
+from worker.settings import Settings
 from worker.smtp import ConnectFailed, SmtpSession, TokenSource, open_connection, tls_plan
 
 __all__ = [
     "CheckReport",
     "ServerCertificate",
     "ServerOffer",
+    "check_as_worker",
     "check_profile",
     "encryption_words",
 ]
@@ -155,11 +158,14 @@ async def check_profile(
     presets: Mapping[str, Preset],
     *,
     tokens: TokenSource | None = None,
+    checked_by: str | None = None,
 ) -> CheckReport:
     """Connect, encrypt, EHLO, log in and QUIT as ``profile`` says; never sends a message.
 
     ``cipher`` decrypts the stored password (``None`` is fine for a profile without one);
     an OAuth profile logs in with an access token from ``tokens``, as the worker would.
+    Each step waits at most the profile's ``timeout_seconds`` for the server.
+    ``checked_by`` (a console user) is logged with the result.
     """
     started = time.monotonic()
     offer: ServerOffer | None = None
@@ -183,8 +189,30 @@ async def check_profile(
         duration_ms=round((time.monotonic() - started) * 1000),
         checked_at=datetime.now(UTC),
     )
-    _log_report(report)
+    _log_report(report, checked_by)
     return report
+
+
+async def check_as_worker(
+    profile: Profile,
+    settings: Settings,
+    open_repository: RepositoryOpener,
+    *,
+    checked_by: str | None = None,
+) -> CheckReport:
+    """:func:`check_profile` with what a worker would use: the secret key (loaded only when
+    a stored password or OAuth secret needs it) and, for OAuth, the stored or a renewed token
+    (``open_repository`` stores a renewed one for all)."""
+    presets = load_presets()
+    if profile.auth_method == "oauth2":
+        oauth_cipher = load_cipher(settings)
+        tokens = OAuthTokens(open_repository, oauth_cipher).of(profile)
+        return await check_profile(
+            profile, oauth_cipher, presets, tokens=tokens, checked_by=checked_by
+        )
+    logs_in = profile.auth_method != "none" and profile.has_password
+    cipher = load_cipher(settings) if logs_in else None
+    return await check_profile(profile, cipher, presets, checked_by=checked_by)
 
 
 class _NoPassword(Exception):
@@ -289,11 +317,12 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
                 await asyncio.sleep(0.005)
 
 
-def _log_report(report: CheckReport) -> None:
+def _log_report(report: CheckReport, checked_by: str | None) -> None:
     offer, failure = report.offer, report.failure
     log.info(
         "profile_checked",
         profile=report.profile.name,
+        **({} if checked_by is None else {"by": checked_by}),
         works=report.works,
         stage=None if failure is None else str(failure.stage),
         reason=None if failure is None else failure.reason,

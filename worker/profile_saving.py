@@ -2,12 +2,14 @@
 
 The password a person gives is cleaned for its preset, registered so that no log line shows
 it, and encrypted (:class:`NewPassword`); :func:`password_values` is the password column's
-change; :func:`settle_default` makes the first real profile the default.
+change; :func:`settle_default` makes the first real profile the default;
+:func:`profile_as_saved` is the profile a save would store, for a check before saving.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from worker.crypto import PasswordCipher
 from worker.devmail import is_dev_profile
@@ -17,7 +19,13 @@ from worker.presets import Preset, load_presets
 from worker.profiles import Profile, ProfileFields, clean_password
 from worker.repository import Repository
 
-__all__ = ["NewPassword", "password_values", "preset_or_none", "settle_default"]
+__all__ = [
+    "NewPassword",
+    "password_values",
+    "preset_or_none",
+    "profile_as_saved",
+    "settle_default",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +68,21 @@ def password_values(
     if (remove or fields.auth_method in {"none", "oauth2"}) and current.has_password:
         return {"password_encrypted": None}
     return {}
+
+
+def profile_as_saved(
+    fields: ProfileFields, password: Mapping[str, bytes | None], current: Profile | None
+) -> Profile:
+    """The profile that saving ``fields`` and the ``password`` change (of
+    :func:`password_values`) would store, without storing it: ``current`` changed, or a new
+    profile (not the default yet)."""
+    kept = None if current is None else current.password_encrypted
+    token = password.get("password_encrypted", kept)
+    if current is not None:
+        return dataclasses.replace(current, **fields.as_row(), password_encrypted=token)
+    return Profile(
+        id=0, server_type="smtp", is_default=False, password_encrypted=token, **fields.as_row()
+    )
 
 
 async def settle_default(repository: Repository, name: str, *, make_default: bool) -> bool:

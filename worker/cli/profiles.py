@@ -32,9 +32,8 @@ from worker.models import AUTH_METHODS, ENCRYPTION_MODES
 from worker.moments import utc_iso
 from worker.oauth_app import GrantSummary
 from worker.oauth_flows import certificate_credential
-from worker.oauth_tokens import OAuthTokens
 from worker.presets import Preset, load_presets, require_preset
-from worker.profile_check import CheckReport, check_profile
+from worker.profile_check import CheckReport, check_as_worker
 from worker.profile_saving import NewPassword, password_values, preset_or_none, settle_default
 from worker.profiles import (
     CAP_FIELDS,
@@ -989,11 +988,4 @@ async def _check(cli: CliContext, name: str) -> CheckReport:
         profile = await repository.get_profile(name)
     if profile is None:
         raise UsageProblem(f"no profile is named {name!r}; `mailworker profiles list` shows all")
-    if profile.auth_method == "oauth2":
-        # The token the worker would use: the stored one, or a renewed one stored for all.
-        oauth_cipher = load_cipher(cli.settings)
-        tokens = OAuthTokens(lambda **_: cli.repository(), oauth_cipher).of(profile)
-        return await check_profile(profile, oauth_cipher, load_presets(), tokens=tokens)
-    logs_in = profile.auth_method != "none" and profile.has_password
-    cipher = load_cipher(cli.settings) if logs_in else None
-    return await check_profile(profile, cipher, load_presets())
+    return await check_as_worker(profile, cli.settings, lambda **_: cli.repository())

@@ -13,8 +13,15 @@ from collections.abc import Mapping
 from typing import Any, get_args
 
 from worker.crypto import PasswordCipher
+from worker.errors import InvalidProfile
 from worker.presets import Preset, load_presets
-from worker.profile_saving import NewPassword, password_values, preset_or_none, settle_default
+from worker.profile_saving import (
+    NewPassword,
+    password_values,
+    preset_or_none,
+    profile_as_saved,
+    settle_default,
+)
 from worker.profiles import (
     AuthMethod,
     Encryption,
@@ -32,6 +39,7 @@ __all__ = [
     "FORM_FIELDS",
     "AccountForm",
     "Saved",
+    "account_to_check",
     "add_account",
     "edit_account",
     "problem_field",
@@ -162,13 +170,18 @@ class Saved:
     is_default: bool = False
 
 
-async def add_account(
-    repository: Repository,
-    form: AccountForm,
-    password: str,
-    cipher: PasswordCipher | None,
-) -> Saved | None:
-    """Store a new profile as ``profiles add`` does; ``None`` (and ``form.problems``) if not."""
+@dataclasses.dataclass(frozen=True)
+class _Planned:
+    """A valid form as it would be stored: the fields and the password column's change."""
+
+    fields: ProfileFields
+    password: dict[str, bytes | None]
+
+
+async def _plan_new(
+    repository: Repository, form: AccountForm, password: str, cipher: PasswordCipher | None
+) -> _Planned | None:
+    """A new profile by the rules of ``profiles add``; ``None`` (and ``form.problems``) if not."""
     presets = load_presets()
     given = form.given()
     if not given["host"].strip():
@@ -183,8 +196,55 @@ async def add_account(
         form.problems.setdefault("name", []).append(EXISTS)
     if form.problems:
         return None
-    token = None if new is None else new.token(preset)
-    await repository.create_profile({**fields.as_row(), "password_encrypted": token})
+    try:
+        token = None if new is None else new.token(preset)
+    except InvalidProfile as exc:  # only blanks, once Gmail's spaces are taken out
+        form.add_problems(exc.problems)
+        return None
+    return _Planned(fields, {"password_encrypted": token})
+
+
+def _plan_edit(
+    current: Profile, form: AccountForm, password: str, cipher: PasswordCipher | None
+) -> _Planned | None:
+    """``current`` changed by the rules of ``profiles edit``; an empty password keeps it."""
+    changes = form.given()
+    changes.pop("name")  # the name is not changed here
+    if form.problems:
+        return None
+    fields = edit_fields(
+        ProfileFields.of(current), changes, preset_or_none(changes["preset"] or None)
+    )
+    new = NewPassword(password, cipher) if password and cipher is not None else None
+    try:
+        values = password_values(current, fields, new, remove=False)
+    except InvalidProfile as exc:  # only blanks, once Gmail's spaces are taken out
+        form.add_problems(exc.problems)
+        return None
+    has_password = values.get("password_encrypted", current.password_encrypted) is not None
+    form.add_problems(
+        profile_problems(
+            fields,
+            has_password=has_password,
+            presets=load_presets(),
+            has_oauth_credential=current.oauth_credential_encrypted is not None,
+        )
+    )
+    return None if form.problems else _Planned(fields, values)
+
+
+async def add_account(
+    repository: Repository,
+    form: AccountForm,
+    password: str,
+    cipher: PasswordCipher | None,
+) -> Saved | None:
+    """Store a new profile as ``profiles add`` does; ``None`` (and ``form.problems``) if not."""
+    planned = await _plan_new(repository, form, password, cipher)
+    if planned is None:
+        return None
+    fields = planned.fields
+    await repository.create_profile({**fields.as_row(), **planned.password})
     is_default = await settle_default(repository, fields.name, make_default=False)
     return Saved(fields, [], is_default)
 
@@ -197,26 +257,28 @@ async def edit_account(
     cipher: PasswordCipher | None,
 ) -> Saved | None:
     """Change a profile as ``profiles edit`` does; an empty password keeps the stored one."""
-    changes = form.given()
-    changes.pop("name")  # the name is not changed here
-    if form.problems:
+    planned = _plan_edit(current, form, password, cipher)
+    if planned is None:
         return None
-    before = ProfileFields.of(current)
-    fields = edit_fields(before, changes, preset_or_none(changes["preset"] or None))
-    new = NewPassword(password, cipher) if password and cipher is not None else None
-    values = password_values(current, fields, new, remove=False)
-    has_password = values.get("password_encrypted", current.password_encrypted) is not None
-    form.add_problems(
-        profile_problems(
-            fields,
-            has_password=has_password,
-            presets=load_presets(),
-            has_oauth_credential=current.oauth_credential_encrypted is not None,
-        )
-    )
-    if form.problems:
-        return None
-    changed = fields.differences(before) + ["password" for _ in values]
+    fields = planned.fields
+    changed = fields.differences(ProfileFields.of(current)) + ["password" for _ in planned.password]
     if changed:
-        await repository.update_profile(current.name, {**fields.as_row(), **values})
+        await repository.update_profile(current.name, {**fields.as_row(), **planned.password})
     return Saved(fields, changed)
+
+
+async def account_to_check(
+    repository: Repository,
+    current: Profile | None,
+    form: AccountForm,
+    password: str,
+    cipher: PasswordCipher | None,
+) -> Profile | None:
+    """The profile the form would save (``current`` changed, or a new one), validated by the
+    same rules, for a connection check; nothing is stored. ``None`` (and ``form.problems``)
+    if the form would not be saved."""
+    if current is None:
+        planned = await _plan_new(repository, form, password, cipher)
+    else:
+        planned = _plan_edit(current, form, password, cipher)
+    return None if planned is None else profile_as_saved(planned.fields, planned.password, current)

@@ -1,0 +1,196 @@
+"""The guide's three accounts added through the console's account form in Chromium, each checked
+with **Check connection** before it is saved: Poczta WP on 587 (STARTTLS), Onet on 465 (SSL)
+and Gmail on 465 with an app password.
+
+Each account starts from its provider preset and the guide's values; only the server's name
+and port lead it to a kit server that answers as the provider does
+(``tests/kit/provider_servers.py``). The console process trusts the kit's CA through
+``SSL_CERT_FILE`` (the form has no CA field). Port 465 needs root; the fixture skips where it
+cannot be bound (CI runs as root). Screenshots are saved under ``<tmp_path>/screenshots/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.kit.commands import ok
+from tests.kit.console_browser import polish_page, running_console, sign_in_in_polish
+from tests.kit.provider_servers import (
+    GMAIL,
+    GMAIL_ACCOUNT_PASSWORD,
+    ONET,
+    WP,
+    ProviderAccount,
+    ProviderServers,
+)
+from tests.kit.smtp_server import SmtpTestCA, SmtpTestServer
+from worker.presets import load_presets
+
+CHROMIUM = Path("/usr/bin/chromium")
+ADMIN_PASSWORD = "Konsola-Haslo-2026!"
+
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="no /usr/bin/chromium: apt-get install chromium (.ci/run does)",
+    ),
+    pytest.mark.timeout(120),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+PRESETS = load_presets()
+
+
+@pytest.fixture
+def console_url(cli_env: dict[str, str], smtp_ca: SmtpTestCA) -> Iterator[str]:
+    """The console as a process, trusting the kit's CA, with an admin 'ewa'."""
+    ok(cli_env, "console", "users", "add", "ewa", "--role", "admin", "--password-stdin",
+       input=f"{ADMIN_PASSWORD}\n")  # fmt: skip
+    with running_console(cli_env, SSL_CERT_FILE=smtp_ca.cert_bundle) as url:
+        yield url
+
+
+@pytest.fixture
+def browser(console_url: str) -> Iterator[Any]:
+    """Chromium, started after the console and closed before it."""
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield chromium
+        chromium.close()
+
+
+def fill_account(
+    page: Any,
+    account: ProviderAccount,
+    server: SmtpTestServer,
+    *,
+    name: str,
+    encryption: str,
+    password: str,
+) -> None:
+    """The form as the guide fills it in: the preset first, then the fields by their labels;
+    only the server's name and port are the kit server's."""
+    page.get_by_label("Dostawca poczty").select_option(account.preset)
+    page.get_by_role("button", name="Zastosuj ustawienia dostawcy").click()
+    page.wait_for_load_state()
+    expect(page.get_by_label("Nazwa serwera")).to_have_value(PRESETS[account.preset].host)
+    expect(page.locator("p.hint")).not_to_be_empty()  # the preset's hint, once it is chosen
+    page.get_by_label("Nazwa konta").fill(name)
+    page.get_by_label("Email wychodzący").fill(account.address)
+    page.get_by_label("Nazwa serwera").fill(server.hostname)
+    page.get_by_label("Port", exact=True).fill(str(server.port))
+    page.get_by_label("Metoda szyfrowania").select_option(encryption)
+    page.get_by_label("Metoda uwierzytelniania").select_option("login")
+    page.get_by_label("Login", exact=True).fill(account.login)
+    page.get_by_label("Hasło").fill(password)
+
+
+def check_connection(page: Any) -> Any:
+    """Click **Check connection**; the result's section once the page is back."""
+    page.get_by_role("button", name="Sprawdź połączenie").click()
+    page.wait_for_load_state()
+    result = page.locator("section.connection-check")
+    expect(result).to_be_visible()
+    return result
+
+
+def save(page: Any, password: str) -> None:
+    """Type the password again (a check does not send it back) and save."""
+    expect(page.get_by_label("Hasło")).to_have_value("")
+    page.get_by_label("Hasło").fill(password)
+    page.get_by_role("button", name="Zapisz").click()
+    page.wait_for_url("**/accounts")
+
+
+def add_checked_account(
+    page: Any,
+    console_url: str,
+    account: ProviderAccount,
+    server: SmtpTestServer,
+    *,
+    encryption: str,
+    shots: Path,
+    shot_of_form: str | None = None,
+) -> Any:
+    """Add ``account`` through the form: fill, check (it works), save; the check's section."""
+    name = f"comarch-dms-{account.preset}"
+    page.goto(f"{console_url}/accounts/new")
+    fill_account(page, account, server, name=name, encryption=encryption,
+                 password=account.typed_password)  # fmt: skip
+    if shot_of_form is not None:
+        page.screenshot(path=shots / shot_of_form, full_page=True)
+    result = check_connection(page)
+    expect(result).to_contain_text("Połączenie działa")
+    expect(result).to_contain_text("Niczego nie zapisano")
+    expect(result).to_contain_text(f"{account.login} (przyjęty)")
+    expect(result.locator("dd").nth(1)).to_contain_text("TLSv1.")
+    return result
+
+
+def test_the_guides_three_accounts_are_checked_and_saved_through_the_form(
+    browser: Any, console_url: str, provider_servers: ProviderServers, tmp_path: Path
+) -> None:
+    """WP on 587 with STARTTLS, Onet on 465 with SSL and Gmail on 465 with its app password
+    (typed with Google's spaces) each pass **Check connection** and are saved; Gmail's normal
+    password first gets Google's 534 reply and the advice to create an app password; each
+    kit server saw one good login per check. The English form checks a stored account with
+    its stored password. Nothing is refused by the CSP, no script fails."""
+    shots = tmp_path / "screenshots"
+    errors: list[str] = []
+    page = polish_page(browser, errors)
+    sign_in_in_polish(page, console_url, "ewa", ADMIN_PASSWORD)
+    wp = provider_servers.wp(tls="starttls")
+    onet = provider_servers.onet()
+    gmail = provider_servers.gmail()
+
+    add_checked_account(page, console_url, WP, wp, encryption="starttls", shots=shots,
+                        shot_of_form="account-form-wp-pl.png")  # fmt: skip
+    expect(page.locator("section.connection-check")).to_contain_text("po STARTTLS")
+    page.screenshot(path=shots / "check-ok-pl.png", full_page=True)
+    save(page, WP.typed_password)
+
+    add_checked_account(page, console_url, ONET, onet, encryption="ssl", shots=shots)
+    expect(page.locator("section.connection-check dd").first).to_contain_text(f":{onet.port}")
+    save(page, ONET.typed_password)
+
+    page.goto(f"{console_url}/accounts/new")
+    fill_account(page, GMAIL, gmail, name="comarch-dms-gmail", encryption="ssl",
+                 password=GMAIL_ACCOUNT_PASSWORD)  # fmt: skip
+    refused = check_connection(page)
+    expect(refused).to_contain_text("Połączenie nie działa")
+    expect(refused).to_contain_text("logowanie")
+    expect(refused).to_contain_text("534 5.7.9 Application-specific password required")
+    # The gmail preset's advice: the code Google sent, and what to do (an app password).
+    expect(refused.locator("dd.hint")).to_contain_text("534 5.7.9")
+    page.screenshot(path=shots / "check-gmail-hint-pl.png", full_page=True)
+    add_checked_account(page, console_url, GMAIL, gmail, encryption="ssl", shots=shots)
+    save(page, GMAIL.typed_password)
+
+    table = page.get_by_role("table")
+    for shown in (WP.address, ONET.address, GMAIL.address, gmail.hostname, wp.hostname):
+        expect(table).to_contain_text(shown)
+    assert [True] == [attempt.success for attempt in wp.auth_attempts]
+    assert [True] == [attempt.success for attempt in onet.auth_attempts]
+    assert [False, True] == [attempt.success for attempt in gmail.auth_attempts]
+    assert () == wp.messages + onet.messages + gmail.messages
+
+    page.get_by_label("Język").select_option("en")
+    page.get_by_role("button", name="Zmień język").click()
+    page.wait_for_load_state()
+    page.goto(f"{console_url}/accounts/comarch-dms-wp/edit")
+    page.get_by_role("button", name="Check connection").click()
+    page.wait_for_load_state()
+    result = page.locator("section.connection-check")
+    expect(result).to_contain_text("Connection works")
+    expect(result).to_contain_text(f"{WP.login} (accepted)")
+    expect(page.get_by_label("Password")).to_have_value("")
+    assert [True, True] == [attempt.success for attempt in wp.auth_attempts]
+    page.screenshot(path=shots / "account-form-en.png", full_page=True)
+
+    assert [] == errors, errors
+    print("screenshots:", *sorted(str(path) for path in shots.iterdir()))
