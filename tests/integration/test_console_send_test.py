@@ -153,6 +153,10 @@ def test_a_test_message_with_an_attachment_is_followed_until_delivered(
     assert "<strong>Delivered</strong>" in page.text
     assert message["smtp_response"] in page.text
     assert 'data-final="true"' in page.text
+    assert f'<a href="/send-test/{message["id"]}">Refresh</a>' in page.text  # works without JS
+    assert "Account: test" in page.text
+    server = f"{smtps_server.hostname}:{smtps_server.port}"
+    assert ["Server", server] in state["details"]
     queued = [entry for entry in logs if entry["event"] == "test_message_queued"]
     assert [("ewa", message["id"], "test")] == [
         (entry["by"], entry["outbox_id"], entry["profile"]) for entry in queued

@@ -28,6 +28,7 @@ class FollowState:
     """The message's state in words: a headline, labelled details, and whether it is final."""
 
     message_id: int
+    profile: str | None  # the account it goes through
     status: str  # the row's own status: pending, sending, sent, failed or cancelled
     verdict: str  # delivered, not_delivered, still_waiting, or in_progress
     final: bool  # no later look would change the verdict: stop following
@@ -37,6 +38,7 @@ class FollowState:
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.message_id,
+            "profile": self.profile,
             "status": self.status,
             "verdict": self.verdict,
             "final": self.final,
@@ -59,6 +61,7 @@ def follow_state(
         final = judgement.verdict is not Verdict.STILL_WAITING
     return FollowState(
         message_id=status.id,
+        profile=status.profile,
         status=status.status,
         verdict=verdict,
         final=final,
@@ -85,11 +88,13 @@ def _answer(
 ) -> tuple[str, list[tuple[str, str]]]:
     if judgement.verdict is Verdict.DELIVERED:
         details = [(_("Server's reply"), judgement.reason)]
-        if status.sent_at is not None:
-            details.append((_("Sent at"), utc_iso(status.sent_at)))
+        if profile is not None:
+            details.append((_("Server"), f"{profile.host}:{profile.port}"))
         tls = status.latest_attempt.tls_version if status.latest_attempt else None
         if tls:
-            details.append((_("Encryption"), tls))
+            details.append((_("TLS version"), tls))
+        if status.sent_at is not None:
+            details.append((_("Sent at"), utc_iso(status.sent_at)))
         return _("Delivered"), details
     if judgement.verdict is Verdict.STILL_WAITING:
         return _("No answer yet"), [(_("Why"), explain(judgement.reason))]
