@@ -218,17 +218,21 @@ def test_a_refused_login_pauses_the_account_and_says_why(
     assert WRONG_PASSWORD not in repr(state)
 
 
-def test_a_bad_address_is_shown_beside_the_field_and_nothing_is_queued(
+def test_a_bad_address_or_account_is_shown_beside_its_field_and_nothing_is_queued(
     client: TestClient, database_url: str, settings: Settings, smtps_server: SmtpTestServer
 ) -> None:
     """The CLI's address rule, said beside the recipient field (marked invalid); what was typed
-    stays in the form; no row is made."""
+    stays in the form; an account that does not exist is said beside the account; no row."""
     asyncio.run(add_profile(settings, smtps_server, encryption="ssl"))
     _login(client, "ewa", ADMIN_PASSWORD)
 
     answer = _send(client, to="not-an-address", subject="Próba łączności")
+    no_account = _send(client, profile="nie-ma")
 
-    assert 422 == answer.status_code
+    assert (422, 422) == (answer.status_code, no_account.status_code)
+    assert '<span class="error" id="profile-problem">No account has this name. </span>' in (
+        no_account.text
+    )
     problem = re.search(r'<span class="error" id="to-problem">([^<]*)</span>', answer.text)
     assert problem is not None
     assert "to address &#39;not-an-address&#39; is not a valid e-mail address" in problem[1]

@@ -65,7 +65,9 @@ class SendTestForm:
             if len(content) > max_bytes:
                 posted.add_problem("attachment", FILE_TOO_LARGE)
                 continue
-            attachments.append(Attachment(upload.filename, content, upload.content_type or ""))
+            # The browser's type without parameters; none given: guessed from the name.
+            content_type = (upload.content_type or "").partition(";")[0].strip()
+            attachments.append(Attachment(upload.filename, content, content_type))
         posted.attachments = tuple(attachments)
         return posted
 

@@ -62,11 +62,23 @@ class SendTestPages:
         form = await SendTestForm.posted(posted, max_bytes=max_bytes)
         if not form.check(max_bytes=max_bytes):
             return await self._render_form(request, user, form)
-        async with kit.repository(request) as repository:
+        queued = await self._queue(request, form, max_bytes)
+        if queued is None:
+            return await self._render_form(request, user, form)
+        message_id, profile = queued
+        log.info("test_message_queued", outbox_id=message_id, profile=profile,
+                 priority=TEST_PRIORITY, by=user.name)  # fmt: skip
+        return RedirectResponse(f"/send-test/{message_id}", status_code=303)
+
+    async def _queue(
+        self, request: Request, form: SendTestForm, max_bytes: int
+    ) -> tuple[int, str] | None:
+        """The queued message's id and account; None when the form has a problem after all."""
+        async with self._kit.repository(request) as repository:
             profile = await profile_to_test(repository, form.profile or None)
             if profile is None:
                 form.add_problem("profile", NO_SUCH_ACCOUNT)
-                return await self._render_form(request, user, form)
+                return None
             try:
                 message_id = await queue_test_message(
                     repository, profile, form.request(), max_bytes=max_bytes
@@ -74,10 +86,8 @@ class SendTestPages:
             except InvalidMessage as exc:  # e.g. more recipients than the account may send to
                 for problem in exc.problems:
                     form.add_problem("", problem)
-                return await self._render_form(request, user, form)
-        log.info("test_message_queued", outbox_id=message_id, profile=profile.name,
-                 priority=TEST_PRIORITY, by=user.name)  # fmt: skip
-        return RedirectResponse(f"/send-test/{message_id}", status_code=303)
+                return None
+        return message_id, profile.name
 
     async def _state(self, request: Request) -> FollowState:
         message_id: int = request.path_params["message_id"]
