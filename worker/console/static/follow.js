@@ -14,7 +14,31 @@
   const EVERY_MS = 1000;
   const AFTER_A_FAILURE_MS = 5000;
 
+  // What the page says now, to change it (and have screen readers announce it) only when the
+  // words change.
+  function said(words, pairs) {
+    return JSON.stringify([words, pairs]);
+  }
+
+  function shownNow() {
+    const cells = Array.from(details.children, (cell) => cell.textContent);
+    const pairs = [];
+    for (let index = 0; index + 1 < cells.length; index += 2) {
+      pairs.push([cells[index], cells[index + 1]]);
+    }
+    return said(headline.textContent, pairs);
+  }
+
+  let shown = shownNow();
+
   function show(state) {
+    box.className = "follow verdict-" + state.verdict;
+    box.dataset.final = state.final ? "true" : "false";
+    const next = said(state.headline, state.details);
+    if (next === shown) {
+      return;
+    }
+    shown = next;
     headline.textContent = state.headline;
     const rows = [];
     for (const [label, value] of state.details) {
@@ -25,8 +49,6 @@
       rows.push(term, description);
     }
     details.replaceChildren(...rows);
-    box.className = "follow verdict-" + state.verdict;
-    box.dataset.final = state.final ? "true" : "false";
   }
 
   async function look() {
