@@ -9,6 +9,7 @@ seen to change by itself. Screenshots go to ``<tmp_path>/screenshots/``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,3 +151,31 @@ def test_a_refused_recipient_shows_the_reply_and_the_hint_in_english(
     assert () == smtps_server.messages
     assert [] == errors, errors
     print("screenshots:", *sorted(str(path) for path in shots.iterdir()))
+
+
+def test_without_javascript_the_refresh_link_shows_the_state(
+    browser: sync_api.Browser, console_url: str, workers: WorkerProcesses
+) -> None:
+    """With scripts off the form still sends, and Refresh shows the message delivered once a
+    worker has sent it."""
+    context = browser.new_context(
+        java_script_enabled=False, extra_http_headers={"Accept-Language": "en"}
+    )
+    page = context.new_page()
+    sign_in(page, console_url, "ewa", PASSWORD, polish=False)
+    page.goto(f"{console_url}/send-test")
+    page.get_by_label("Recipient").fill(RECIPIENT)
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.wait_for_url("**/send-test/*")
+    sync_api.expect(page.get_by_role("status")).to_contain_text("Queued")
+    workers.start("worker-a")
+
+    deadline = time.monotonic() + ARRIVAL_MS / 1000
+    while "Delivered" not in page.get_by_role("status").inner_text():
+        assert time.monotonic() < deadline, page.get_by_role("status").inner_text()
+        page.wait_for_timeout(200)
+        page.get_by_role("link", name="Refresh").click()
+        page.wait_for_load_state()
+
+    sync_api.expect(page.get_by_role("status")).to_contain_text("Server's reply")
+    context.close()
