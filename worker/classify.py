@@ -102,6 +102,8 @@ _CREDENTIAL_CODES = {"5.7.8", "5.7.9", "5.7.14", "5.7.139", "5.7.30", "5.7.3"}
 CREDENTIALS_HINT = "check the login and password of the profile"
 # How a pause for the provider's sending limit begins its reason (send-test reads it).
 LIMIT_REACHED = "the provider's sending limit was reached"
+# How the failure of a message whose every recipient the server refused begins its reason.
+RECIPIENTS_REFUSED = "every recipient was refused"
 _DAILY_TEXT = re.compile(r"daily|per day|SubmissionQuota", re.IGNORECASE)
 _QUOTA_CODES = {"5.4.5", "4.4.5", "4.5.3", "5.5.3", "4.3.2", "4.2.1"}
 # OpenSSL's errors read "[SSL: CERTIFICATE_VERIFY_FAILED] ..."; a bare "ssl" would also match
@@ -325,7 +327,7 @@ def _all_recipients_refused(exc: aiosmtplib.SMTPRecipientsRefused, stage: Stage)
     return Failure(
         kind=FailureKind.TRANSIENT if temporary else FailureKind.PERMANENT,
         stage=stage,
-        reason="every recipient was refused: " + "; ".join(refusals),
+        reason=f"{RECIPIENTS_REFUSED}: " + "; ".join(refusals),
         code=exc.recipients[0].code if exc.recipients else None,
     )
 

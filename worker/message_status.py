@@ -48,6 +48,7 @@ class MessageStatus:
     """An outbox message's state, its latest attempt and its profile's state, read at once."""
 
     id: int
+    kind: str  # notification, or test (send-test and the console's test page)
     profile: str | None
     status: str
     status_reason: str | None
@@ -58,6 +59,7 @@ class MessageStatus:
     sent_at: datetime | None
     claimed_by: str | None
     claimed_at: datetime | None
+    queued_at: datetime  # when the message was put into the outbox
     recorded_attempts: int  # rows in mail.attempt
     checked_at: datetime  # the database's clock at the read, so no local clock is compared
     latest_attempt: AttemptSummary | None

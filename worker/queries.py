@@ -937,9 +937,10 @@ def message_status(message_id: int) -> Select[Any]:
     recorded = select(func.count()).where(attempt.c.outbox_id == outbox.c.id).scalar_subquery()
     return (
         select(
-            outbox.c.id, outbox.c.profile, outbox.c.status, outbox.c.status_reason,
+            outbox.c.id, outbox.c.kind, outbox.c.profile, outbox.c.status, outbox.c.status_reason,
             outbox.c.attempts, outbox.c.next_attempt_at, outbox.c.last_error,
             outbox.c.smtp_response, outbox.c.sent_at, outbox.c.claimed_by, outbox.c.claimed_at,
+            outbox.c.created_at.label("queued_at"),
             recorded.label("recorded_attempts"),
             func.now().label("checked_at"),
             *[

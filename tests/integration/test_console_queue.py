@@ -379,7 +379,7 @@ def test_the_queue_in_polish(client: TestClient, database_url: str) -> None:
     wrong = client.get("/queue?since=wczoraj", headers=POLISH).text
 
     assert '<html lang="pl">' in queue
-    for word in ("Stan", "Konto", "Odbiorca", "Dodane od", "Pokaż", "nieudana", "oczekująca",
+    for word in ("Stan", "Konto", "Adresat", "Dodane od", "Pokaż", "nieudana", "oczekująca",
                  "Wiadomości, od najnowszych"):  # fmt: skip
         assert word in queue
     for word in ("Wyślij ponownie", "Próby", "Załączniki", "Wróć do kolejki"):

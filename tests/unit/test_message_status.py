@@ -15,6 +15,7 @@ def status(**changes: Any) -> MessageStatus:
     """A test message just queued for an enabled, unpaused profile; ``changes`` override."""
     values: dict[str, Any] = {
         "id": 7,
+        "kind": "test",
         "profile": "wp",
         "status": "pending",
         "status_reason": "queued",
@@ -25,6 +26,7 @@ def status(**changes: Any) -> MessageStatus:
         "sent_at": None,
         "claimed_by": None,
         "claimed_at": None,
+        "queued_at": NOW,
         "recorded_attempts": 0,
         "checked_at": NOW,
         "latest_attempt": None,

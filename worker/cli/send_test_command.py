@@ -18,7 +18,6 @@ import enum
 import json
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +30,25 @@ from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.exits import CommandFailed, ExitCode, UsageProblem, command_errors
 from worker.cli.output import json_text
 from worker.errors import InvalidMessage
-from worker.hints import preset_of
 from worker.message_status import Judgement, MessageStatus, Verdict, judge
 from worker.moments import utc_iso
-from worker.outbox import Attachment, OutboxMessage, enqueue_message
-from worker.presets import load_presets
+from worker.outbox import Attachment, OutboxMessage
 from worker.profile_check import encryption_words
 from worker.profiles import Profile
 from worker.repository import Repository
+from worker.test_message import (
+    DEFAULT_SUBJECT,
+    TEST_PRIORITY,
+    SendTestRequest,
+    advice,
+    profile_to_test,
+    queue_test_message,
+)
 
 __all__ = ["DEFAULT_SUBJECT", "TEST_PRIORITY", "send_test"]
 
 log = structlog.get_logger("worker.cli")
 
-DEFAULT_SUBJECT = "Wiadomość testowa – mail-outbox-worker"  # noqa: RUF001 - an en dash, on purpose
-TEST_PRIORITY = 100  # ahead of ordinary notifications (0), so a backlog does not hide the test
 POLL_SECONDS = 0.2
 _FINAL_STATUSES = frozenset({"sent", "failed", "cancelled"})
 _EXIT_CODES = {
@@ -66,11 +69,7 @@ class Fate(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class _Request:
-    profile: str | None
-    to: str
-    subject: str
-    body: str | None
-    attachments: tuple[Attachment, ...]
+    message: SendTestRequest
     timeout: float
     keep_queued: bool
 
@@ -152,18 +151,21 @@ def send_test(
     not work now); 2 a usage mistake (e.g. no such profile); 3 no answer within --timeout;
     4 the command could not run (database, settings); 130 interrupted (Ctrl-C).
     """
-    request = _Request(
+    message = SendTestRequest(
         profile=profile,
         to=to,
         subject=subject,
         body=body,
         attachments=tuple(_read_attachment(path) for path in attach),
+    )
+    request = _Request(
+        message=message,
         timeout=timeout,
         keep_queued=keep_queued,
     )
     with command_errors():
         max_bytes = cli.settings.max_message_bytes
-        _exit_if_invalid(_message(request, body or ""), max_bytes)
+        _exit_if_invalid(message.outbox_message(body or ""), max_bytes)
         if no_wait:
             message_id, queued_for = run_async(lambda: _queue_only(cli, request, max_bytes))
             queued = {"outbox_id": message_id, "profile": queued_for.name, "result": "queued"}
@@ -180,18 +182,6 @@ def send_test(
 # --- the message -----------------------------------------------------------------------------
 
 
-def _message(request: _Request, body: str, profile: str | None = None) -> OutboxMessage:
-    return OutboxMessage(
-        profile=profile or request.profile,
-        to=(request.to,),
-        subject=request.subject,
-        body_text=body,
-        attachments=request.attachments,
-        priority=TEST_PRIORITY,
-        kind="test",
-    )
-
-
 def _read_attachment(path: Path) -> Attachment:
     try:
         return Attachment.from_path(path)
@@ -206,22 +196,6 @@ def _exit_if_invalid(message: OutboxMessage, max_bytes: int) -> None:
     except InvalidMessage as exc:
         problems = "\n".join(f"  - {problem}" for problem in exc.problems)
         raise UsageProblem(f"the test message was not queued:\n{problems}") from None
-
-
-def default_body(profile: Profile, queued_at: datetime) -> str:
-    """Says which profile and server sent the message, and when it was queued (Polish first)."""
-    when = queued_at.strftime("%Y-%m-%d %H:%M:%S %z")
-    server = f"{profile.host}:{profile.port} ({encryption_words(profile)})"
-    return (
-        "Dzień dobry,\n\n"
-        "to jest wiadomość testowa z mail-outbox-worker (polecenie mailworker send-test).\n"
-        "Skoro dotarła, konto pocztowe działa. Nie trzeba na nią odpowiadać.\n\n"
-        f"Profil:  {profile.name} ({profile.from_address})\n"
-        f"Serwer:  {server}\n"
-        f"Zlecono: {when}\n\n"
-        "This is a test message from mail-outbox-worker (mailworker send-test), sent through\n"
-        f"profile {profile.name} ({profile.from_address}) via {server}, queued at {when}.\n"
-    )
 
 
 # --- queue, wait, settle ---------------------------------------------------------------------
@@ -263,41 +237,33 @@ async def _send_and_wait(cli: CliContext, request: _Request, max_bytes: int) -> 
     return _Answer(
         message_id=message_id,
         profile=profile,
-        to=request.to,
+        to=request.message.to,
         status=status,
         judgement=judgement,
         fate=fate,
-        hint=_hint(judgement, profile),
+        hint=advice(judgement, profile),
         schema=cli.settings.db_schema,
     )
 
 
 async def _enqueue(engine: AsyncEngine, request: _Request, max_bytes: int) -> tuple[int, Profile]:
+    name = request.message.profile
     async with engine.begin() as connection:
         repository = Repository(connection)
-        profile = await _profile_to_test(repository, request.profile)
-        body = request.body
-        if body is None:
-            body = default_body(profile, datetime.now().astimezone())
-        queued = await enqueue_message(
-            repository, _message(request, body, profile.name), max_bytes=max_bytes
+        profile = await profile_to_test(repository, name)
+        if profile is None and name is None:
+            raise UsageProblem("no profile is the default one; name the profile with --profile")
+        if profile is None:
+            raise UsageProblem(
+                f"no profile is named {name!r}; `mailworker profiles list` shows all"
+            )
+        message_id = await queue_test_message(
+            repository, profile, request.message, max_bytes=max_bytes
         )
     log.info(
-        "test_message_queued", outbox_id=queued.id, profile=profile.name, priority=TEST_PRIORITY
+        "test_message_queued", outbox_id=message_id, profile=profile.name, priority=TEST_PRIORITY
     )
-    return queued.id, profile
-
-
-async def _profile_to_test(repository: Repository, name: str | None) -> Profile:
-    if name is None:
-        profile = await repository.get_default_profile()
-        if profile is None:
-            raise UsageProblem("no profile is the default one; name the profile with --profile")
-        return profile
-    profile = await repository.get_profile(name)
-    if profile is None:
-        raise UsageProblem(f"no profile is named {name!r}; `mailworker profiles list` shows all")
-    return profile
+    return message_id, profile
 
 
 async def _wait_for_answer(
@@ -366,15 +332,6 @@ async def _interrupted(engine: AsyncEngine, message_id: int, *, keep_queued: boo
             " (kept, or a worker has it): a worker may still send it",
             err=True,
         )
-
-
-def _hint(judgement: Judgement, profile: Profile) -> str | None:
-    """The worker's hint; for an account problem without one, the provider's general advice."""
-    hint = judgement.hint
-    if hint is None and judgement.account_problem:
-        preset = preset_of(profile, load_presets())
-        hint = preset.hint if preset is not None else None
-    return None if hint is None else " ".join(hint.split())
 
 
 # --- output ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.console import account_pages, overview_pages, queue_pages, session_pages
+from worker.console import account_pages, overview_pages, queue_pages, session_pages, test_pages
 from worker.console.auth import session_secret
 from worker.console.pages import HERE, PageKit
 from worker.db import create_engine
@@ -85,6 +85,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         *account_pages.routes(kit),
         *overview_pages.routes(kit),
         *queue_pages.routes(kit),
+        *test_pages.routes(kit),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [
