@@ -10,10 +10,11 @@ The core writes English and stores it (a profile's ``pause_reason``, a message's
   with Babel when first needed, as the console's catalogue is.
 * A stored text is translated whole when it is a msgid, else by the first template (most fixed
   words first) whose fixed words it matches, with each placeholder's value put into the Polish
-  template (:data:`FREE_TEXT` says how a text is split). A value named in :data:`NESTED` is
-  itself one of our sentences (a reason inside "waiting to retry at ...: %(reason)s") and is
-  translated in turn; any other value (a server's reply, a name, a moment) is kept byte for
-  byte. Text no template matches is left as it is.
+  template. A placeholder's name says what its value is, and so how a text is split into
+  values (:data:`FREE_TEXT`, :data:`NUMBERS`, :data:`QUOTED`, :data:`PLAIN`). A value named in
+  :data:`NESTED` is itself one of our sentences (a reason inside "waiting to retry at ...:
+  %(reason)s") and is translated in turn; any other value (a server's reply, a name, a
+  moment) is kept byte for byte. Text no template matches is left as it is.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ __all__ = [
     "FREE_TEXT",
     "LOCALE_DIR",
     "NESTED",
+    "NUMBERS",
     "N_",
+    "PLAIN",
+    "QUOTED",
     "Translator",
     "catalogue",
     "placeholders",
@@ -38,12 +42,26 @@ __all__ = [
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "mailworker"
-# Placeholders whose value is one of the core's own sentences, translated in its turn.
-NESTED = frozenset({"reason", "hint", "why", "cap", "next"})
-# Placeholders of free text (a reason, a server's reply), which may hold any of our words'
-# separators: each takes all it can, the others (names, numbers, moments, hints) the least.
-# So "535 x (hint: y) z (hint: check the login ...)" splits at the last " (hint: ".
+# A placeholder's name says what its value is, and so how a stored text is split into values.
+# One of the core's own sentences, translated in its turn:
+NESTED = frozenset({"reason", "hint", "why", "cap", "next", "field"})
+# Free text (a reason, a server's reply) that may hold any of our words' separators: it takes
+# all it can, so "535 x (hint: y) z (hint: check the login ...)" splits at the last " (hint: ".
 FREE_TEXT = frozenset({"reason", "reply", "replies", "error"})
+# A whole number, and a value as Python's repr() quotes it ('jan@', "o'brien").
+NUMBERS = frozenset({"all", "attempt", "attempts", "count", "limit", "most", "number", "port",
+                     "refused", "size"})  # fmt: skip
+QUOTED = frozenset({"address", "host", "local", "login", "name", "url", "value"})
+# Anything else (a profile's name, a moment, a word) takes the least it can.
+PLAIN = frozenset({"at", "duration", "encryption", "flow", "flows", "offered", "preset",
+                   "profile", "provider", "seconds", "server", "setting", "since", "stage",
+                   "tenant", "until", "worker"})  # fmt: skip
+_KINDS = (
+    (FREE_TEXT, "(?P<{}>.+)"),
+    (NUMBERS, r"(?P<{}>-?\d+)"),
+    (QUOTED, """(?P<{}>'.*?'|".*?")"""),
+)
+_MIN_FIXED = 3  # a template of values and a space or two would match any text
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 _MAX_DEPTH = 6  # sentences nest two or three deep; more is a value that only looks like one
 
@@ -74,7 +92,9 @@ class Translator:
         # until %(until)s: %(reason)s (hint: %(hint)s)" before its shorter forms.
         templated.sort(key=lambda entry: -len(_PLACEHOLDER.sub("", entry[0])))
         self._templates = [
-            _Template(_pattern(msgid), msgstr) for msgid, msgstr in templated if msgstr
+            _Template(_pattern(msgid), msgstr)
+            for msgid, msgstr in templated
+            if msgstr and len(_PLACEHOLDER.sub("", msgid).strip()) >= _MIN_FIXED
         ]
 
     def __call__(self, text: str | None) -> str:
@@ -114,7 +134,8 @@ def _pattern(template: str) -> re.Pattern[str]:
         if name in seen:
             parts.append(f"(?P={name})")
         else:
-            parts.append(f"(?P<{name}>.+)" if name in FREE_TEXT else f"(?P<{name}>.+?)")
+            kind = next((form for names, form in _KINDS if name in names), "(?P<{}>.+?)")
+            parts.append(kind.format(name))
         seen.add(name)
         position = match.end()
     parts.append(re.escape(template[position:].replace("%%", "%")))

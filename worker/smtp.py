@@ -271,10 +271,10 @@ async def _starttls(client: aiosmtplib.SMTP, profile: Profile, plan: TlsPlan) ->
     elif plan.starttls:
         raise StartTlsUnavailable(
             N_(
-                "%(address)s offers no STARTTLS; "
+                "%(server)s offers no STARTTLS; "
                 "the password will not be sent over an unencrypted connection"
             )
-            % {"address": f"{profile.host}:{profile.port}"}
+            % {"server": f"{profile.host}:{profile.port}"}
         )
 
 
@@ -348,11 +348,11 @@ def _require_tls(client: aiosmtplib.SMTP, profile: Profile) -> None:
         raise UnencryptedLogin(
             N_(
                 "refusing to send the password of profile %(profile)s over an unencrypted"
-                " connection to %(address)s (encryption %(encryption)s)"
+                " connection to %(server)s (encryption %(encryption)s)"
             )
             % {
                 "profile": profile.name,
-                "address": f"{profile.host}:{profile.port}",
+                "server": f"{profile.host}:{profile.port}",
                 "encryption": profile.encryption,
             }
         )

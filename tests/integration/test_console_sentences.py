@@ -69,3 +69,27 @@ def test_a_presets_advice_is_polish_on_the_account_form(client: TestClient) -> N
     assert "Switch on access for mail programs" not in shown["wp"]
     assert "włącz weryfikację dwuetapową, a potem utwórz hasło do aplikacji" in shown["gmail"]
     assert "Google refuses the account password" not in shown["gmail"]
+
+
+def test_the_account_forms_problems_are_polish(client: TestClient) -> None:
+    """The form's problems (no preset to apply, a wrong number, a bad address, a cap of 0)
+    are said in Polish, each typed value quoted as typed."""
+    _login(client, "ewa", ADMIN_PASSWORD)
+    choose = {"csrf_token": _csrf(client, "/accounts/new"), "action": "preset", "preset": ""}
+    no_preset = client.post("/accounts/new", headers=POLISH, data=choose)
+    form = {"csrf_token": _csrf(client, "/accounts/new"), "action": "save", "name": "biuro",
+            "from_address": "jan kowalski.wp.pl", "host": "smtp.wp.pl", "port": "46five",
+            "encryption": "ssl", "auth_method": "none", "daily_cap": "0"}  # fmt: skip
+    wrong_number = client.post("/accounts/new", headers=POLISH, data=form)
+    wrong_address = client.post("/accounts/new", headers=POLISH, data=form | {"port": "465"})
+
+    assert "Najpierw wybierz dostawcę poczty." in _text(no_preset.text)
+    assert (422, 422) == (wrong_number.status_code, wrong_address.status_code)
+    assert "'46five' nie jest liczbą całkowitą" in _text(wrong_number.text)
+    page = _text(wrong_address.text)
+    assert (
+        "pole „Email wychodzący (from_address)”: 'jan kowalski.wp.pl' nie jest poprawnym"
+        " adresem e-mail: An email address must have an @-sign."  # email-validator's words
+    ) in page
+    assert "limit dzienny 0: wartość musi wynosić co najmniej 1" in page
+    assert "must be" not in page

@@ -16,7 +16,18 @@ from worker.classify import Stage, classify
 from worker.outcomes import paused_reason
 from worker.presets import load_presets
 from worker.retry import RetryPolicy, decide
-from worker.sentences import LOCALE_DIR, Translator, catalogue, placeholders, translator
+from worker.sentences import (
+    FREE_TEXT,
+    LOCALE_DIR,
+    NESTED,
+    NUMBERS,
+    PLAIN,
+    QUOTED,
+    Translator,
+    catalogue,
+    placeholders,
+    translator,
+)
 
 PACKAGE = Path(__file__).resolve().parents[2] / "worker"
 CATALOGUE = LOCALE_DIR / "pl" / "LC_MESSAGES" / "mailworker.po"
@@ -25,9 +36,8 @@ polish = translator("pl")
 
 
 def _marked_sentences() -> set[str]:
-    """The sentences the core marks with N_ (the console's own texts are its catalogue's)."""
-    method_map = [("console/**.py", "ignore"), ("**.py", "python")]
-    found = extract_from_dir(PACKAGE, method_map, keywords={"N_": None})
+    """The sentences the core (and the console's form, for its problems) marks with N_."""
+    found = extract_from_dir(PACKAGE, [("**.py", "python")], keywords={"N_": None})
     return {str(message) for _, _, message, *_ in found}
 
 
@@ -95,6 +105,17 @@ def test_placeholders_survive_translation() -> None:
         ),
         ("waiting: profile stary is disabled", "czeka: konto stary jest wyłączone"),
         ("queued again by an operator", "ponownie w kolejce na polecenie operatora"),
+        (
+            "daily recipient cap 0 must be at least 1 (leave it empty for no cap)",
+            "dzienny limit odbiorców 0: wartość musi wynosić co najmniej 1"
+            " (zostaw puste, aby nie było limitu)",
+        ),
+        (
+            "outgoing address (from_address) 'jan kowalski@wp.pl' is not a valid e-mail"
+            " address: there is no @ in it",
+            "pole „Email wychodzący (from_address)”: 'jan kowalski@wp.pl' nie jest poprawnym"
+            " adresem e-mail: nie ma w nim znaku @",
+        ),
     ],
 )
 def test_stored_reasons_read_in_polish(english: str, expected: str) -> None:
@@ -167,3 +188,19 @@ def test_the_template_with_most_fixed_words_wins() -> None:
     assert "x i x" == words("x and x")
     assert "x and y" == words("x and y")
     assert "pewne na 100%: limit" == words("100% sure: cap")
+
+
+def test_every_placeholder_says_what_its_value_is() -> None:
+    """Each placeholder name of the catalogue is of one known kind, so its value is split
+    from the text as it should be (a number as digits, a repr in its quotes, a reply whole)."""
+    known = FREE_TEXT | NESTED | NUMBERS | PLAIN | QUOTED
+    names = {name for msgid in catalogue("pl") for name in placeholders(msgid)}
+    assert [] == sorted(names - known)
+
+
+def test_a_template_of_values_alone_matches_nothing() -> None:
+    """A msgid with no words of its own besides a space would match any text: it is not used
+    as a template (the whole text still translates)."""
+    words = Translator({"%(a)s %(b)s": "%(b)s %(a)s", "%(a)s is empty": "%(a)s jest puste"})
+    assert "550 rejected" == words("550 rejected")
+    assert "x jest puste" == words("x is empty")
