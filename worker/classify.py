@@ -145,16 +145,17 @@ def _oauth_failure(exc: BaseException, stage: Stage) -> Failure | None:
         return Failure(
             kind=FailureKind.PROFILE,
             stage=stage,
-            reason=N_("cannot reach the provider's sign-in service: %(reply)s")
-            % {"reply": _one_line(str(exc))},
+            # The exception's text is our own sentence around the provider's words: a reason.
+            reason=N_("cannot reach the provider's sign-in service: %(reason)s")
+            % {"reason": _one_line(str(exc))},
             hint=N_("tried again after the pause; check the network path to the provider"),
         )
     if isinstance(exc, SignInInvalid | OAuthTokenRefused):
         return Failure(
             kind=FailureKind.PROFILE,
             stage=stage,
-            reason=N_("the OAuth 2.0 sign-in was refused: %(reply)s")
-            % {"reply": _one_line(str(exc))},
+            reason=N_("the OAuth 2.0 sign-in was refused: %(reason)s")
+            % {"reason": _one_line(str(exc))},
             hint=_authorize_hint(exc),
             code=_reply_code(exc),
             enhanced=enhanced_code(str(exc)),

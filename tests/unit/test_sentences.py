@@ -106,6 +106,16 @@ def test_placeholders_survive_translation() -> None:
         ("waiting: profile stary is disabled", "czeka: konto stary jest wyłączone"),
         ("queued again by an operator", "ponownie w kolejce na polecenie operatora"),
         (
+            "the OAuth 2.0 sign-in was refused: the sign-in of profile o365 is no longer valid"
+            " (invalid_grant: AADSTS70000: The provided grant has expired)",
+            "logowanie OAuth 2.0 zostało odrzucone: logowanie konta o365 nie jest już ważne"
+            " (invalid_grant: AADSTS70000: The provided grant has expired)",
+        ),
+        (
+            "the OAuth 2.0 sign-in was refused: 535 5.7.3 Authentication unsuccessful",
+            "logowanie OAuth 2.0 zostało odrzucone: 535 5.7.3 Authentication unsuccessful",
+        ),
+        (
             "daily recipient cap 0 must be at least 1 (leave it empty for no cap)",
             "dzienny limit odbiorców 0: wartość musi wynosić co najmniej 1"
             " (zostaw puste, aby nie było limitu)",
