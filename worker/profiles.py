@@ -592,27 +592,38 @@ def profile_warnings(fields: ProfileFields, preset: Preset | None) -> list[str]:
     if preset is not None and fields.host == preset.host and fields.port not in preset.ports:
         documented = " and ".join(str(port) for port in preset.ports)
         warnings.append(
-            f"{preset.title} documents port {documented} for {preset.host};"
-            f" port {fields.port} is not confirmed to work"
+            N_(
+                "%(provider)s documents port %(ports)s for %(server)s;"
+                " port %(port)s is not confirmed to work"
+            )
+            % {
+                "provider": preset.title,
+                "ports": documented,
+                "server": preset.host,
+                "port": fields.port,
+            }
         )
     if preset is not None:
         warnings.extend(_caps_above_provider(fields, preset))
     if not fields.verify_tls:
         warnings.append(
-            f"verify_tls is off: the server's certificate is not checked, so anyone between"
-            f" here and {fields.host} could pose as it and read the login"
+            N_(
+                "verify_tls is off: the server's certificate is not checked, so anyone between"
+                " here and %(server)s could pose as it and read the login"
+            )
+            % {"server": fields.host}
         )
         if fields.ca_bundle:
-            warnings.append("ca_bundle is ignored while verify_tls is off")
+            warnings.append(N_("ca_bundle is ignored while verify_tls is off"))
     return warnings
 
 
 # What each cap counts, in the words of "<provider> allows about N <unit>".
 _CAP_UNITS = {
-    "daily_cap": "messages a day",
-    "daily_recipient_cap": "recipients a day",
-    "per_minute_cap": "messages a minute",
-    "max_recipients_per_message": "recipients per message",
+    "daily_cap": N_("messages a day"),
+    "daily_recipient_cap": N_("recipients a day"),
+    "per_minute_cap": N_("messages a minute"),
+    "max_recipients_per_message": N_("recipients per message"),
 }
 
 
@@ -621,10 +632,16 @@ def _caps_above_provider(fields: ProfileFields, preset: Preset) -> Iterator[str]
     for name, limit in preset_caps(preset).items():
         cap = getattr(fields, name)
         if limit is not None and cap is not None and cap > limit:
-            yield (
-                f"{preset.title} allows about {limit} {_CAP_UNITS[name]};"
-                f" a {CAP_FIELDS[name]} of {cap} may get the account blocked"
-            )
+            yield N_(
+                "%(provider)s allows about %(limit)s %(unit)s;"
+                " a %(field)s of %(number)s may get the account blocked"
+            ) % {
+                "provider": preset.title,
+                "limit": limit,
+                "unit": _CAP_UNITS[name],
+                "field": CAP_FIELDS[name],
+                "number": cap,
+            }
 
 
 # --- files for ``profiles apply`` ------------------------------------------------------------

@@ -44,7 +44,7 @@ LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "mailworker"
 # A placeholder's name says what its value is, and so how a stored text is split into values.
 # One of the core's own sentences, translated in its turn:
-NESTED = frozenset({"reason", "hint", "why", "cap", "next", "field"})
+NESTED = frozenset({"reason", "hint", "why", "cap", "next", "field", "unit"})
 # Free text (a reason, a server's reply) that may hold any of our words' separators: it takes
 # all it can, so "535 x (hint: y) z (hint: check the login ...)" splits at the last " (hint: ".
 FREE_TEXT = frozenset({"reason", "reply", "replies", "error"})
@@ -53,9 +53,9 @@ NUMBERS = frozenset({"all", "attempt", "attempts", "count", "limit", "most", "nu
                      "refused", "size"})  # fmt: skip
 QUOTED = frozenset({"address", "host", "local", "login", "name", "url", "value"})
 # Anything else (a profile's name, a moment, a word) takes the least it can.
-PLAIN = frozenset({"at", "duration", "encryption", "flow", "flows", "offered", "preset",
-                   "profile", "provider", "seconds", "server", "setting", "since", "stage",
-                   "tenant", "until", "user", "worker"})  # fmt: skip
+PLAIN = frozenset({"at", "duration", "encryption", "flow", "flows", "names", "offered", "ports",
+                   "preset", "profile", "provider", "seconds", "server", "setting", "since",
+                   "stage", "tenant", "until", "user", "worker"})  # fmt: skip
 _KINDS = (
     (FREE_TEXT, "(?P<{}>.+)"),
     (NUMBERS, r"(?P<{}>-?\d+)"),
