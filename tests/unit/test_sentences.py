@@ -12,7 +12,9 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
+from tests.unit.test_message_status import NOW, attempt, status
 from worker.classify import Stage, classify
+from worker.message_status import judge
 from worker.outcomes import paused_reason
 from worker.presets import load_presets
 from worker.retry import RetryPolicy, decide
@@ -214,3 +216,34 @@ def test_a_template_of_values_alone_matches_nothing() -> None:
     words = Translator({"%(a)s %(b)s": "%(b)s %(a)s", "%(a)s is empty": "%(a)s jest puste"})
     assert "550 rejected" == words("550 rejected")
     assert "x jest puste" == words("x is empty")
+
+
+def test_a_test_emails_judgement_reads_in_polish() -> None:
+    """What send-test says of a message, in Polish: our words around the stored reason (itself
+    translated) and the server's reply as it came."""
+    retrying = status(
+        attempts=2, recorded_attempts=2, next_attempt_at=NOW + timedelta(seconds=90),
+        status_reason="waiting to retry at 2026-12-01T08:01:30Z: 421 4.4.2 Connection dropped",
+        latest_attempt=attempt("retry", error="421 4.4.2 Connection dropped"),
+        last_error="421 4.4.2 Connection dropped",
+    )  # fmt: skip
+    paused = status(
+        profile_paused_until=NOW + timedelta(hours=1),
+        profile_pause_reason="535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6",
+        profile_pause_hint="check the login and password of the profile",
+    )
+
+    waiting = judge(retrying, remaining=0, timeout=60)
+    refused = judge(paused, remaining=30, timeout=60)
+
+    assert waiting is not None
+    assert refused is not None
+    assert (
+        "pobrana, ale niewysłana (prób: 2); ostatni błąd: 421 4.4.2 Connection dropped;"
+        " następna próba o 2026-12-01T08:01:30Z (za 90 s)"
+    ) == polish(waiting.reason)
+    assert (
+        "konto wp jest wstrzymane do 2026-12-01T09:00:00Z:"
+        " 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6"
+    ) == polish(refused.reason)
+    assert "sprawdź login i hasło konta" == polish(refused.hint)
