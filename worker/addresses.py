@@ -28,6 +28,8 @@ from email.utils import quote
 import idna
 from email_validator import EmailNotValidError, validate_email
 
+from worker.sentences import N_
+
 __all__ = [
     "AddressError",
     "Mailbox",
@@ -64,7 +66,7 @@ _ESCAPED = re.compile(r"\\(.)")
 # What the email package's parser raises on input it cannot read. AttributeError: Python
 # 3.11's parser trips over its own defect object on an unterminated domain literal ("a@[").
 _PARSER_ERRORS = (ValueError, IndexError, HeaderParseError, AttributeError)
-_VALIDATOR_VERDICT = "is not a valid e-mail address"
+_VALIDATOR_VERDICT = "is not a valid e-mail address"  # N_ below gives its whole sentence
 
 
 class AddressError(ValueError):
@@ -79,7 +81,9 @@ class AddressError(ValueError):
     def words(self, field: str, text: str, *, verdict: str = "is not valid") -> str:
         """``To address 'jan@' is not valid: nothing comes after the @``, for ``field``."""
         if not self.invalid:
-            return f"{field} {self.problem}"
+            return f"{field} {self.problem}"  # "... is empty": N_("%(field)s is empty")
+        if verdict == _VALIDATOR_VERDICT:
+            return _invalid_address(field, text, self.problem)
         return f"{field} {text!r} {verdict}: {self.problem}"
 
 
@@ -120,7 +124,7 @@ def parse_address(text: str) -> Mailbox:
         raise AddressError(f"{text[:40]!r}... is over 254 characters", invalid=False)
     local, at, domain = text.rpartition("@")
     if not at:
-        raise AddressError("there is no @ in it")
+        raise AddressError(N_("there is no @ in it"))
     if domain and not domain.isascii():
         domain = _ascii_domain(domain)
     address = (
@@ -202,10 +206,23 @@ def local_part(address: str) -> str:
 
 def _text_problem(text: str, field: str) -> str | None:
     if not text or not text.strip():
-        return f"{field} is empty"
+        return N_("%(field)s is empty") % {"field": field}
     if any(char in text for char in "\r\n\0"):
-        return f"{field} {text!r} contains a line break or NUL character"
+        return N_("%(field)s %(value)s contains a line break or NUL character") % {
+            "field": field,
+            "value": repr(text),
+        }
     return None
+
+
+def _invalid_address(field: str, text: str, reason: str) -> str:
+    """``outgoing address 'jan@' is not a valid e-mail address: <why>``; ``why`` may be
+    email-validator's words, kept as they are, or our own."""
+    return N_("%(field)s %(value)s is not a valid e-mail address: %(reason)s") % {
+        "field": field,
+        "value": repr(text),
+        "reason": reason,
+    }
 
 
 def _written_address_problem(written: str, text: str, field: str) -> str | None:
@@ -213,7 +230,7 @@ def _written_address_problem(written: str, text: str, field: str) -> str | None:
     try:
         validate_email(written, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
-        return f"{field} {text!r} {_VALIDATOR_VERDICT}: {exc}"
+        return _invalid_address(field, text, str(exc))
     try:
         parse_address(written)
     except AddressError as exc:
@@ -223,7 +240,7 @@ def _written_address_problem(written: str, text: str, field: str) -> str | None:
 
 def _check_characters(text: str) -> None:
     if not text:
-        raise AddressError("is empty", invalid=False)
+        raise AddressError("is empty", invalid=False)  # N_("%(field)s is empty")
     if _CONTROL.search(text):
         raise AddressError(f"{text!r} contains a control character", invalid=False)
     if _SURROGATE.search(text):

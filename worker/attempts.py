@@ -43,6 +43,7 @@ from worker.outcomes import (
 from worker.presets import load_presets
 from worker.profiles import Profile
 from worker.retry import Fail, PauseProfile, RetryPolicy, decide
+from worker.sentences import N_
 from worker.settings import Settings
 from worker.smtp import ConnectFailed, ProfilePaused, SmtpSession
 
@@ -101,17 +102,18 @@ class Attempts:
             return failed_outcome(
                 context,
                 finished_at=now,
-                failure=Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason="expired"),
-                decision=Fail("expired: not sent before expires_at"),
+                failure=Failure(
+                    kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=N_("expired")
+                ),
+                decision=Fail(N_("expired: not sent before expires_at")),
                 tls_version=None,
             )
         account = self._accounts.of(message.profile)
         if message.message_bytes > self._settings.max_message_bytes:
-            reason = (
-                f"the message is {message.message_bytes} bytes with its attachments, more than"
-                f" the limit of {self._settings.max_message_bytes} bytes"
-                " (MAILWORKER_MAX_MESSAGE_BYTES)"
-            )
+            reason = N_(
+                "the message is %(size)s bytes with its attachments, more than"
+                " the limit of %(limit)s bytes (MAILWORKER_MAX_MESSAGE_BYTES)"
+            ) % {"size": message.message_bytes, "limit": self._settings.max_message_bytes}
             return await self._after_failure(context, account, _unsendable(reason))
         paused = account.paused()
         if paused is not None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from worker.outcomes import Claimed
+from worker.sentences import N_
 
 __all__ = ["CapUsage", "Room", "fit_recipients", "room_of"]
 
@@ -81,7 +82,7 @@ def room_of(usage: CapUsage) -> Room:
                 usage.daily_cap,
                 usage.day_messages,
                 usage.sending_messages,
-                f"daily cap of {usage.daily_cap} messages",
+                N_("daily cap of %(count)s messages") % {"count": usage.daily_cap},
                 DAY,
             )
         )
@@ -91,13 +92,15 @@ def room_of(usage: CapUsage) -> Room:
                 usage.per_minute_cap,
                 usage.minute_messages,
                 usage.sending_messages,
-                f"cap of {usage.per_minute_cap} messages a minute",
+                N_("cap of %(count)s messages a minute") % {"count": usage.per_minute_cap},
                 MINUTE,
             )
         )
     recipients = recipient_cap = None
     if usage.daily_recipient_cap is not None:
-        recipient_cap = f"daily cap of {usage.daily_recipient_cap} recipients"
+        recipient_cap = N_("daily cap of %(count)s recipients") % {
+            "count": usage.daily_recipient_cap
+        }
         rcpt = _room(
             usage.daily_recipient_cap,
             usage.day_recipients,

@@ -20,6 +20,7 @@ from worker.db import DATABASE_ERRORS
 from worker.moments import utc_iso
 from worker.outcomes import Claimed, storable
 from worker.repository import Repository
+from worker.sentences import N_
 from worker.settings import Settings
 
 __all__ = ["Claim", "Claims"]
@@ -84,7 +85,7 @@ class Claims:
         claimed = await self._claim_rows(repository, free_slots, cap_room=cap_room)
         claimed, excess = fit_recipients(claimed, rooms)
         if excess:
-            reason = "waiting: the daily recipient cap has no room for this message yet"
+            reason = N_("waiting: the daily recipient cap has no room for this message yet")
             await repository.release_claimed([m.id for m in excess], reason=reason)
             for name in {message.profile.name for message in excess}:
                 rooms[name] = rooms[name].without_recipient_room()
@@ -139,10 +140,10 @@ class Claims:
             except DATABASE_ERRORS:
                 raise
             except Exception as exc:  # noqa: BLE001 - this row alone is the problem
-                reason = (
-                    f"the worker cannot read this message ({type(exc).__name__}: {exc});"
+                reason = N_(
+                    "the worker cannot read this message (%(error)s);"
                     " it was set aside and will not be sent"
-                )
+                ) % {"error": f"{type(exc).__name__}: {exc}"}
                 await repository.set_aside(outbox_id, worker=self._worker, reason=storable(reason))
                 log.error("message_set_aside", outbox_id=outbox_id, reason=reason)
                 continue
@@ -155,7 +156,10 @@ class Claims:
         frees_at = await repository.cap_frees_at(name, room)
         if frees_at is None:  # only sends in flight fill the cap: look again soon
             frees_at = datetime.now(UTC) + timedelta(seconds=self._settings.poll_interval)
-        reason = f"waiting: {room.full_cap} reached; room again at {utc_iso(frees_at)}"
+        reason = N_("waiting: %(cap)s reached; room again at %(at)s") % {
+            "cap": room.full_cap,
+            "at": utc_iso(frees_at),
+        }
         deferred = await repository.defer_for_cap(name, until=frees_at, reason=reason)
         if deferred and self._cap_reached.get(name) != frees_at:
             self._cap_reached[name] = frees_at

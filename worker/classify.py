@@ -22,6 +22,7 @@ from worker.errors import (
     SignInInvalid,
     TokenEndpointUnavailable,
 )
+from worker.sentences import N_
 
 __all__ = [
     "Failure",
@@ -99,9 +100,9 @@ _QUOTA_TEXT = re.compile(
 # Gmail: 5.7.8 bad credentials, 5.7.9 app password required, 5.7.14 web sign-in needed;
 # Microsoft: 5.7.139 SMTP AUTH disabled, 5.7.30 basic authentication disabled, 5.7.3 generic.
 _CREDENTIAL_CODES = {"5.7.8", "5.7.9", "5.7.14", "5.7.139", "5.7.30", "5.7.3"}
-CREDENTIALS_HINT = "check the login and password of the profile"
+CREDENTIALS_HINT = N_("check the login and password of the profile")
 # How a pause for the provider's sending limit begins its reason (send-test reads it).
-LIMIT_REACHED = "the provider's sending limit was reached"
+LIMIT_REACHED = N_("the provider's sending limit was reached")
 # How the failure of a message whose every recipient the server refused begins its reason.
 RECIPIENTS_REFUSED = "every recipient was refused"
 _DAILY_TEXT = re.compile(r"daily|per day|SubmissionQuota", re.IGNORECASE)
@@ -146,14 +147,17 @@ def _oauth_failure(exc: BaseException, stage: Stage) -> Failure | None:
         return Failure(
             kind=FailureKind.PROFILE,
             stage=stage,
-            reason=f"cannot reach the provider's sign-in service: {_one_line(str(exc))}",
-            hint="tried again after the pause; check the network path to the provider",
+            # The exception's text is our own sentence around the provider's words: a reason.
+            reason=N_("cannot reach the provider's sign-in service: %(reason)s")
+            % {"reason": _one_line(str(exc))},
+            hint=N_("tried again after the pause; check the network path to the provider"),
         )
     if isinstance(exc, SignInInvalid | OAuthTokenRefused):
         return Failure(
             kind=FailureKind.PROFILE,
             stage=stage,
-            reason=f"{SIGN_IN_INVALID} was refused: {_one_line(str(exc))}",
+            reason=N_("the OAuth 2.0 sign-in was refused: %(reason)s")
+            % {"reason": _one_line(str(exc))},
             hint=_authorize_hint(exc),
             code=_reply_code(exc),
             enhanced=enhanced_code(str(exc)),
@@ -164,7 +168,9 @@ def _oauth_failure(exc: BaseException, stage: Stage) -> Failure | None:
             kind=FailureKind.PROFILE,
             stage=stage,
             reason=_one_line(str(exc)),
-            hint="check the profile's OAuth client id, secret, certificate or key (docs/oauth.md)",
+            hint=N_(
+                "check the profile's OAuth client id, secret, certificate or key (docs/oauth.md)"
+            ),
             about_credentials=True,
         )
     return None
@@ -172,14 +178,16 @@ def _oauth_failure(exc: BaseException, stage: Stage) -> Failure | None:
 
 def _authorize_hint(exc: BaseException) -> str:
     if enhanced_code(str(exc)) == "5.7.139":
-        return "SMTP AUTH is off for the mailbox: an admin must switch it on (docs/oauth.md)"
+        return N_("SMTP AUTH is off for the mailbox: an admin must switch it on (docs/oauth.md)")
     if getattr(exc, "app_only", False):
-        return (
+        return N_(
             "the app may not send as this mailbox: check its permission (Exchange service"
             " principal, or the domain-wide delegation of the service account; docs/oauth.md)"
         )
     profile = getattr(exc, "profile", None) or "PROFILE"
-    return f"authorise again: mailworker profiles authorize {profile} (docs/oauth.md)"
+    return N_("authorise again: mailworker profiles authorize %(profile)s (docs/oauth.md)") % {
+        "profile": profile
+    }
 
 
 def _reply_code(exc: BaseException) -> int | None:
@@ -193,14 +201,14 @@ def _tls_failure(exc: BaseException, stage: Stage) -> Failure | None:
             kind=FailureKind.PROFILE,
             stage=stage,
             reason=str(exc),
-            hint="use port 465 with encryption ssl, or a server that offers STARTTLS",
+            hint=N_("use port 465 with encryption ssl, or a server that offers STARTTLS"),
         )
     if isinstance(exc, UnencryptedLogin):
         return Failure(
             kind=FailureKind.PROFILE,
             stage=stage,
             reason=str(exc),
-            hint="set the profile's encryption to ssl, starttls or auto",
+            hint=N_("set the profile's encryption to ssl, starttls or auto"),
         )
     certificate = (
         isinstance(exc, ssl.SSLError)
@@ -211,13 +219,13 @@ def _tls_failure(exc: BaseException, stage: Stage) -> Failure | None:
         return None
     text = str(exc)
     if "WRONG_VERSION_NUMBER" in text:
-        hint = "the port does not speak implicit TLS: use starttls for 587/25, ssl for 465"
+        hint = N_("the port does not speak implicit TLS: use starttls for 587/25, ssl for 465")
     else:
-        hint = "check the host name, or name the CA that signs the server's certificate"
+        hint = N_("check the host name, or name the CA that signs the server's certificate")
     return Failure(
         kind=FailureKind.PROFILE,
         stage=stage,
-        reason=f"TLS failed: {_one_line(text)}",
+        reason=N_("TLS failed: %(reply)s") % {"reply": _one_line(text)},
         hint=hint,
     )
 
@@ -232,12 +240,15 @@ def _dns_failure(exc: BaseException, stage: Stage) -> Failure | None:
     )
     if not (unknown_host or unreachable):
         return None
-    what = "unknown host" if unknown_host else "host unreachable"
+    if unknown_host:
+        reason = N_("cannot reach the SMTP server (unknown host): %(reply)s")
+    else:
+        reason = N_("cannot reach the SMTP server (host unreachable): %(reply)s")
     return Failure(
         kind=FailureKind.PROFILE,
         stage=stage,
-        reason=f"cannot reach the SMTP server ({what}): {_one_line(str(exc))}",
-        hint="check the server name in the profile",
+        reason=reason % {"reply": _one_line(str(exc))},
+        hint=N_("check the server name in the profile"),
     )
 
 
@@ -254,10 +265,10 @@ def _reply_failure(exc: BaseException, stage: Stage) -> Failure | None:
         return Failure(
             kind=FailureKind.QUOTA,
             stage=stage,
-            reason=f"{LIMIT_REACHED}: {reason}",
+            reason=N_("the provider's sending limit was reached: %(reply)s") % {"reply": reason},
             code=code,
             enhanced=enhanced,
-            hint="wait until the provider's window frees, or lower the profile's cap",
+            hint=N_("wait until the provider's window frees, or lower the profile's cap"),
             daily_limit=daily,
         )
     credentials = _about_credentials(exc, code, enhanced)
@@ -311,9 +322,9 @@ def _too_large(exc: aiosmtplib.SMTPResponseException, code: int) -> bool:
 
 def _reply_hint(exc: aiosmtplib.SMTPResponseException, code: int) -> str | None:
     if _too_large(exc, code):
-        return "the message is larger than the server accepts (its SIZE limit)"
+        return N_("the message is larger than the server accepts (its SIZE limit)")
     if isinstance(exc, aiosmtplib.SMTPSenderRefused) and code >= 500:
-        return "the server does not accept the profile's outgoing address as sender"
+        return N_("the server does not accept the profile's outgoing address as sender")
     return None
 
 
@@ -327,7 +338,7 @@ def _all_recipients_refused(exc: aiosmtplib.SMTPRecipientsRefused, stage: Stage)
     return Failure(
         kind=FailureKind.TRANSIENT if temporary else FailureKind.PERMANENT,
         stage=stage,
-        reason=f"{RECIPIENTS_REFUSED}: " + "; ".join(refusals),
+        reason=N_("every recipient was refused: %(replies)s") % {"replies": "; ".join(refusals)},
         code=exc.recipients[0].code if exc.recipients else None,
     )
 
@@ -344,8 +355,8 @@ def _setup_failure(exc: BaseException, stage: Stage) -> Failure | None:
         return Failure(
             kind=FailureKind.PROFILE,
             stage=stage,
-            reason="the server does not offer authentication (AUTH) on this connection",
-            hint="use encryption ssl or starttls; many servers offer AUTH only over TLS",
+            reason=N_("the server does not offer authentication (AUTH) on this connection"),
+            hint=N_("use encryption ssl or starttls; many servers offer AUTH only over TLS"),
         )
     return None
 
@@ -363,7 +374,8 @@ def _refused_by_client(exc: BaseException, stage: Stage) -> Failure | None:
     return Failure(
         kind=FailureKind.PERMANENT,
         stage=stage,
-        reason=f"the message cannot be sent as it is: {_one_line(str(exc))}",
+        reason=N_("the message cannot be sent as it is: %(reply)s")
+        % {"reply": _one_line(str(exc))},
     )
 
 
@@ -380,13 +392,14 @@ def _connection_failure(exc: BaseException, stage: Stage) -> Failure | None:
         return Failure(
             kind=FailureKind.TRANSIENT,
             stage=stage,
-            reason=f"the server did not answer in time ({stage} stage)",
+            reason=N_("the server did not answer in time (%(stage)s stage)") % {"stage": stage},
         )
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
         return Failure(
             kind=FailureKind.TRANSIENT,
             stage=stage,
-            reason=f"the connection was lost ({stage} stage): {_one_line(str(exc))}",
+            reason=N_("the connection was lost (%(stage)s stage): %(reply)s")
+            % {"stage": stage, "reply": _one_line(str(exc))},
         )
     return None
 

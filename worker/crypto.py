@@ -22,6 +22,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from worker.errors import SecretKeyError
 from worker.logs import register_secret
+from worker.sentences import N_
 from worker.settings import Settings
 
 __all__ = ["DEVELOPMENT_KEY_FILE", "PasswordCipher", "configured_keys", "load_cipher", "parse_keys"]
@@ -71,10 +72,10 @@ class PasswordCipher:
 
 
 def _cannot_decrypt(profile: str) -> str:
-    return (
-        f"stored password of profile {profile!r} cannot be decrypted with the configured keys;"
+    return N_(
+        "stored password of profile %(name)s cannot be decrypted with the configured keys;"
         " was MAILWORKER_SECRET_KEY changed?"
-    )
+    ) % {"name": repr(profile)}
 
 
 def parse_keys(text: str, *, origin: str) -> list[bytes]:

@@ -13,6 +13,7 @@ import enum
 from datetime import datetime
 
 from worker.moments import utc_iso
+from worker.sentences import N_
 
 __all__ = [
     "UNTOUCHED_REASON",
@@ -25,7 +26,7 @@ __all__ = [
 
 
 # What an untouched row says (the column's default): no worker has looked at it yet.
-UNTOUCHED_REASON = "queued"
+UNTOUCHED_REASON = N_("queued")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -120,13 +121,15 @@ def judge(status: MessageStatus, *, remaining: float, timeout: float) -> Judgeme
 
 def _final_answer(status: MessageStatus) -> Judgement | None:
     if status.status == "sent":
-        reply = status.smtp_response or "accepted"
+        reply = status.smtp_response or N_("accepted")
         return Judgement(verdict=Verdict.DELIVERED, reason=reply)
     if status.status == "failed":
-        reason = status.last_error or (status.status_reason or "failed").removeprefix("failed: ")
+        reason = status.last_error or (status.status_reason or N_("failed")).removeprefix(
+            "failed: "
+        )
         return Judgement(verdict=Verdict.NOT_DELIVERED, reason=reason)
     if status.status == "cancelled":
-        reason = status.status_reason or "the message was cancelled"
+        reason = status.status_reason or N_("the message was cancelled")
         return Judgement(verdict=Verdict.NOT_DELIVERED, reason=reason)
     return None
 
@@ -138,22 +141,28 @@ def _account_answer(status: MessageStatus, remaining: float) -> Judgement | None
     name = status.profile
     latest = status.latest_attempt
     if latest is not None and latest.outcome == "deferred":
-        reason = latest.error or status.profile_pause_reason or "the profile was paused"
+        reason = latest.error or status.profile_pause_reason or N_("the profile was paused")
         return _account_problem(reason, status.profile_pause_hint)
     if status.profile_enabled is None:
-        return _account_problem(f"profile {name} does not exist", None)
+        return _account_problem(N_("profile %(profile)s does not exist") % {"profile": name}, None)
     if not status.profile_enabled:
-        hint = f"enable it with `mailworker profiles edit {name} --enable`"
-        return _account_problem(f"profile {name} is disabled", hint)
+        hint = N_("enable it with `mailworker profiles edit %(profile)s --enable`") % {
+            "profile": name
+        }
+        return _account_problem(N_("profile %(profile)s is disabled") % {"profile": name}, hint)
     paused_until = status.profile_paused_until
     if (
         paused_until is not None
         and status.profile_paused
         and (status.seconds_until(paused_until) > remaining)
     ):
-        reason = f"profile {name} is paused until {utc_iso(paused_until)}"
+        values = {"profile": name, "until": utc_iso(paused_until)}
+        reason = N_("profile %(profile)s is paused until %(until)s") % values
         if status.profile_pause_reason:
-            reason += f": {status.profile_pause_reason}"
+            reason = N_("profile %(profile)s is paused until %(until)s: %(reason)s") % {
+                **values,
+                "reason": status.profile_pause_reason,
+            }
         return _account_problem(reason, status.profile_pause_hint)
     return None
 
@@ -167,24 +176,39 @@ def _account_problem(reason: str, hint: str | None) -> Judgement:
 def _not_yet(status: MessageStatus, timeout: float) -> str:
     """Why the message is not sent yet, told apart: never picked up, being sent, retrying."""
     if status.status == "sending":
-        since = f", since {utc_iso(status.claimed_at)}" if status.claimed_at else ""
-        return (
-            f"worker {status.claimed_by or '?'} is sending it right now"
-            f" (attempt {status.attempts}{since})"
-        )
+        values = {"worker": status.claimed_by or "?", "attempt": status.attempts}
+        if status.claimed_at:
+            return N_(
+                "worker %(worker)s is sending it right now (attempt %(attempt)s, since %(since)s)"
+            ) % {**values, "since": utc_iso(status.claimed_at)}
+        return N_("worker %(worker)s is sending it right now (attempt %(attempt)s)") % values
     next_attempt = _next_attempt(status)
     if status.picked_up:
         last = status.last_error or (status.latest_attempt and status.latest_attempt.error)
-        tried = f"picked up, but not sent after {status.attempts} attempt(s)"
-        return f"{tried}; last error: {last or status.status_reason}; {next_attempt}"
+        return N_(
+            "picked up, but not sent after %(attempts)s attempt(s); last error: %(reason)s;"
+            " %(next)s"
+        ) % {
+            "attempts": status.attempts,
+            "reason": last or status.status_reason,
+            "next": next_attempt,
+        }
     if (status.status_reason or UNTOUCHED_REASON) != UNTOUCHED_REASON:
-        return f"not sent yet: {status.status_reason}; {next_attempt}"
-    return f"no worker picked the message up within {timeout:g} s — is `mailworker run` running?"
+        return N_("not sent yet: %(reason)s; %(next)s") % {
+            "reason": status.status_reason,
+            "next": next_attempt,
+        }
+    return N_(
+        "no worker picked the message up within %(seconds)s s — is `mailworker run` running?"
+    ) % {"seconds": f"{timeout:g}"}
 
 
 def _next_attempt(status: MessageStatus) -> str:
     seconds = max(0.0, status.seconds_until(status.next_attempt_at))
-    return f"next attempt at {utc_iso(status.next_attempt_at)} (in {_seconds(seconds)} s)"
+    return N_("next attempt at %(at)s (in %(seconds)s s)") % {
+        "at": utc_iso(status.next_attempt_at),
+        "seconds": _seconds(seconds),
+    }
 
 
 def _seconds(value: float) -> str:

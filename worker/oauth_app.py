@@ -12,6 +12,7 @@ import dataclasses
 from datetime import datetime
 
 from worker.profiles import OAuthFlow, OAuthProvider, Profile
+from worker.sentences import N_
 
 __all__ = [
     "GOOGLE_AUTH_URL",
@@ -90,7 +91,9 @@ class OAuthApp:
 
 def authorize_again_hint(profile: str) -> str:
     """What to do when the sign-in is no longer valid."""
-    return f"authorise again: mailworker profiles authorize {profile} (docs/oauth.md)"
+    return N_("authorise again: mailworker profiles authorize %(profile)s (docs/oauth.md)") % {
+        "profile": profile
+    }
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

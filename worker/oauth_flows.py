@@ -39,6 +39,7 @@ from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 from worker.errors import AppRefused, OAuthError, SignInInvalid, TokenEndpointUnavailable
 from worker.oauth_app import OAuthApp
+from worker.sentences import N_
 
 __all__ = [
     "DeviceCode",
@@ -98,9 +99,7 @@ def renew(app: OAuthApp, *, credential: str | None, refresh_token: str | None) -
             return _microsoft_tokens(app, result, account=app.mailbox)
         case ("microsoft", _):
             if refresh_token is None:
-                raise SignInInvalid(
-                    f"profile {app.profile} has not been authorised yet", profile=app.profile
-                )
+                raise SignInInvalid(_not_authorised(app), profile=app.profile)
             public = _microsoft_public(app)
             result = _call(
                 app, lambda: public.acquire_token_by_refresh_token(refresh_token, list(app.scopes))
@@ -110,9 +109,7 @@ def renew(app: OAuthApp, *, credential: str | None, refresh_token: str | None) -
             return _google_service_account(app, credential)
         case _:
             if refresh_token is None:
-                raise SignInInvalid(
-                    f"profile {app.profile} has not been authorised yet", profile=app.profile
-                )
+                raise SignInInvalid(_not_authorised(app), profile=app.profile)
             return _google_refresh(app, credential, refresh_token)
 
 
@@ -141,7 +138,9 @@ def finish_device_code(app: OAuthApp, device_code: DeviceCode, *, wait: float) -
     result = _call(app, lambda: _microsoft_public(app).acquire_token_by_device_flow(flow))
     if (result or {}).get("error") == "authorization_pending":
         raise SignInInvalid(
-            f"nobody signed in for profile {app.profile} within {wait:.0f} s", profile=app.profile
+            N_("nobody signed in for profile %(profile)s within %(seconds)s s")
+            % {"profile": app.profile, "seconds": f"{wait:.0f}"},
+            profile=app.profile,
         )
     return _microsoft_tokens(app, result)
 
@@ -179,7 +178,9 @@ def _microsoft_public(app: OAuthApp) -> msal.PublicClientApplication:
 
 def _microsoft_app(app: OAuthApp, credential: str | None) -> msal.ConfidentialClientApplication:
     if credential is None:
-        raise AppRefused(f"profile {app.profile} has no client secret or certificate")
+        raise AppRefused(
+            N_("profile %(profile)s has no client secret or certificate") % {"profile": app.profile}
+        )
     client_credential: str | dict[str, str] = credential
     if credential.startswith("{"):
         client_credential = json.loads(credential)
@@ -286,7 +287,9 @@ def _google_refresh(app: OAuthApp, credential: str | None, refresh_token: str) -
 
 def _google_service_account(app: OAuthApp, credential: str | None) -> Tokens:
     if credential is None:
-        raise AppRefused(f"profile {app.profile} has no service-account key")
+        raise AppRefused(
+            N_("profile %(profile)s has no service-account key") % {"profile": app.profile}
+        )
     service_account = google.oauth2.service_account.Credentials
     try:
         info = {**json.loads(credential), "token_uri": app.token_url}
@@ -295,7 +298,8 @@ def _google_service_account(app: OAuthApp, credential: str | None) -> Tokens:
         )
     except (ValueError, TypeError, KeyError) as exc:  # google-auth's MalformedError is one
         raise AppRefused(
-            f"the service-account key of profile {app.profile} is not usable: {_first_line(exc)}",
+            N_("the service-account key of profile %(profile)s is not usable: %(error)s")
+            % {"profile": app.profile, "error": _first_line(exc)},
             profile=app.profile,
         ) from None
     _google_call(app, credentials)
@@ -382,22 +386,31 @@ def _call(app: OAuthApp, work: Any) -> Any:
         # msal refuses settings it cannot use (an authority it cannot read, a malformed
         # certificate) with ValueError: the profile's OAuth settings, not passing trouble.
         raise AppRefused(
-            f"the OAuth settings of profile {app.profile} do not work: {_first_line(exc)}",
+            N_("the OAuth settings of profile %(profile)s do not work: %(error)s")
+            % {"profile": app.profile, "error": _first_line(exc)},
             profile=app.profile,
         ) from None
 
 
 def _error_of(app: OAuthApp, error: str, description: str) -> OAuthError:
-    text = f"{error}: {description}" if description else error
+    values = {"profile": app.profile, "error": f"{error}: {description}" if description else error}
     if error in _GRANT_GONE:
         return SignInInvalid(
-            f"the sign-in of profile {app.profile} is no longer valid ({text})", profile=app.profile
+            N_("the sign-in of profile %(profile)s is no longer valid (%(error)s)") % values,
+            profile=app.profile,
         )
     if error in _UNAVAILABLE:
-        return TokenEndpointUnavailable(f"the provider's sign-in service failed ({text})")
+        return TokenEndpointUnavailable(
+            N_("the provider's sign-in service failed (%(error)s)") % values
+        )
     return AppRefused(
-        f"the provider refused the app of profile {app.profile} ({text})", profile=app.profile
+        N_("the provider refused the app of profile %(profile)s (%(error)s)") % values,
+        profile=app.profile,
     )
+
+
+def _not_authorised(app: OAuthApp) -> str:
+    return N_("profile %(profile)s has not been authorised yet") % {"profile": app.profile}
 
 
 def _expires(expires_in: Any) -> datetime:

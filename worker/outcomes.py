@@ -18,6 +18,7 @@ from worker.classify import Failure, FailureKind, Stage
 from worker.moments import utc_iso
 from worker.profiles import Profile
 from worker.retry import Decision, Fail, PauseProfile, Retry
+from worker.sentences import N_
 
 __all__ = [
     "AttemptContext",
@@ -26,6 +27,7 @@ __all__ = [
     "deferred_outcome",
     "failed_outcome",
     "interrupted_outcome",
+    "paused_reason",
     "released_outcome",
     "sent_outcome",
     "set_aside_outcome",
@@ -149,10 +151,14 @@ def sent_outcome(
     }
     for address, (code, text) in refused.items():
         results[address] = {"code": code, "text": text}
-    reason = "sent"
+    reason = N_("sent")
     if refused:
         listed = "; ".join(f"{a}: {code} {text}" for a, (code, text) in refused.items())
-        reason = f"sent; {len(refused)} of {len(recipients)} recipients refused: {listed}"
+        reason = N_("sent; %(refused)s of %(all)s recipients refused: %(replies)s") % {
+            "refused": len(refused),
+            "all": len(recipients),
+            "replies": listed,
+        }
     return Outcome(
         **context.base(finished_at),
         attempt_outcome="partial" if refused else "sent",
@@ -192,7 +198,8 @@ def failed_outcome(
                 **common,
                 attempt_outcome="retry",
                 status="pending",
-                status_reason=f"waiting to retry at {utc_iso(at)}: {reason}",
+                status_reason=N_("waiting to retry at %(at)s: %(reason)s")
+                % {"at": utc_iso(at), "reason": reason},
                 next_attempt_at=at,
             )
         case Fail(reason=reason):
@@ -200,16 +207,15 @@ def failed_outcome(
                 **common,
                 attempt_outcome="failed",
                 status="failed",
-                status_reason=f"failed: {reason}",
+                status_reason=N_("failed: %(reason)s") % {"reason": reason},
                 force=True,
             )
         case PauseProfile(until=until, reason=reason, hint=hint):
-            said = f"waiting: profile {context.claimed.profile.name} paused until {utc_iso(until)}"
             return Outcome(
                 **common,
                 attempt_outcome="deferred",
                 status="pending",
-                status_reason=f"{said}: {reason}" + (f" (hint: {hint})" if hint else ""),
+                status_reason=paused_reason(context.claimed.profile.name, until, reason, hint),
                 next_attempt_at=until,
                 uncount_attempt=True,
                 pause=decision,
@@ -223,7 +229,7 @@ def released_outcome(context: AttemptContext, *, finished_at: datetime, why: str
         **context.base(finished_at),
         attempt_outcome="interrupted",
         status="pending",
-        status_reason=f"waiting: {why}",
+        status_reason=N_("waiting: %(why)s") % {"why": why},
         next_attempt_at=finished_at,
         uncount_attempt=True,
         error=why,
@@ -252,10 +258,10 @@ def interrupted_outcome(
     have taken the message.
     """
     if during_send:
-        why = "the worker stopped during the send; it will be retried"
+        why = N_("the worker stopped during the send; it will be retried")
         released = released_outcome(context, finished_at=finished_at, why=why)
         return dataclasses.replace(released, uncount_attempt=False)
-    why = "returned to the queue at worker shutdown"
+    why = N_("returned to the queue at worker shutdown")
     return released_outcome(context, finished_at=finished_at, why=why)
 
 
@@ -266,13 +272,25 @@ def set_aside_outcome(context: AttemptContext, exc: Exception, *, finished_at: d
     can look at (and requeue once the cause is fixed).
     """
     reason = storable(
-        f"the worker could not handle this message ({type(exc).__name__}: {exc});"
-        " it was set aside, not retried"
+        N_("the worker could not handle this message (%(error)s); it was set aside, not retried")
+        % {"error": f"{type(exc).__name__}: {exc}"}
     )
     failure = Failure(kind=FailureKind.PERMANENT, stage=Stage.BUILD, reason=reason)
     return failed_outcome(
         context, finished_at=finished_at, failure=failure, decision=Fail(reason), tls_version=None
     )
+
+
+def paused_reason(profile: str, until: datetime, reason: str, hint: str | None) -> str:
+    """Why a paused profile's message waits (:func:`worker.queries.explain_waiting` writes the
+    same words in SQL)."""
+    values = {"profile": profile, "until": utc_iso(until), "reason": reason, "hint": hint}
+    if hint:
+        return (
+            N_("waiting: profile %(profile)s paused until %(until)s: %(reason)s (hint: %(hint)s)")
+            % values
+        )
+    return N_("waiting: profile %(profile)s paused until %(until)s: %(reason)s") % values
 
 
 def storable(text: str) -> str:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from worker.errors import ConfigurationError, InvalidProfile
 from worker.resources import config_dir
+from worker.sentences import N_
 
 __all__ = [
     "PRESETS_FILE",
@@ -113,8 +114,13 @@ def _read_presets(path: Path) -> Mapping[str, Preset]:
 def unknown_preset_problem(name: str, presets: Mapping[str, Preset]) -> str:
     """Why ``name`` is no preset: the nearest name, if one is near, and the names that are."""
     near = difflib.get_close_matches(name.strip().lower(), list(presets), n=1, cutoff=0.6)
-    guess = f"; did you mean {near[0]!r}?" if near else ";"
-    return f"unknown preset {name!r}{guess} known presets: {', '.join(sorted(presets))}"
+    values = {"name": repr(name), "names": ", ".join(sorted(presets))}
+    if near:
+        return N_("unknown preset %(name)s; did you mean %(value)s? known presets: %(names)s") % {
+            **values,
+            "value": repr(near[0]),
+        }
+    return N_("unknown preset %(name)s; known presets: %(names)s") % values
 
 
 def find_preset(name: str, presets: Mapping[str, Preset]) -> Preset | None:

@@ -29,6 +29,7 @@ from worker.moments import utc_iso
 from worker.oauth_tokens import OAuthTokens, RepositoryOpener
 from worker.presets import Preset, load_presets
 from worker.profiles import Profile
+from worker.sentences import N_
 from worker.settings import Settings
 from worker.smtp import ConnectFailed, SmtpSession, TokenSource, open_connection, tls_plan
 
@@ -50,12 +51,12 @@ def encryption_words(profile: Profile) -> str:
     """How a connection of this profile is encrypted, in words (from :func:`tls_plan`)."""
     plan = tls_plan(profile)
     if plan.implicit:
-        return "implicit TLS"
+        return N_("implicit TLS")
     if plan.starttls:
-        return "STARTTLS, required"
+        return N_("STARTTLS, required")
     if plan.starttls is None:
-        return "STARTTLS if offered"
-    return "no encryption"
+        return N_("STARTTLS if offered")
+    return N_("no encryption")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -142,10 +143,10 @@ class CheckReport:
     def _login_verdict(self) -> str:
         failure = self.failure
         if failure is None:
-            return "accepted"
+            return N_("accepted")
         if failure.stage is Stage.AUTH and failure.code is not None:
-            return "refused by the server"
-        return "not tried"
+            return N_("refused by the server")
+        return N_("not tried")
 
     def _pause_end(self) -> datetime | None:
         until = self.profile.paused_until
@@ -223,8 +224,10 @@ class _NoPassword(Exception):
         self.failure = Failure(
             kind=FailureKind.PROFILE,
             stage=Stage.AUTH,
-            reason=f"profile {profile.name} logs in as {profile.login} but has no stored password",
-            hint=f"give it one: mailworker profiles edit {profile.name} --ask-password",
+            reason=N_("profile %(profile)s logs in as %(user)s but has no stored password")
+            % {"profile": profile.name, "user": profile.login},
+            hint=N_("give it one: mailworker profiles edit %(profile)s --ask-password")
+            % {"profile": profile.name},
         )
 
 
@@ -234,7 +237,7 @@ def _password(profile: Profile, cipher: PasswordCipher | None) -> str | None:
     if profile.password_encrypted is None:
         raise _NoPassword(profile)
     if cipher is None:
-        raise ProfileUnusable("no secret key is configured to decrypt the stored password")
+        raise ProfileUnusable(N_("no secret key is configured to decrypt the stored password"))
     try:
         return cipher.decrypt(profile.password_encrypted, profile=profile.name)
     except SecretKeyError as exc:

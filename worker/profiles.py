@@ -22,6 +22,7 @@ from pydantic_core import ErrorDetails
 from worker.addresses import address_problem, count_recipients, local_part
 from worker.errors import InvalidProfile
 from worker.presets import LoginRule, Preset, unknown_preset_problem
+from worker.sentences import N_
 
 __all__ = [
     "CAP_FIELDS",
@@ -83,10 +84,10 @@ OAUTH_FLOWS: Mapping[str, tuple[str, ...]] = {
 }
 # The caps a profile may carry, as a person reads them; None (the column's NULL) is no cap.
 CAP_FIELDS: Mapping[str, str] = {
-    "daily_cap": "daily cap",
-    "daily_recipient_cap": "daily recipient cap",
-    "per_minute_cap": "per-minute cap",
-    "max_recipients_per_message": "max recipients per message",
+    "daily_cap": N_("daily cap"),
+    "daily_recipient_cap": N_("daily recipient cap"),
+    "per_minute_cap": N_("per-minute cap"),
+    "max_recipients_per_message": N_("max recipients per message"),
 }
 
 
@@ -396,25 +397,25 @@ def ensure_valid(
 
 def _name_problems(name: str) -> Iterator[str]:
     if not name:
-        yield "account name is empty"
+        yield N_("account name is empty")
     elif not _NAME.match(name):
-        yield (
-            f"account name {name!r} may contain only letters, digits, spaces, '.', '_' and '-',"
+        yield N_(
+            "account name %(name)s may contain only letters, digits, spaces, '.', '_' and '-',"
             " up to 64 characters, starting and ending with a letter or digit"
-        )
+        ) % {"name": repr(name)}
 
 
 def _address_problems(fields: ProfileFields) -> Iterator[str]:
-    problem = address_problem(fields.from_address, field="outgoing address (from_address)")
+    problem = address_problem(fields.from_address, field=N_("outgoing address (from_address)"))
     if problem:
         yield problem
     if fields.reply_to is not None:
-        problem = address_problem(fields.reply_to, field="reply-to address")
+        problem = address_problem(fields.reply_to, field=N_("reply-to address"))
         if problem:
             yield problem
     # The display name goes into the From header, where a line break would start a new header.
     if any(char in fields.display_name for char in "\r\n\0"):
-        yield "display name contains a line break or NUL character"
+        yield N_("display name contains a line break or NUL character")
 
 
 def _server_problems(fields: ProfileFields) -> Iterator[str]:
@@ -422,7 +423,7 @@ def _server_problems(fields: ProfileFields) -> Iterator[str]:
     if problem:
         yield problem
     if not 1 <= fields.port <= 65535:
-        yield f"port {fields.port} must be between 1 and 65535"
+        yield N_("port %(port)s must be between 1 and 65535") % {"port": fields.port}
     problem = encryption_port_problem(fields.encryption, fields.port)
     if problem:
         yield problem
@@ -430,14 +431,16 @@ def _server_problems(fields: ProfileFields) -> Iterator[str]:
 
 def _host_problem(host: str) -> str | None:
     if not host:
-        return "server host is empty; give the SMTP server's name (e.g. smtp.wp.pl) or a preset"
+        return N_("server host is empty; give the SMTP server's name (e.g. smtp.wp.pl) or a preset")
     if "://" in host:
-        return f"server host {host!r} must be the server name only, e.g. smtp.wp.pl, no smtp://"
+        return N_(
+            "server host %(host)s must be the server name only, e.g. smtp.wp.pl, no smtp://"
+        ) % {"host": repr(host)}
     if _HOSTNAME.match(host) or _is_ip_address(host):
         return None
-    return (
-        f"server host {host!r} is not a server name or IP address (the port goes in its own field)"
-    )
+    return N_(
+        "server host %(host)s is not a server name or IP address (the port goes in its own field)"
+    ) % {"host": repr(host)}
 
 
 def _is_ip_address(host: str) -> bool:
@@ -454,31 +457,40 @@ def _oauth_problems(
     if fields.auth_method != "oauth2":
         return
     if has_password:
-        yield "a password is given but authentication is oauth2 (it signs in without one)"
+        yield N_("a password is given but authentication is oauth2 (it signs in without one)")
     if fields.encryption == "none":
-        yield "encryption none with OAuth 2.0: the token would travel unencrypted"
+        yield N_("encryption none with OAuth 2.0: the token would travel unencrypted")
     provider, flow = fields.oauth_provider, fields.oauth_flow
     if provider is None or provider not in OAUTH_FLOWS:
-        yield (
+        yield N_(
             "authentication oauth2 needs a provider: --oauth-provider microsoft or google"
             " (the presets office365, outlook, gmail and gmail-workspace name it)"
         )
         return
     if flow not in OAUTH_FLOWS[provider]:
-        yield f"oauth flow {flow} is not one of {provider}'s: {', '.join(OAUTH_FLOWS[provider])}"
+        yield N_("oauth flow %(flow)s is not one of %(provider)s's: %(flows)s") % {
+            "flow": flow,
+            "provider": provider,
+            "flows": ", ".join(OAUTH_FLOWS[provider]),
+        }
     if not fields.oauth_client_id:
-        yield "authentication oauth2 needs the client id of the app registered with the provider"
+        yield N_(
+            "authentication oauth2 needs the client id of the app registered with the provider"
+        )
     yield from _oauth_app_problems(fields, has_credential)
     for name in ("oauth_authority", "oauth_token_url", "oauth_auth_url"):
         url = getattr(fields, name)
         if url is not None and not url.startswith("https://"):
-            yield f"{name.replace('_', ' ')} {url!r} must be an https:// address"
+            yield N_("%(setting)s %(url)s must be an https:// address") % {
+                "setting": name.replace("_", " "),
+                "url": repr(url),
+            }
 
 
-_CREDENTIAL_OF_FLOW = {
-    "client_credentials": "a client secret or certificate",
-    "service_account": "the service account's key file",
-    "authorization_code": "the OAuth client's secret",
+_MISSING_CREDENTIAL = {
+    "client_credentials": N_("oauth flow client_credentials needs a client secret or certificate"),
+    "service_account": N_("oauth flow service_account needs the service account's key file"),
+    "authorization_code": N_("oauth flow authorization_code needs the OAuth client's secret"),
 }
 
 
@@ -487,23 +499,23 @@ def _oauth_app_problems(fields: ProfileFields, has_credential: bool) -> Iterator
     flow = fields.oauth_flow
     tenant = fields.oauth_tenant or "organizations"
     if flow == "client_credentials" and tenant in _SHARED_TENANTS:
-        yield (
+        yield N_(
             "oauth flow client_credentials signs in as your organisation's app: give your"
-            f" tenant id or domain (--oauth-tenant contoso.onmicrosoft.com), not {tenant}"
-        )
-    if flow in _CREDENTIAL_OF_FLOW and not has_credential:
-        yield f"oauth flow {flow} needs {_CREDENTIAL_OF_FLOW[flow]}"
+            " tenant id or domain (--oauth-tenant contoso.onmicrosoft.com), not %(tenant)s"
+        ) % {"tenant": tenant}
+    if flow in _MISSING_CREDENTIAL and not has_credential:
+        yield _MISSING_CREDENTIAL[flow]
 
 
 def encryption_port_problem(encryption: str, port: int) -> str | None:
     """The usual mix-up of implicit TLS and STARTTLS ports, in words; ``None`` when none."""
     if encryption == "ssl" and port == SUBMISSION_PORT:
-        return "port 587 expects STARTTLS; use encryption=starttls or auto, or port 465 for ssl"
+        return N_("port 587 expects STARTTLS; use encryption=starttls or auto, or port 465 for ssl")
     if encryption in {"starttls", "none"} and port == IMPLICIT_TLS_PORT:
-        return (
-            f"port 465 expects implicit TLS, not {encryption}; use encryption=ssl or auto,"
+        return N_(
+            "port 465 expects implicit TLS, not %(encryption)s; use encryption=ssl or auto,"
             " or port 587 for starttls"
-        )
+        ) % {"encryption": encryption}
     return None
 
 
@@ -512,53 +524,66 @@ def _auth_problems(fields: ProfileFields, has_password: bool, preset: Preset | N
         return []  # _oauth_problems
     if fields.auth_method == "none":
         if has_password:
-            return ["a password is given but authentication is none; remove one of them"]
+            return [N_("a password is given but authentication is none; remove one of them")]
         return []
     problems = []
     if fields.encryption == "none":
         problems.append(
-            "encryption none with login and password: a password would travel unencrypted;"
-            " use encryption auto, ssl or starttls"
+            N_(
+                "encryption none with login and password: a password would travel unencrypted;"
+                " use encryption auto, ssl or starttls"
+            )
         )
     if not fields.login:
-        problems.append("authentication login needs a login (user name)")
+        problems.append(N_("authentication login needs a login (user name)"))
     elif preset is not None:
         problems.extend(_login_rule_problems(fields.login, fields.from_address, preset))
     if not has_password:
         problems.append(
-            "authentication login needs a password and none is given (type it at the prompt,"
-            " or use --password-stdin, --password-env or password_env)"
+            N_(
+                "authentication login needs a password and none is given (type it at the prompt,"
+                " or use --password-stdin, --password-env or password_env)"
+            )
         )
     return problems
 
 
 def _login_rule_problems(login: str, from_address: str, preset: Preset) -> Iterator[str]:
     if preset.login_rule == "local_part" and "@" in login:
-        yield (
-            f"{preset.name} expects the login without the domain:"
-            f" {local_part(login)!r}, not {login!r}"
-        )
+        yield N_("%(preset)s expects the login without the domain: %(local)s, not %(login)s") % {
+            "preset": preset.name,
+            "local": repr(local_part(login)),
+            "login": repr(login),
+        }
     elif preset.login_rule == "full_address" and "@" not in login:
-        yield (
-            f"{preset.name} expects the full e-mail address as the login,"
-            f" e.g. {from_address!r}, not {login!r}"
-        )
+        yield N_(
+            "%(preset)s expects the full e-mail address as the login, e.g. %(address)s,"
+            " not %(login)s"
+        ) % {"preset": preset.name, "address": repr(from_address), "login": repr(login)}
 
 
 def _limit_problems(fields: ProfileFields) -> Iterator[str]:
     for name, label in CAP_FIELDS.items():
         cap = getattr(fields, name)
         if cap is not None and cap < 1:
-            yield f"{label} {cap} must be at least 1 (leave it empty for no cap)"
+            yield N_("%(field)s %(number)s must be at least 1 (leave it empty for no cap)") % {
+                "field": label,
+                "number": cap,
+            }
         elif cap is not None and cap > MAX_DAILY_CAP:
-            yield f"{label} {cap} must be at most {MAX_DAILY_CAP} (leave it empty for no cap)"
+            yield N_(
+                "%(field)s %(number)s must be at most %(most)s (leave it empty for no cap)"
+            ) % {"field": label, "number": cap, "most": MAX_DAILY_CAP}
     if not 1 <= fields.max_connections <= MAX_CONNECTIONS:
-        yield f"max connections {fields.max_connections} must be between 1 and {MAX_CONNECTIONS}"
+        yield N_("max connections %(count)s must be between 1 and %(most)s") % {
+            "count": fields.max_connections,
+            "most": MAX_CONNECTIONS,
+        }
     if not 1 <= fields.timeout_seconds <= MAX_TIMEOUT_SECONDS:
-        yield (
-            f"timeout {fields.timeout_seconds} s must be between 1 and"
-            f" {MAX_TIMEOUT_SECONDS} seconds"
-        )
+        yield N_("timeout %(seconds)s s must be between 1 and %(most)s seconds") % {
+            "seconds": fields.timeout_seconds,
+            "most": MAX_TIMEOUT_SECONDS,
+        }
 
 
 def profile_warnings(fields: ProfileFields, preset: Preset | None) -> list[str]:
@@ -567,27 +592,38 @@ def profile_warnings(fields: ProfileFields, preset: Preset | None) -> list[str]:
     if preset is not None and fields.host == preset.host and fields.port not in preset.ports:
         documented = " and ".join(str(port) for port in preset.ports)
         warnings.append(
-            f"{preset.title} documents port {documented} for {preset.host};"
-            f" port {fields.port} is not confirmed to work"
+            N_(
+                "%(provider)s documents port %(ports)s for %(server)s;"
+                " port %(port)s is not confirmed to work"
+            )
+            % {
+                "provider": preset.title,
+                "ports": documented,
+                "server": preset.host,
+                "port": fields.port,
+            }
         )
     if preset is not None:
         warnings.extend(_caps_above_provider(fields, preset))
     if not fields.verify_tls:
         warnings.append(
-            f"verify_tls is off: the server's certificate is not checked, so anyone between"
-            f" here and {fields.host} could pose as it and read the login"
+            N_(
+                "verify_tls is off: the server's certificate is not checked, so anyone between"
+                " here and %(server)s could pose as it and read the login"
+            )
+            % {"server": fields.host}
         )
         if fields.ca_bundle:
-            warnings.append("ca_bundle is ignored while verify_tls is off")
+            warnings.append(N_("ca_bundle is ignored while verify_tls is off"))
     return warnings
 
 
 # What each cap counts, in the words of "<provider> allows about N <unit>".
 _CAP_UNITS = {
-    "daily_cap": "messages a day",
-    "daily_recipient_cap": "recipients a day",
-    "per_minute_cap": "messages a minute",
-    "max_recipients_per_message": "recipients per message",
+    "daily_cap": N_("messages a day"),
+    "daily_recipient_cap": N_("recipients a day"),
+    "per_minute_cap": N_("messages a minute"),
+    "max_recipients_per_message": N_("recipients per message"),
 }
 
 
@@ -596,10 +632,16 @@ def _caps_above_provider(fields: ProfileFields, preset: Preset) -> Iterator[str]
     for name, limit in preset_caps(preset).items():
         cap = getattr(fields, name)
         if limit is not None and cap is not None and cap > limit:
-            yield (
-                f"{preset.title} allows about {limit} {_CAP_UNITS[name]};"
-                f" a {CAP_FIELDS[name]} of {cap} may get the account blocked"
-            )
+            yield N_(
+                "%(provider)s allows about %(limit)s %(unit)s;"
+                " a %(field)s of %(number)s may get the account blocked"
+            ) % {
+                "provider": preset.title,
+                "limit": limit,
+                "unit": _CAP_UNITS[name],
+                "field": CAP_FIELDS[name],
+                "number": cap,
+            }
 
 
 # --- files for ``profiles apply`` ------------------------------------------------------------

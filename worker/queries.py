@@ -54,6 +54,7 @@ from worker.models import (
     outbox,
     profile,
 )
+from worker.sentences import N_
 
 __all__ = [
     "CLAIMED_MESSAGE_COLUMNS",
@@ -213,7 +214,7 @@ def release_waiting_messages(name: str) -> Update:
     )
 
 
-_PROFILE_EDITED = "queued: the profile was edited"
+_PROFILE_EDITED = N_("queued: the profile was edited")
 
 
 def delete_profile(name: str) -> Executable:
@@ -340,7 +341,7 @@ def claim_due() -> Update:
         .where(outbox.c.id.in_(picked), profile.c.name == outbox.c.profile)
         .values(
             status="sending",
-            status_reason="sending",
+            status_reason=N_("sending"),
             attempts=outbox.c.attempts + 1,
             claimed_by=bindparam("worker", type_=Text),
             claimed_at=func.now(),
@@ -430,7 +431,7 @@ def set_aside(*, outbox_id: int, worker: str, reason: str) -> Executable:
         )
         .values(
             status="failed",
-            status_reason=f"failed: {reason}",
+            status_reason=N_("failed: %(reason)s") % {"reason": reason},
             last_error=reason,
             claimed_by=None,
             lease_expires_at=None,
@@ -610,8 +611,8 @@ def reclaim_lost_leases(*, max_attempts: int, lease_seconds: float) -> Executabl
         .values(
             status=case((gave_up, "failed"), else_="pending"),
             status_reason=case(
-                (gave_up, "failed: its worker stopped during every attempt"),
-                else_="waiting to retry: the worker sending it stopped (lease expired)",
+                (gave_up, N_("failed: its worker stopped during every attempt")),
+                else_=N_("waiting to retry: the worker sending it stopped (lease expired)"),
             ),
             next_attempt_at=func.now(),
             claimed_by=None,
@@ -629,7 +630,7 @@ def reclaim_lost_leases(*, max_attempts: int, lease_seconds: float) -> Executabl
         select(
             lost.c.id, lost.c.attempts, lost.c.profile, lost.c.claimed_by,
             func.coalesce(lost.c.claimed_at, func.now()), func.now(), literal("interrupted"),
-            literal("the worker stopped before the result was recorded (lease expired)"),
+            literal(N_("the worker stopped before the result was recorded (lease expired)")),
         ),
     )  # fmt: skip
 
@@ -639,7 +640,7 @@ def fail_expired() -> Update:
     return (
         update(outbox)
         .where(outbox.c.status == "pending", outbox.c.expires_at <= func.now())
-        .values(status="failed", status_reason="expired: not sent before expires_at")
+        .values(status="failed", status_reason=N_("expired: not sent before expires_at"))
     )
 
 
@@ -652,7 +653,8 @@ def fail_unroutable() -> Update:
         .values(
             status="failed",
             status_reason=case(
-                (outbox.c.profile.is_(None), "no profile given and no default profile exists"),
+                (outbox.c.profile.is_(None), N_("no profile given and no default profile exists")),
+                # The words of N_("profile %(profile)s does not exist") (message_status).
                 else_=func.format("profile %s does not exist", outbox.c.profile),
             ),
         )
@@ -660,7 +662,11 @@ def fail_unroutable() -> Update:
 
 
 def explain_waiting() -> Update:
-    """Pending messages of a disabled or paused profile say so in ``status_reason``."""
+    """Pending messages of a disabled or paused profile say so in ``status_reason``.
+
+    The words are those of :func:`worker.outcomes.paused_reason` and of N_("waiting: %(why)s")
+    with N_("profile %(profile)s is disabled"), so they translate alike.
+    """
     reason = case(
         (~profile.c.enabled, func.format("waiting: profile %s is disabled", profile.c.name)),
         else_=func.format(
@@ -975,8 +981,8 @@ def cancel_pending_message(message_id: int, *, reason: str) -> Executable:
 # such a row finished: the end of its last attempt, its expiry (expired rows), its enqueueing.
 # A sent row finished at sent_at (its last attempt ended then), so its attempts are not read.
 _EXPIRED_REASON_PREFIX = "expired"  # fail_expired's status_reason
-_OPERATOR_REQUEUED = "queued again by an operator"
-_OPERATOR_CANCELLED = "cancelled by an operator"
+_OPERATOR_REQUEUED = N_("queued again by an operator")
+_OPERATOR_CANCELLED = N_("cancelled by an operator")
 _FINISHED = ("sent", "failed", "cancelled")
 
 

@@ -8,6 +8,7 @@ import random
 from datetime import datetime, timedelta
 
 from worker.classify import Failure, FailureKind
+from worker.sentences import N_
 from worker.settings import Settings
 
 __all__ = ["Decision", "Fail", "PauseProfile", "Retry", "RetryPolicy", "decide"]
@@ -96,9 +97,15 @@ def decide(
         delay = policy.pause_delay(pause_count + 1)
         return PauseProfile(now + timedelta(seconds=delay), failure.reason, failure.hint)
     if attempt >= policy.max_attempts:
-        return Fail(f"gave up after {attempt} attempts; last: {failure.reason}")
+        return Fail(
+            N_("gave up after %(attempts)s attempts; last: %(reason)s")
+            % {"attempts": attempt, "reason": failure.reason}
+        )
     if age.total_seconds() >= policy.max_age:
-        return Fail(f"gave up after {_duration(age)} of retries; last: {failure.reason}")
+        return Fail(
+            N_("gave up after %(duration)s of retries; last: %(reason)s")
+            % {"duration": _duration(age), "reason": failure.reason}
+        )
     at = now + timedelta(seconds=policy.retry_delay(attempt, rng))
     return Retry(at, failure.reason)
 

@@ -31,6 +31,7 @@ import structlog
 from worker.classify import OAuthTokenRefused, Stage, StartTlsUnavailable, UnencryptedLogin
 from worker.profiles import Profile
 from worker.retry import PauseProfile
+from worker.sentences import N_
 
 __all__ = [
     "ConnectFailed",
@@ -269,8 +270,11 @@ async def _starttls(client: aiosmtplib.SMTP, profile: Profile, plan: TlsPlan) ->
         await client.starttls()
     elif plan.starttls:
         raise StartTlsUnavailable(
-            f"{profile.host}:{profile.port} offers no STARTTLS; "
-            "the password will not be sent over an unencrypted connection"
+            N_(
+                "%(server)s offers no STARTTLS; "
+                "the password will not be sent over an unencrypted connection"
+            )
+            % {"server": f"{profile.host}:{profile.port}"}
         )
 
 
@@ -310,7 +314,8 @@ async def _login_with_token(
     _require_tls(client, profile)
     if tokens is None:
         raise OAuthTokenRefused(
-            f"profile {profile.name} has no source of OAuth 2.0 tokens", profile=profile.name
+            N_("profile %(profile)s has no source of OAuth 2.0 tokens") % {"profile": profile.name},
+            profile=profile.name,
         )
     if client.is_ehlo_or_helo_needed:
         await client.ehlo()
@@ -319,7 +324,8 @@ async def _login_with_token(
         raise aiosmtplib.SMTPException(
             "The SMTP AUTH extension is not supported by this server."
             if not offered
-            else f"the server offers no XOAUTH2 login (it offers {', '.join(offered)})"
+            else N_("the server offers no XOAUTH2 login (it offers %(offered)s)")
+            % {"offered": ", ".join(offered)}
         )
     login = profile.login or profile.from_address
     token = await tokens.current()
@@ -340,8 +346,15 @@ def _require_tls(client: aiosmtplib.SMTP, profile: Profile) -> None:
     # a password or token goes inside TLS or not at all.
     if client.get_transport_info("ssl_object") is None:
         raise UnencryptedLogin(
-            f"refusing to send the password of profile {profile.name} over an unencrypted"
-            f" connection to {profile.host}:{profile.port} (encryption {profile.encryption})"
+            N_(
+                "refusing to send the password of profile %(profile)s over an unencrypted"
+                " connection to %(server)s (encryption %(encryption)s)"
+            )
+            % {
+                "profile": profile.name,
+                "server": f"{profile.host}:{profile.port}",
+                "encryption": profile.encryption,
+            }
         )
 
 

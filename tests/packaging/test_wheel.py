@@ -59,5 +59,6 @@ def test_the_wheel_carries_the_consoles_pages_style_and_catalogue(wheel: zipfile
         "worker/console/templates/accounts.html",
         "worker/console/static/console.css",
         "worker/console/locale/pl/LC_MESSAGES/console.po",
+        "worker/locale/pl/LC_MESSAGES/mailworker.po",  # the core's sentences
     }
     assert expected == expected & names

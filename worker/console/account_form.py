@@ -33,6 +33,7 @@ from worker.profiles import (
     profile_problems,
 )
 from worker.repository import Repository
+from worker.sentences import N_
 
 __all__ = [
     "ENCRYPTIONS",
@@ -62,7 +63,7 @@ FORM_FIELDS = (
 )
 ENCRYPTIONS: tuple[str, ...] = get_args(Encryption)
 AUTH_METHODS: tuple[str, ...] = get_args(AuthMethod)
-EXISTS = "An account with this name exists already."
+EXISTS = N_("An account with this name exists already.")
 # Where each problem of profile_problems belongs, by how its sentence starts.
 _PROBLEM_FIELDS = (
     ("account name", "name"),
@@ -124,7 +125,7 @@ class AccountForm:
         """Fill server, port, encryption and the daily cap from the chosen preset."""
         preset = presets.get(self.values["preset"])
         if preset is None:
-            self.problems = {"preset": ["Choose a provider preset first."]}
+            self.problems = {"preset": [N_("Choose a provider preset first.")]}
             return
         cap = preset_caps(preset)["daily_cap"]
         self.values |= {
@@ -143,7 +144,8 @@ class AccountForm:
         given["enabled"] = self.enabled
         for name, allowed in (("encryption", ENCRYPTIONS), ("auth_method", AUTH_METHODS)):
             if given[name] not in allowed:
-                self.problems.setdefault(name, []).append(f"{given[name]!r} is not a choice")
+                problem = N_("%(value)s is not a choice") % {"value": repr(given[name])}
+                self.problems.setdefault(name, []).append(problem)
         for name in ("port", "daily_cap"):
             text = self.values[name].strip()
             if not text:
@@ -153,7 +155,8 @@ class AccountForm:
             try:
                 given[name] = int(text)
             except ValueError:
-                self.problems.setdefault(name, []).append(f"{text!r} is not a whole number")
+                problem = N_("%(value)s is not a whole number") % {"value": repr(text)}
+                self.problems.setdefault(name, []).append(problem)
         return given
 
     def add_problems(self, problems: list[str]) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
+from worker.sentences import translator
+
 __all__ = [
     "DEFAULT_LANGUAGE",
     "LANGUAGES",
@@ -49,13 +51,10 @@ def translations(language: str) -> gettext.NullTranslations:
 def explainer(language: str) -> Callable[[str | None], str]:
     """How the pages say a core sentence (hint, reason, preset advice) in ``language``.
 
-    For now every such sentence is shown as the core wrote it, in English.
+    The core's own catalogue (:mod:`worker.sentences`) translates its words; a server's
+    reply inside a reason stays as the server wrote it, and text it does not know stays as is.
     """
-
-    def explain(text: str | None) -> str:
-        return text or ""
-
-    return explain
+    return translator(language)
 
 
 def choose_language(chosen: object, accept_language: str | None) -> str:
