@@ -250,7 +250,11 @@ WP_FORM = {
     "encryption": "ssl",
     "auth_method": "login",
     "login": "",
+    # The caps as Apply preset fills them for WP.
     "daily_cap": "300",
+    "daily_recipient_cap": "500",
+    "per_minute_cap": "",
+    "max_recipients_per_message": "",
 }
 
 
@@ -345,6 +349,52 @@ def test_a_wrong_port_and_encryption_mix_is_shown_beside_the_port(
     assert "port 587 expects STARTTLS" in port_field
     assert WP_PASSWORD not in answer.text
     assert [] == run_sql(database_url, "SELECT id FROM mail.profile WHERE name = 'wp'")
+
+
+def test_a_preset_account_saved_without_applying_the_preset_gets_its_caps(
+    client: TestClient, cli_env: dict[str, str], database_url: str
+) -> None:
+    """Gmail chosen in the list, the server typed, Save pressed without Apply preset: the
+    caps left empty are Gmail's limits, exactly as `profiles add --preset gmail` stores them."""
+    _login(client, "ewa", ADMIN_PASSWORD)
+    form = {**WP_FORM, "preset": "gmail", "name": "gmail", "from_address": "jan@gmail.com",
+            "host": "smtp.gmail.com", "port": "465", "encryption": "ssl", "login": "",
+            "daily_cap": "", "daily_recipient_cap": "", "per_minute_cap": "",
+            "max_recipients_per_message": ""}  # fmt: skip
+    saved = _post_form(client, "/accounts/new", **form, password="abcdabcdabcdabcd")
+    ok(cli_env, "profiles", "add", "gmail-cli", "--preset", "gmail", "--from", "jan@gmail.com",
+       "--password-env", "CLI_GMAIL_PASSWORD", CLI_GMAIL_PASSWORD="abcdabcdabcdabcd")  # fmt: skip
+
+    assert (303, "/accounts") == (saved.status_code, saved.headers["location"])
+    caps = ("daily_cap", "daily_recipient_cap", "per_minute_cap", "max_recipients_per_message")
+    by_form, by_cli = _stored(database_url, "gmail"), _stored(database_url, "gmail-cli")
+    assert {cap: by_cli[cap] for cap in caps} == {cap: by_form[cap] for cap in caps}
+    assert by_form["daily_cap"] is not None
+
+
+def test_every_cap_is_edited_and_a_wrong_one_is_shown_beside_its_field(
+    client: TestClient, database_url: str
+) -> None:
+    """The form carries the four caps: set, cleared (no cap) and refused beside the field."""
+    insert_profile(database_url, "biuro", daily_cap=500)
+    _login(client, "ewa", ADMIN_PASSWORD)
+    edit = "/accounts/biuro/edit"
+    values = {**WP_FORM, "preset": "", "name": "biuro", "from_address": "biuro@firma.pl",
+              "host": "relay.firma.pl", "port": "25", "encryption": "none",
+              "auth_method": "none", "login": ""}  # fmt: skip
+
+    saved = _post_form(client, edit, **{**values, "daily_cap": "", "daily_recipient_cap": "900",
+                       "per_minute_cap": "20", "max_recipients_per_message": "50"})  # fmt: skip
+    refused = _post_form(client, edit, **{**values, "per_minute_cap": "0"})
+
+    assert 303 == saved.status_code
+    row = _stored(database_url, "biuro")
+    caps = ("daily_cap", "daily_recipient_cap", "per_minute_cap", "max_recipients_per_message")
+    assert (None, 900, 20, 50) == tuple(row[cap] for cap in caps)
+    assert 422 == refused.status_code
+    field = refused.text.split('id="per_minute_cap"', 1)[1].split("</p>", 1)[0]
+    assert "per-minute cap 0 must be at least 1" in field
+    assert 20 == _stored(database_url, "biuro")["per_minute_cap"]
 
 
 def test_only_an_admin_may_open_or_post_the_account_form(

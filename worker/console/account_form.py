@@ -59,8 +59,13 @@ FORM_FIELDS = (
     "auth_method",
     "login",
     "daily_cap",
+    "daily_recipient_cap",
+    "per_minute_cap",
+    "max_recipients_per_message",
     "preset",
 )
+# The caps, whole numbers or empty (no cap); the form's other number is the port.
+CAPS = ("daily_cap", "daily_recipient_cap", "per_minute_cap", "max_recipients_per_message")
 ENCRYPTIONS: tuple[str, ...] = get_args(Encryption)
 AUTH_METHODS: tuple[str, ...] = get_args(AuthMethod)
 EXISTS = N_("An account with this name exists already.")
@@ -78,6 +83,9 @@ _PROBLEM_FIELDS = (
     ("a password is given", "password"),
     ("the password is empty", "password"),
     ("daily cap", "daily_cap"),
+    ("daily recipient cap", "daily_recipient_cap"),
+    ("per-minute cap", "per_minute_cap"),
+    ("max recipients per message", "max_recipients_per_message"),
     ("unknown preset", "preset"),
 )
 
@@ -122,34 +130,34 @@ class AccountForm:
         return cls(values, enabled=form.get("enabled") == "on")
 
     def apply_preset(self, presets: Mapping[str, Preset]) -> None:
-        """Fill server, port, encryption and the daily cap from the chosen preset."""
+        """Fill server, port, encryption and the caps from the chosen preset."""
         preset = presets.get(self.values["preset"])
         if preset is None:
             self.problems = {"preset": [N_("Choose a provider preset first.")]}
             return
-        cap = preset_caps(preset)["daily_cap"]
+        caps = preset_caps(preset)
         self.values |= {
             "host": preset.host,
             "port": str(preset.port),
             "encryption": preset.encryption,
-            "daily_cap": "" if cap is None else str(cap),
+            **{name: "" if caps[name] is None else str(caps[name]) for name in CAPS},
         }
         self.hint = preset.hint
 
     def given(self) -> dict[str, Any]:
         """The fields as build_fields and edit_fields take them; a wrong number is a problem."""
         given: dict[str, Any] = {
-            name: self.values[name] for name in FORM_FIELDS if name not in {"port", "daily_cap"}
+            name: self.values[name] for name in FORM_FIELDS if name not in {"port", *CAPS}
         }
         given["enabled"] = self.enabled
         for name, allowed in (("encryption", ENCRYPTIONS), ("auth_method", AUTH_METHODS)):
             if given[name] not in allowed:
                 problem = N_("%(value)s is not a choice") % {"value": repr(given[name])}
                 self.problems.setdefault(name, []).append(problem)
-        for name in ("port", "daily_cap"):
+        for name in ("port", *CAPS):
             text = self.values[name].strip()
             if not text:
-                if name == "daily_cap":
+                if name in CAPS:
                     given[name] = None  # empty: no cap
                 continue
             try:
@@ -190,6 +198,11 @@ async def _plan_new(
     if not given["host"].strip():
         del given["host"]  # the preset's server, if one is chosen
     preset = presets.get(form.values["preset"]) if form.values["preset"] else None
+    if preset is not None:
+        # As `profiles add --preset`: a cap left empty is the provider's limit, not none.
+        for name in CAPS:
+            if given.get(name, 0) is None:
+                del given[name]
     if form.problems:
         return None
     fields = build_fields(given, preset)
