@@ -414,6 +414,10 @@ def test_only_an_admin_may_open_or_post_the_account_form(
 
     assert [403, 403, 403, 403] == [answer.status_code for answer in answers]
     assert "/accounts/new" not in client.get("/accounts").text
+    polish = client.get("/accounts/new", headers={"Accept-Language": "pl"})
+    assert "Tylko administrator może to zrobić." in polish.text  # a page, in their language
+    assert "Signed in as jan (viewer)" in answers[0].text
+    assert SECURITY_HEADERS["content-security-policy"] == polish.headers["content-security-policy"]
     assert [] == run_sql(database_url, "SELECT id FROM mail.profile WHERE name = 'wp'")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
@@ -9,7 +10,8 @@ from babel.messages.extract import extract_from_dir
 from worker.console.auth import LoginThrottle
 from worker.console.i18n import choose_language, translations
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "worker" / "console" / "templates"
+CONSOLE = Path(__file__).resolve().parents[2] / "worker" / "console"
+TEMPLATES = CONSOLE / "templates"
 
 
 class _Clock:
@@ -56,3 +58,15 @@ def test_every_text_of_the_templates_has_a_polish_translation() -> None:
     assert len(ids) > 20
     missing = sorted(str(message) for message in ids if polish.gettext(message) == message)
     assert ["Login", "Port", "administrator"] == missing  # the same word in both languages
+
+
+def test_every_http_error_of_the_pages_has_a_polish_translation() -> None:
+    """The error page says an HTTPException's detail in the page's language: each detail the
+    page modules raise, and Starlette's own for an unknown page or method, is in Polish."""
+    raised = re.compile(r'HTTPException\(\s*\d+,\s*"([^"]+)"')
+    details = {"Not Found", "Method Not Allowed"}
+    for module in CONSOLE.glob("*.py"):
+        details |= set(raised.findall(module.read_text(encoding="utf-8")))
+    polish = translations("pl")
+    assert len(details) > 6
+    assert [] == sorted(detail for detail in details if polish.gettext(detail) == detail)

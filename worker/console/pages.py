@@ -85,6 +85,15 @@ class PageKit:
         response.headers["content-language"] = language
         return response
 
+    async def problem_page(self, request: Request, exc: Exception) -> Response:
+        """An HTTP error as a page in the person's language: what went wrong, in words."""
+        assert isinstance(exc, HTTPException)  # the only exception it is registered for
+        user = await self.signed_in(request) if "session" in request.scope else None
+        return self.render(
+            request, "problem.html", exc.status_code, user=user, code=exc.status_code,
+            detail=exc.detail,
+        )  # fmt: skip
+
     async def checked_form(self, request: Request) -> FormData:
         """The posted form, once its CSRF token is the session's; 403 otherwise."""
         form = await request.form()
