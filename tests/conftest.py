@@ -35,6 +35,8 @@ pytest_plugins = [
     "tests.kit.secret_scan",
     # Worker processes, private databases and producer roles for the process tier.
     "tests.kit.fixtures",
+    # The console as a process, Chromium and the screenshots of the browser tests.
+    "tests.kit.console_browser",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,8 @@ Each account starts from its provider preset and the guide's values; only the se
 and port lead it to a kit server that answers as the provider does
 (``tests/kit/provider_servers.py``). The console process trusts the kit's CA through
 ``SSL_CERT_FILE`` (the form has no CA field). Port 465 needs root; the fixture skips where it
-cannot be bound (CI runs as root). Screenshots are saved under ``<tmp_path>/screenshots/``.
+cannot be bound (CI runs as root). The form and the checks' results are captured through the
+kit's ``screenshots`` fixture (tests/kit/console_browser.py).
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from typing import Any
 
 import pytest
 
-from tests.kit.commands import ok
-from tests.kit.console_browser import polish_page, running_console, sign_in_in_polish
+from tests.kit.console_browser import (
+    add_console_user,
+    console_process,
+    needs_chromium,
+    new_page,
+    sign_in,
+)
 from tests.kit.provider_servers import (
     GMAIL,
     GMAIL_ACCOUNT_PASSWORD,
@@ -30,16 +36,9 @@ from tests.kit.provider_servers import (
 from tests.kit.smtp_server import SmtpTestCA, SmtpTestServer
 from worker.presets import load_presets
 
-CHROMIUM = Path("/usr/bin/chromium")
 ADMIN_PASSWORD = "Konsola-Haslo-2026!"
 
-pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="no /usr/bin/chromium: apt-get install chromium (.ci/run does)",
-    ),
-    pytest.mark.timeout(120),
-]
+pytestmark = [needs_chromium, pytest.mark.timeout(120)]
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
@@ -49,19 +48,9 @@ PRESETS = load_presets()
 @pytest.fixture
 def console_url(cli_env: dict[str, str], smtp_ca: SmtpTestCA) -> Iterator[str]:
     """The console as a process, trusting the kit's CA, with an admin 'ewa'."""
-    ok(cli_env, "console", "users", "add", "ewa", "--role", "admin", "--password-stdin",
-       input=f"{ADMIN_PASSWORD}\n")  # fmt: skip
-    with running_console(cli_env, SSL_CERT_FILE=smtp_ca.cert_bundle) as url:
+    add_console_user(cli_env, "ewa", ADMIN_PASSWORD, "admin")
+    with console_process(cli_env, SSL_CERT_FILE=smtp_ca.cert_bundle) as url:
         yield url
-
-
-@pytest.fixture
-def browser(console_url: str) -> Iterator[Any]:
-    """Chromium, started after the console and closed before it."""
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield chromium
-        chromium.close()
 
 
 def fill_account(
@@ -133,28 +122,27 @@ def add_checked_account(
 
 
 def test_the_guides_three_accounts_are_checked_and_saved_through_the_form(
-    browser: Any, console_url: str, provider_servers: ProviderServers, tmp_path: Path
+    browser: Any, console_url: str, provider_servers: ProviderServers, screenshots: Path
 ) -> None:
     """WP on 587 with STARTTLS, Onet on 465 with SSL and Gmail on 465 with its app password
     (typed with Google's spaces) each pass **Check connection** and are saved; Gmail's normal
     password first gets Google's 534 reply and the advice to create an app password; each
     kit server saw one good login per check. The English form checks a stored account with
     its stored password. Nothing is refused by the CSP, no script fails."""
-    shots = tmp_path / "screenshots"
     errors: list[str] = []
-    page = polish_page(browser, errors)
-    sign_in_in_polish(page, console_url, "ewa", ADMIN_PASSWORD)
+    page = new_page(browser, "pl", errors)
+    sign_in(page, console_url, "ewa", ADMIN_PASSWORD, "pl")
     wp = provider_servers.wp(tls="starttls")
     onet = provider_servers.onet()
     gmail = provider_servers.gmail()
 
-    add_checked_account(page, console_url, WP, wp, encryption="starttls", shots=shots,
+    add_checked_account(page, console_url, WP, wp, encryption="starttls", shots=screenshots,
                         shot_of_form="account-form-wp-pl.png")  # fmt: skip
     expect(page.locator("section.connection-check")).to_contain_text("po STARTTLS")
-    page.screenshot(path=shots / "check-ok-pl.png", full_page=True)
+    page.screenshot(path=screenshots / "check-ok-pl.png", full_page=True)
     save(page, WP.typed_password)
 
-    add_checked_account(page, console_url, ONET, onet, encryption="ssl", shots=shots)
+    add_checked_account(page, console_url, ONET, onet, encryption="ssl", shots=screenshots)
     expect(page.locator("section.connection-check dd").first).to_contain_text(f":{onet.port}")
     save(page, ONET.typed_password)
 
@@ -167,8 +155,8 @@ def test_the_guides_three_accounts_are_checked_and_saved_through_the_form(
     expect(refused).to_contain_text("534 5.7.9 Application-specific password required")
     # The gmail preset's advice: the code Google sent, and what to do (an app password).
     expect(refused.locator("dd.hint")).to_contain_text("534 5.7.9")
-    page.screenshot(path=shots / "check-gmail-hint-pl.png", full_page=True)
-    add_checked_account(page, console_url, GMAIL, gmail, encryption="ssl", shots=shots)
+    page.screenshot(path=screenshots / "check-gmail-hint-pl.png", full_page=True)
+    add_checked_account(page, console_url, GMAIL, gmail, encryption="ssl", shots=screenshots)
     save(page, GMAIL.typed_password)
 
     table = page.get_by_role("table")
@@ -190,7 +178,5 @@ def test_the_guides_three_accounts_are_checked_and_saved_through_the_form(
     expect(result).to_contain_text(f"{WP.login} (accepted)")
     expect(page.get_by_label("Password")).to_have_value("")
     assert [True, True] == [attempt.success for attempt in wp.auth_attempts]
-    page.screenshot(path=shots / "account-form-en.png", full_page=True)
 
     assert [] == errors, errors
-    print("screenshots:", *sorted(str(path) for path in shots.iterdir()))

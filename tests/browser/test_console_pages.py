@@ -1,138 +1,82 @@
 """Signing in to the console and reading the accounts page in Chromium, in Polish and English.
 
-Screenshots are saved under the test's temporary folder (``<tmp_path>/screenshots/``, kept by
-pytest for the last three runs under its basetemp) and their paths printed.
+The pages that docs/console.md shows are captured through the kit's ``screenshots`` fixture
+(tests/kit/console_browser.py).
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.kit.commands import ok
-from tests.kit.processes import REPO_ROOT
+from tests.kit.console_browser import (
+    add_console_user,
+    console_process,
+    needs_chromium,
+    new_page,
+    sign_in,
+)
 from tests.kit.rows import insert_profile
 
-CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "Konsola-Haslo-2026!"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="no /usr/bin/chromium: apt-get install chromium (.ci/run does)"
-)
+pytestmark = needs_chromium
 sync_api = pytest.importorskip("playwright.sync_api")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def console_url(cli_env: dict[str, str], database_url: str) -> Iterator[str]:
     """``mailworker console`` as a process on a free port, with an admin 'ewa' and a profile."""
-    ok(cli_env, "console", "users", "add", "ewa", "--role", "admin", "--password-stdin",
-       input=f"{PASSWORD}\n")  # fmt: skip
+    add_console_user(cli_env, "ewa", PASSWORD, "admin")
     insert_profile(database_url, "biuro", is_default=True, daily_cap=300)
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "worker", "console", "--listen", f"127.0.0.1:{port}"],
-        cwd=REPO_ROOT,
-        env={**os.environ, **cli_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "the console did not start listening"
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-@pytest.fixture
-def browser(console_url: str) -> Iterator[sync_api.Browser]:
-    """Chromium, started after the console and its database and closed before them: Playwright's
-    event loop runs in this thread meanwhile, so no ``asyncio.run`` may (the fixtures' SQL)."""
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield chromium
-        chromium.close()
+    with console_process(cli_env) as url:
+        yield url
 
 
 def test_sign_in_and_read_the_accounts_in_polish_and_english(
-    browser: sync_api.Browser, console_url: str, tmp_path: Path
+    browser: sync_api.Browser, console_url: str, screenshots: Path
 ) -> None:
     """A person signs in by the labelled fields, sees the accounts in Polish (their browser's
-    language), switches to English and sees them again; every page is captured."""
-    shots = tmp_path / "screenshots"
-    page = browser.new_page(locale="pl-PL", extra_http_headers={"Accept-Language": "pl-PL,pl"})
+    language), switches to English and sees them again; the pages are captured."""
     errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text))
+    page = new_page(browser, "pl", errors)
 
     page.goto(f"{console_url}/accounts")
     assert page.url.endswith("/login")
-    page.screenshot(path=shots / "login-pl.png", full_page=True)
-    page.get_by_label("Nazwa użytkownika").fill("ewa")
-    page.get_by_label("Hasło").fill(PASSWORD)
-    page.get_by_role("button", name="Zaloguj").click()
-
-    page.wait_for_url("**/overview")
+    sync_api.expect(page.get_by_label("Nazwa użytkownika")).to_be_visible()
+    sign_in(page, console_url, "ewa", PASSWORD, "pl")
     page.get_by_role("link", name="Konta").click()
     page.wait_for_url("**/accounts")
     table = page.get_by_role("table")
     for words in ("Nazwa konta", "Email wychodzący", "Nazwa serwera", "biuro@firma.pl",
                   "aktywne", "0 z 300 wiadomości w 24 h"):  # fmt: skip
         sync_api.expect(table).to_contain_text(words)
-    page.screenshot(path=shots / "accounts-pl.png", full_page=True)
+    page.screenshot(path=screenshots / "accounts-pl.png", full_page=True)
 
     page.get_by_label("Język").select_option("en")
     page.get_by_role("button", name="Zmień język").click()
     page.wait_for_load_state()
     sync_api.expect(page.locator("html")).to_have_attribute("lang", "en")
     sync_api.expect(page.get_by_role("table")).to_contain_text("Outgoing e-mail")
-    page.screenshot(path=shots / "accounts-en.png", full_page=True)
 
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/login")
     sync_api.expect(page.get_by_label("User name")).to_be_visible()
-    page.screenshot(path=shots / "login-en.png", full_page=True)
+    page.screenshot(path=screenshots / "login-en.png", full_page=True)
 
     assert [] == errors  # nothing refused by the CSP, no script errors
-    print("screenshots:", *sorted(str(path) for path in shots.iterdir()))
 
 
 def test_an_admin_adds_an_account_by_the_labelled_fields_in_polish(
-    browser: sync_api.Browser, console_url: str, tmp_path: Path
+    browser: sync_api.Browser, console_url: str
 ) -> None:
     """An admin opens the account form from the Accounts page, applies the WP preset, fills
     the fields by their Polish labels, saves with Enter, and sees the new account in the list."""
-    shots = tmp_path / "screenshots"
-    page = browser.new_page(locale="pl-PL", extra_http_headers={"Accept-Language": "pl-PL,pl"})
     errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text))
-    page.goto(f"{console_url}/login")
-    page.get_by_label("Nazwa użytkownika").fill("ewa")
-    page.get_by_label("Hasło").fill(PASSWORD)
-    page.get_by_role("button", name="Zaloguj").click()
-    page.wait_for_url("**/overview")
+    page = new_page(browser, "pl", errors)
+    sign_in(page, console_url, "ewa", PASSWORD, "pl")
     page.get_by_role("link", name="Konta").click()
     page.wait_for_url("**/accounts")
 
@@ -152,13 +96,10 @@ def test_an_admin_adds_an_account_by_the_labelled_fields_in_polish(
     sync_api.expect(page.get_by_label("Metoda szyfrowania")).to_have_value("ssl")
     page.get_by_label("Metoda uwierzytelniania").select_option("login")
     page.get_by_label("Hasło").fill("Wp-Tajne-Haslo-2026")
-    page.screenshot(path=shots / "account-form-pl.png", full_page=True)
     page.get_by_label("Hasło").press("Enter")  # Enter saves; it does not re-apply the preset
 
     page.wait_for_url("**/accounts")
     table = page.get_by_role("table")
     sync_api.expect(table).to_contain_text("jankowalski@wp.pl")
     sync_api.expect(table).to_contain_text("smtp.wp.pl")
-    page.screenshot(path=shots / "accounts-after-add-pl.png", full_page=True)
     assert [] == errors, errors
-    print("screenshots:", *sorted(str(path) for path in shots.iterdir()))

@@ -1,42 +1,32 @@
 """The queue pages in Chromium: an admin filters, opens a failed message, retries it and
 cancels a pending one, each after its confirmation page; a viewer only reads.
 
-Screenshots are saved under the test's temporary folder (``<tmp_path>/screenshots/``) and
-their paths printed. The console runs as ``mailworker console``, as in test_console_pages.
+The console runs as ``mailworker console``; the queue, a message and the confirmation are
+captured through the kit's ``screenshots`` fixture (tests/kit/console_browser.py).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.kit.commands import ok
-from tests.kit.processes import REPO_ROOT
+from tests.kit.console_browser import (
+    add_console_user,
+    console_process,
+    needs_chromium,
+    new_page,
+    sign_in,
+)
 from tests.kit.rows import ago, insert_attempt, insert_message, insert_profile
 
-CHROMIUM = Path("/usr/bin/chromium")
 ADMIN_PASSWORD = "Konsola-Kolejka-2026!"
 VIEWER_PASSWORD = "Konsola-Podglad-2026!"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="no /usr/bin/chromium: apt-get install chromium (.ci/run does)"
-)
+pytestmark = needs_chromium
 sync_api = pytest.importorskip("playwright.sync_api")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -70,55 +60,18 @@ def messages(database_url: str) -> dict[str, int]:
 def console_url(cli_env: dict[str, str], messages: dict[str, int]) -> Iterator[str]:
     """``mailworker console`` as a process on a free port, with an admin 'ewa' and a viewer
     'jan'."""
-    for name, role, password in (("ewa", "admin", ADMIN_PASSWORD),
-                                 ("jan", "viewer", VIEWER_PASSWORD)):  # fmt: skip
-        ok(cli_env, "console", "users", "add", name, "--role", role, "--password-stdin",
-           input=f"{password}\n")  # fmt: skip
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "worker", "console", "--listen", f"127.0.0.1:{port}"],
-        cwd=REPO_ROOT,
-        env={**os.environ, **cli_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "the console did not start listening"
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-@pytest.fixture
-def browser(console_url: str) -> Iterator[sync_api.Browser]:
-    """Chromium, started after the console and its database and closed before them."""
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield chromium
-        chromium.close()
+    add_console_user(cli_env, "ewa", ADMIN_PASSWORD, "admin")
+    add_console_user(cli_env, "jan", VIEWER_PASSWORD, "viewer")
+    with console_process(cli_env) as url:
+        yield url
 
 
 def _signed_in(
     browser: sync_api.Browser, console_url: str, name: str, password: str, errors: list[str]
 ) -> sync_api.Page:
     """A new English page, signed in as ``name`` by the labelled fields, on the queue."""
-    page = browser.new_page(locale="en-GB", extra_http_headers={"Accept-Language": "en-GB,en"})
-    page.on("console", lambda message: errors.append(message.text))
-    page.goto(f"{console_url}/queue")
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/overview")  # signing in leads to the overview
+    page = new_page(browser, "en", errors)
+    sign_in(page, console_url, name, password, "en")
     page.get_by_role("link", name="Queue").click()
     page.wait_for_url("**/queue")
     return page
@@ -130,17 +83,16 @@ def _listed(page: sync_api.Page) -> list[str]:
 
 
 def test_an_admin_filters_retries_and_cancels_after_confirming(
-    browser: sync_api.Browser, console_url: str, messages: dict[str, int], tmp_path: Path
+    browser: sync_api.Browser, console_url: str, messages: dict[str, int], screenshots: Path
 ) -> None:
     """Filtered by status and account (labelled fields, Enter to apply), the queue lists the
     shop's failed message; its page shows the attempt; Retry asks first and then makes it
     pending. A pending message is cancelled the same way. The Polish queue says the words."""
-    shots = tmp_path / "screenshots"
     errors: list[str] = []
     page = _signed_in(browser, console_url, "ewa", ADMIN_PASSWORD, errors)
     failed, pending = messages["shop_failed"], messages["shop_pending"]
     assert 4 == len(_listed(page))
-    page.screenshot(path=shots / "queue-en.png", full_page=True)
+    page.screenshot(path=screenshots / "queue-en.png", full_page=True)
 
     page.get_by_label("Status").select_option("failed")
     page.get_by_label("Account", exact=True).fill("sklep")
@@ -155,12 +107,12 @@ def test_an_admin_filters_retries_and_cancels_after_confirming(
     page.wait_for_url(f"**/queue/{failed}")
     sync_api.expect(page.locator("dl.message")).to_contain_text("failed")
     sync_api.expect(page.locator("table.attempts")).to_contain_text("ola@sklep.pl: 550")
-    page.screenshot(path=shots / "message-en.png", full_page=True)
+    page.screenshot(path=screenshots / "message-en.png", full_page=True)
 
     page.get_by_role("link", name="Retry", exact=True).click()
     page.wait_for_url(f"**/queue/{failed}/retry")
     sync_api.expect(page.get_by_role("heading", level=1)).to_have_text(f"Retry message {failed}?")
-    page.screenshot(path=shots / "confirm-retry-en.png", full_page=True)
+    page.screenshot(path=screenshots / "confirm-retry-en.png", full_page=True)
     page.get_by_role("button", name="Yes, retry the message").click()
     page.wait_for_url(f"**/queue/{failed}")
     sync_api.expect(page.get_by_role("status")).to_contain_text("Messages queued again: 1.")
@@ -183,29 +135,25 @@ def test_an_admin_filters_retries_and_cancels_after_confirming(
     for words in ("Stan", "Konto", "oczekująca", "anulowana", "nieudana", "wysłana"):
         sync_api.expect(table).to_contain_text(words)
     sync_api.expect(page.get_by_label("Dodane od")).to_be_visible()
-    page.screenshot(path=shots / "queue-pl.png", full_page=True)
+    page.screenshot(path=screenshots / "queue-pl.png", full_page=True)
 
     assert [] == errors, errors  # nothing refused by the CSP, no script errors
-    print("screenshots:", *sorted(str(path) for path in shots.iterdir()))
 
 
 def test_a_viewer_reads_the_queue_without_retry_or_cancel(
-    browser: sync_api.Browser, console_url: str, messages: dict[str, int], tmp_path: Path
+    browser: sync_api.Browser, console_url: str, messages: dict[str, int]
 ) -> None:
     """A viewer sees every message and a failed one's page, but no button to change them."""
-    shots = tmp_path / "screenshots"
     errors: list[str] = []
     page = _signed_in(browser, console_url, "jan", VIEWER_PASSWORD, errors)
 
     page.goto(f"{console_url}/queue?profile=sklep")
     assert 2 == len(_listed(page))
     sync_api.expect(page.get_by_role("link", name="Retry all failed messages")).to_have_count(0)
-    page.screenshot(path=shots / "queue-viewer-en.png", full_page=True)
     for message in ("shop_failed", "shop_pending"):
         page.goto(f"{console_url}/queue/{messages[message]}")
         sync_api.expect(page.get_by_role("heading", level=1)).to_contain_text("Message")
         sync_api.expect(page.get_by_role("link", name="Retry", exact=True)).to_have_count(0)
         sync_api.expect(page.get_by_role("link", name="Cancel the message")).to_have_count(0)
-    page.screenshot(path=shots / "message-viewer-en.png", full_page=True)
 
     assert [] == errors, errors

@@ -3,7 +3,8 @@
 The console and a worker run as processes (``mailworker console``, ``mailworker run``), the
 profile points at a kit SMTP server with TLS and AUTH, whose CA the worker trusts through the
 profile. The worker starts only once the follow page shows the message queued, so the page is
-seen to change by itself. Screenshots go to ``<tmp_path>/screenshots/``.
+seen to change by itself. The form and the two outcomes are captured through the kit's
+``screenshots`` fixture (tests/kit/console_browser.py).
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.kit.commands import ok
-from tests.kit.console_send_browser import CHROMIUM, chromium, console_process, sign_in
+from tests.kit.console_browser import (
+    add_console_user,
+    console_process,
+    needs_chromium,
+    new_page,
+    sign_in,
+)
 from tests.kit.delivery import add_profile
 from tests.kit.outbox_samples import minimal_pdf
 from tests.kit.processes import WorkerProcesses
@@ -24,13 +30,7 @@ from tests.kit.smtp_server import SmtpTestServer
 from worker.settings import Settings
 from worker.test_message import DEFAULT_SUBJECT, RECIPIENT_HINT
 
-pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="no /usr/bin/chromium: apt-get install chromium (.ci/run does)",
-    ),
-    pytest.mark.timeout(120),
-]
+pytestmark = [needs_chromium, pytest.mark.timeout(120)]
 sync_api = pytest.importorskip("playwright.sync_api")
 
 PASSWORD = "Konsola-Haslo-2026!"
@@ -46,26 +46,11 @@ def console_url(
 ) -> Iterator[str]:
     """The console as a process, an admin 'ewa', and the default profile 'test' sending through
     ``smtps_server`` (implicit TLS, AUTH), which refuses UNKNOWN with 550."""
-    ok(cli_env, "console", "users", "add", "ewa", "--role", "admin", "--password-stdin",
-       input=f"{PASSWORD}\n")  # fmt: skip
+    add_console_user(cli_env, "ewa", PASSWORD, "admin")
     asyncio.run(add_profile(settings, smtps_server, encryption="ssl"))
     smtps_server.script.on("RCPT", reply="550 5.1.1 No such user here", rcpt=UNKNOWN)
     with console_process(cli_env) as url:
         yield url
-
-
-@pytest.fixture
-def browser(console_url: str) -> Iterator[sync_api.Browser]:
-    """Chromium, started after the fixtures that use asyncio.run."""
-    with chromium() as started:
-        yield started
-
-
-def _watch_errors(page: sync_api.Page) -> list[str]:
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text))
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    return errors
 
 
 def _queued_then_worker(page: sync_api.Page, workers: WorkerProcesses, queued: str) -> None:
@@ -77,21 +62,21 @@ def _queued_then_worker(page: sync_api.Page, workers: WorkerProcesses, queued: s
     workers.start("worker-a")
 
 
-def test_an_admin_sends_a_test_e_mail_in_polish_and_sees_it_delivered_live(
+def test_an_admin_sends_a_test_e_mail_in_polish_and_sees_it_delivered_live(  # noqa: PLR0917 - pytest passes fixtures positionally
     browser: sync_api.Browser,
     console_url: str,
     smtps_server: SmtpTestServer,
     workers: WorkerProcesses,
+    screenshots: Path,
     tmp_path: Path,
 ) -> None:
     """The form by its Polish labels, a PDF attached; the follow page goes from "W kolejce" to
     "Dostarczono" with the server's reply by itself, and the server has the PDF."""
-    shots = tmp_path / "screenshots"
     invoice = tmp_path / "faktura testowa.pdf"
     invoice.write_bytes(minimal_pdf())
-    page = browser.new_page(locale="pl-PL", extra_http_headers={"Accept-Language": "pl-PL,pl"})
-    errors = _watch_errors(page)
-    sign_in(page, console_url, "ewa", PASSWORD, polish=True)
+    errors: list[str] = []
+    page = new_page(browser, "pl", errors)
+    sign_in(page, console_url, "ewa", PASSWORD, "pl")
 
     page.get_by_role("link", name="Wyślij wiadomość testową").click()
     page.wait_for_url("**/send-test")
@@ -101,7 +86,7 @@ def test_an_admin_sends_a_test_e_mail_in_polish_and_sees_it_delivered_live(
     page.get_by_label("Adresat").fill(RECIPIENT)
     page.get_by_label("Treść").fill("Próba z konsoli: zażółć gęślą jaźń.")
     page.get_by_label("Załącznik").set_input_files(invoice)
-    page.screenshot(path=shots / "send-test-form-pl.png", full_page=True)
+    page.screenshot(path=screenshots / "send-test-form-pl.png", full_page=True)
     page.get_by_role("button", name="Wyślij", exact=True).click()
 
     _queued_then_worker(page, workers, "W kolejce")
@@ -109,7 +94,7 @@ def test_an_admin_sends_a_test_e_mail_in_polish_and_sees_it_delivered_live(
     sync_api.expect(status).to_contain_text("Dostarczono", timeout=ARRIVAL_MS)
     sync_api.expect(status).to_contain_text("Odpowiedź serwera")
     sync_api.expect(status).to_contain_text("250 ")
-    page.screenshot(path=shots / "send-test-delivered-pl.png", full_page=True)
+    page.screenshot(path=screenshots / "send-test-delivered-pl.png", full_page=True)
 
     assert page.evaluate("window.notReloaded") is True
     [received] = smtps_server.wait_for_messages(1)
@@ -118,7 +103,6 @@ def test_an_admin_sends_a_test_e_mail_in_polish_and_sees_it_delivered_live(
         attachment.get_filename(), attachment.get_content()
     )  # fmt: skip
     assert [] == errors, errors  # nothing refused by the CSP, no script errors
-    print("screenshots:", *sorted(str(path) for path in shots.iterdir()))
 
 
 def test_a_refused_recipient_shows_the_reply_and_the_hint_in_english(
@@ -126,14 +110,13 @@ def test_a_refused_recipient_shows_the_reply_and_the_hint_in_english(
     console_url: str,
     smtps_server: SmtpTestServer,
     workers: WorkerProcesses,
-    tmp_path: Path,
+    screenshots: Path,
 ) -> None:
     """In English: the server refuses the recipient, and the page turns by itself to "Not
     delivered" with the server's 550 reply and the advice to check the address."""
-    shots = tmp_path / "screenshots"
-    page = browser.new_page(locale="en-GB", extra_http_headers={"Accept-Language": "en-GB,en"})
-    errors = _watch_errors(page)
-    sign_in(page, console_url, "ewa", PASSWORD, polish=False)
+    errors: list[str] = []
+    page = new_page(browser, "en", errors)
+    sign_in(page, console_url, "ewa", PASSWORD, "en")
 
     page.goto(f"{console_url}/send-test")
     page.get_by_label("Recipient").fill(UNKNOWN)
@@ -145,12 +128,11 @@ def test_a_refused_recipient_shows_the_reply_and_the_hint_in_english(
     sync_api.expect(status).to_contain_text("Not delivered", timeout=ARRIVAL_MS)
     sync_api.expect(status).to_contain_text("550 5.1.1 No such user here")
     sync_api.expect(status).to_contain_text(RECIPIENT_HINT)
-    page.screenshot(path=shots / "send-test-failed-en.png", full_page=True)
+    page.screenshot(path=screenshots / "send-test-failed-en.png", full_page=True)
 
     assert page.evaluate("window.notReloaded") is True
     assert () == smtps_server.messages
     assert [] == errors, errors
-    print("screenshots:", *sorted(str(path) for path in shots.iterdir()))
 
 
 def test_without_javascript_the_refresh_link_shows_the_state(
@@ -162,7 +144,7 @@ def test_without_javascript_the_refresh_link_shows_the_state(
         java_script_enabled=False, extra_http_headers={"Accept-Language": "en"}
     )
     page = context.new_page()
-    sign_in(page, console_url, "ewa", PASSWORD, polish=False)
+    sign_in(page, console_url, "ewa", PASSWORD, "en")
     page.goto(f"{console_url}/send-test")
     page.get_by_label("Recipient").fill(RECIPIENT)
     page.get_by_role("button", name="Send", exact=True).click()

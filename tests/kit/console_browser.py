@@ -1,31 +1,84 @@
-"""The web console as a process and a person's first steps in Chromium, for browser tests.
+"""The web console as a process and Chromium driving it, for the browser tests (tests/browser/).
 
-- :func:`running_console`: ``mailworker console`` on a free port of 127.0.0.1, with extra
-  environment variables (e.g. ``SSL_CERT_FILE``, so that it trusts the SMTP kit's CA); yields
-  its URL and stops it afterwards.
-- :func:`polish_page`: a page whose browser asks for Polish, collecting what its console says
-  (the CSP's refusals, script errors) in ``errors``.
-- :func:`sign_in_in_polish`: signs in by the Polish labels, as a person does.
+- :func:`console_process`: ``mailworker console`` on a free port of 127.0.0.1 with the test's
+  environment and extra variables (e.g. ``SSL_CERT_FILE``, so that it trusts the SMTP kit's
+  CA); its URL once it listens, its output in the failure if it dies; stopped afterwards.
+- :func:`add_console_user`: a console user made by the CLI, as an administrator does.
+- :func:`chromium`: Debian's ``/usr/bin/chromium`` through Playwright's sync API (no browser
+  download); skips the test where it is missing (``.ci/run`` installs it).
+- :func:`new_page`: a page in Polish or English, recording what its console says and its
+  script errors in ``errors``.
+- :func:`sign_in`: the sign-in form filled by its labels, as a person does; lands on
+  ``/overview``.
 
-Playwright is imported by the caller (``pytest.importorskip``), so this module does not need it.
+Fixtures (registered in ``tests/conftest.py``):
+
+- ``browser``: Chromium, started after the test module's own ``console_url`` fixture (which
+  each browser test module defines: its users, its rows, its console) and closed before it.
+  Playwright's event loop runs in the test's thread while it is open, so fixtures that need
+  ``asyncio.run`` must come first: ``console_url`` is where they belong.
+- ``screenshots``: the folder for the test's screenshots, ``<tmp_path>/screenshots``. When
+  ``CONSOLE_SCREENSHOTS`` names a folder, the PNGs are also copied there after the test:
+  ``CONSOLE_SCREENSHOTS=docs/console-screenshots pytest tests/browser`` refreshes the pictures
+  of docs/console.md.
+
+Playwright is imported only when Chromium starts, so the other tiers do not need it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
+import pytest
+
+from tests.kit.commands import ok
 from tests.kit.processes import REPO_ROOT
 
-__all__ = ["free_port", "polish_page", "running_console", "sign_in_in_polish"]
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
+__all__ = [
+    "CHROMIUM",
+    "SCREENSHOTS_VARIABLE",
+    "add_console_user",
+    "browser",
+    "chromium",
+    "console_process",
+    "free_port",
+    "needs_chromium",
+    "new_page",
+    "screenshots",
+    "sign_in",
+]
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS_VARIABLE = "CONSOLE_SCREENSHOTS"
 START_SECONDS = 30
+
+Language = Literal["pl", "en"]
+
+_MISSING = "no /usr/bin/chromium: apt-get install chromium (.ci/run does)"
+# For a module's ``pytestmark``: skips before its fixtures fill a database and start a console.
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=_MISSING)
+
+_LOCALES: dict[Language, tuple[str, str]] = {
+    "pl": ("pl-PL", "pl-PL,pl"),
+    "en": ("en-GB", "en-GB,en"),
+}
+# The sign-in form's labels: user name, password, the button.
+_SIGN_IN_LABELS: dict[Language, tuple[str, str, str]] = {
+    "pl": ("Nazwa użytkownika", "Hasło", "Zaloguj"),
+    "en": ("User name", "Password", "Sign in"),
+}
 
 
 def free_port() -> int:
@@ -35,8 +88,14 @@ def free_port() -> int:
         return port
 
 
+def add_console_user(cli_env: Mapping[str, str], name: str, password: str, role: str) -> None:
+    """``mailworker console users add`` with the password on standard input."""
+    ok(dict(cli_env), "console", "users", "add", name, "--role", role, "--password-stdin",
+       input=f"{password}\n")  # fmt: skip
+
+
 @contextlib.contextmanager
-def running_console(cli_env: Mapping[str, str], **extra_env: str) -> Iterator[str]:
+def console_process(cli_env: Mapping[str, str], **extra_env: str) -> Iterator[str]:
     """``mailworker console`` as a process; its URL once it listens."""
     port = free_port()
     process = subprocess.Popen(
@@ -63,19 +122,59 @@ def running_console(cli_env: Mapping[str, str], **extra_env: str) -> Iterator[st
             process.stdout.close()
 
 
-def polish_page(browser: Any, errors: list[str]) -> Any:
-    """A new page in Polish; what its console says is appended to ``errors``."""
-    page = browser.new_page(locale="pl-PL", extra_http_headers={"Accept-Language": "pl-PL,pl"})
+@contextlib.contextmanager
+def chromium() -> Iterator[Browser]:
+    """Headless Chromium, closed when the block ends; the test skips where it is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(_MISSING)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(browser: Browser, language: Language, errors: list[str]) -> Page:
+    """A new page whose browser asks for ``language``; what its console says (the CSP's
+    refusals, script errors) and its uncaught errors are appended to ``errors``."""
+    locale, accept_language = _LOCALES[language]
+    page = browser.new_page(locale=locale, extra_http_headers={"Accept-Language": accept_language})
     page.on("console", lambda message: errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
     return page
 
 
-def sign_in_in_polish(page: Any, console_url: str, name: str, password: str) -> None:
-    """Sign in on the Polish sign-in page; returns on the accounts page, reached by its link."""
-    page.goto(f"{console_url}/login")
-    page.get_by_label("Nazwa użytkownika").fill(name)
-    page.get_by_label("Hasło").fill(password)
-    page.get_by_role("button", name="Zaloguj").click()
+def sign_in(page: Page, url: str, name: str, password: str, language: Language) -> None:
+    """Sign in through the form's labelled fields in ``language``; returns on the overview."""
+    user_label, password_label, button = _SIGN_IN_LABELS[language]
+    page.goto(f"{url}/login")
+    page.get_by_label(user_label).fill(name)
+    page.get_by_label(password_label).fill(password)
+    page.get_by_role("button", name=button).click()
     page.wait_for_url("**/overview")
-    page.get_by_role("link", name="Konta").click()
-    page.wait_for_url("**/accounts")
+
+
+@pytest.fixture
+def browser(console_url: str) -> Iterator[Browser]:
+    """Chromium, started after the module's ``console_url`` (and its database) and closed
+    before them."""
+    with chromium() as started:
+        yield started
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Iterator[Path]:
+    """The test's screenshot folder; copied to ``$CONSOLE_SCREENSHOTS`` after the test when
+    that is set. Each picture is taken after the checks of its page, so a test that fails
+    later still leaves only pages that passed them."""
+    folder = tmp_path / "screenshots"
+    yield folder
+    taken = sorted(folder.glob("*.png"))
+    print("screenshots:", *map(str, taken))
+    target = os.environ.get(SCREENSHOTS_VARIABLE)
+    if target and taken:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for picture in taken:
+            shutil.copyfile(picture, Path(target) / picture.name)
