@@ -28,8 +28,10 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture
 def console_url(cli_env: dict[str, str], database_url: str) -> Iterator[str]:
-    """``mailworker console`` as a process on a free port, with an admin 'ewa' and a profile."""
+    """``mailworker console`` as a process on a free port, with an admin 'ewa', a viewer 'jan'
+    and a profile."""
     add_console_user(cli_env, "ewa", PASSWORD, "admin")
+    add_console_user(cli_env, "jan", PASSWORD, "viewer")
     insert_profile(database_url, "biuro", is_default=True, daily_cap=300)
     with console_process(cli_env) as url:
         yield url
@@ -103,3 +105,73 @@ def test_an_admin_adds_an_account_by_the_labelled_fields_in_polish(
     sync_api.expect(table).to_contain_text("jankowalski@wp.pl")
     sync_api.expect(table).to_contain_text("smtp.wp.pl")
     assert [] == errors, errors
+
+
+def _focused(page: sync_api.Page) -> str:
+    """The accessible text of the element that has the keyboard's focus."""
+    text: str = page.evaluate(
+        "() => { const e = document.activeElement;"
+        " return (e.labels && e.labels[0] ? e.labels[0].textContent : e.textContent).trim(); }"
+    )
+    return text
+
+
+def _tab_to(page: sync_api.Page, text: str, most: int = 40) -> None:
+    """Press Tab until the focus is on the control or link that reads ``text``."""
+    for _ in range(most):
+        page.keyboard.press("Tab")
+        if _focused(page) == text:
+            return
+    raise AssertionError(f"Tab never reached {text!r}")
+
+
+def test_a_person_signs_in_and_opens_the_queue_with_the_keyboard_alone(
+    browser: sync_api.Browser, console_url: str
+) -> None:
+    """No mouse: Tab to the fields, type, Enter signs in; Tab to the Queue link, Enter opens
+    it; Tab to the status filter, choose with the arrow keys, Enter filters."""
+    errors: list[str] = []
+    page = new_page(browser, "en", errors)
+    page.goto(f"{console_url}/login")
+    _tab_to(page, "User name")
+    page.keyboard.type("ewa")
+    _tab_to(page, "Password")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/overview")
+
+    _tab_to(page, "Queue")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/queue")
+    _tab_to(page, "Account")
+    page.keyboard.type("biuro")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/queue?*profile=biuro*")
+    sync_api.expect(page.get_by_label("Account")).to_have_value("biuro")
+    assert [] == errors, errors
+
+
+def test_a_viewer_has_no_form_and_no_test_send(browser: sync_api.Browser, console_url: str) -> None:
+    """A viewer's pages offer neither Add account, Edit nor Send test e-mail, and opening
+    their addresses says in words that only an administrator may."""
+    errors: list[str] = []
+    page = new_page(browser, "pl", errors)
+    sign_in(page, console_url, "jan", PASSWORD, "pl")
+
+    navigation = page.get_by_role("navigation", name="Strony")
+    sync_api.expect(navigation.get_by_role("link", name="Kolejka")).to_be_visible()
+    sync_api.expect(navigation.get_by_role("link", name="Wyślij wiadomość testową")).to_have_count(
+        0
+    )
+    page.get_by_role("link", name="Konta").click()
+    page.wait_for_url("**/accounts")
+    sync_api.expect(page.get_by_role("link", name="Dodaj konto")).to_have_count(0)
+    sync_api.expect(page.get_by_role("link", name="Edytuj")).to_have_count(0)
+    for address in ("/accounts/new", "/accounts/biuro/edit", "/send-test"):
+        answer = page.goto(f"{console_url}{address}")
+        assert answer is not None
+        assert 403 == answer.status
+        sync_api.expect(page.get_by_role("alert")).to_have_text(
+            "Tylko administrator może to zrobić."
+        )
+    assert [] == [error for error in errors if "403" not in error], errors
