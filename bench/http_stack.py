@@ -2,8 +2,9 @@
 
 ``python -m bench.http_stack`` measures, in one run, what each stack costs a worker process:
 
-- **memory and start-up**: a process that imports the worker (``worker.worker``), against one
-  that also imports Starlette and uvicorn, as the endpoint on the console's stack would;
+- **memory and start-up**: a process that imports the commands (``worker.cli``, what
+  ``mailworker run`` loads), against one that also imports Starlette and uvicorn, as the
+  endpoint on the console's stack would;
 - **CPU per request**: the same fixed answer (a body the size of a worker's ``/metrics``)
   served by the worker's own endpoint (:class:`worker.health.HttpEndpoint`'s request
   handling) and by Starlette under uvicorn, each in a server process of its own, one new

@@ -7,12 +7,10 @@ import sys
 
 import click
 import structlog
-import uvicorn
 
 from worker.cli.context import CliContext, pass_cli, run_async
 from worker.cli.exits import CommandFailed, UsageProblem
 from worker.cli.output import moment_text, printable, table
-from worker.console.app import create_app
 from worker.console.auth import session_secret
 from worker.console.passwords import hash_password, password_problem
 from worker.console_users import ROLES, ConsoleUser
@@ -52,6 +50,12 @@ def _serve(cli: CliContext, listen: str | None) -> None:
     problem = schema_problem(revision, schema=cli.settings.db_schema)
     if problem is not None:
         raise CommandFailed(problem)
+    # The web stack is loaded here, to serve, and not with the commands: the process of
+    # `mailworker run` does not carry Starlette, uvicorn and Jinja2 (docs/console.md).
+    import uvicorn  # noqa: PLC0415
+
+    from worker.console.app import create_app  # noqa: PLC0415
+
     app = create_app(cli.settings, url)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"mailworker console on http://{shown}:{port}/ (Ctrl-C stops it)")
