@@ -9,7 +9,8 @@
 - ``plain_server``: a local relay without TLS or AUTH.
 - ``port_465_server_factory``: like ``smtp_server_factory`` (``tls="implicit"`` unless given),
   but each server listens on port 465 of a loopback address of its own (127.0.0.2, 127.0.0.3,
-  ...), where ``encryption=auto`` means implicit TLS. Binding port 465 needs root (as in CI) or
+  ...; each xdist worker from its own range, an address in use passed over), where
+  ``encryption=auto`` means implicit TLS. Binding port 465 needs root (as in CI) or
   a lowered ``net.ipv4.ip_unprivileged_port_start``; when it cannot be bound the test is
   skipped with the reason, except under ``CI=...``, where it fails instead: CI must run it.
 """
@@ -42,6 +43,7 @@ __all__ = [
 SMTP_LOGIN = "user@example.com"
 SMTP_PASSWORD = "s3cret-pass"
 IMPLICIT_TLS_PORT = 465
+_ADDRESS_TRIES = 20
 
 # Errors of a bind that this machine refuses: a privileged port without root, a port taken by
 # a local mail server, a loopback address that is not configured (macOS has 127.0.0.1 only).
@@ -100,20 +102,33 @@ def port_465_server_factory(smtp_server_factory: SmtpServerFactory) -> SmtpServe
 
     Skips the test (fails it under ``CI``) when this machine cannot bind port 465.
     """
-    addresses = (f"127.0.0.{n}" for n in itertools.count(2))
+    # Each xdist worker starts from addresses of its own; an address in use all the same (a
+    # concurrent run on this machine) is passed over for the next one.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = 2 + 40 * (int(worker) % 6 if worker.isdigit() else 0)
+    addresses = (f"127.0.0.{n}" for n in itertools.count(first))
 
     def start(**options: Any) -> SmtpTestServer:
-        host = options.pop("host", None) or next(addresses)
-        options = {"tls": "implicit", **options, "host": host, "port": IMPLICIT_TLS_PORT}
-        try:
-            return smtp_server_factory(**options)
-        except RuntimeError as exc:
-            reason = _bind_refused(exc, host)
-            if reason is None:
-                raise
-            if os.environ.get("CI"):
-                pytest.fail(f"{reason}; CI must run this test", pytrace=False)
-            pytest.skip(reason)
+        chosen = options.pop("host", None)
+        for _ in range(_ADDRESS_TRIES):
+            host = chosen or next(addresses)
+            try:
+                return smtp_server_factory(
+                    **{"tls": "implicit", **options, "host": host, "port": IMPLICIT_TLS_PORT}
+                )
+            except RuntimeError as exc:
+                reason = _bind_refused(exc, host)
+                if reason is None:
+                    raise
+                in_use = (
+                    isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EADDRINUSE
+                )
+                if in_use and chosen is None:
+                    continue
+                if os.environ.get("CI"):
+                    pytest.fail(f"{reason}; CI must run this test", pytrace=False)
+                pytest.skip(reason)
+        pytest.fail(f"port 465 was in use on {_ADDRESS_TRIES} loopback addresses", pytrace=False)
 
     return start
 

@@ -173,7 +173,8 @@ def test_a_token_expiring_while_the_worker_runs_is_renewed_before_the_next_send(
 ) -> None:
     """One worker, running all along: a message now, another after the token lapsed and the
     server closed the idle connection (as Exchange does). The new connection logs in with a
-    renewed token."""
+    token renewed once. (A slow start may renew the first token too: the renewals are counted
+    from the first message on.)"""
     oauth_server.access_token_lifetime = 2
     _authorised(cli_env, microsoft_smtp, oauth_server)
     microsoft_smtp.script.on("NOOP", reply="421 4.4.2 Connection dropped due to idle timeout")
@@ -183,11 +184,12 @@ def test_a_token_expiring_while_the_worker_runs_is_renewed_before_the_next_send(
 
     asyncio.run(enqueue(fast, profile="biuro", subject="pierwsza"))
     microsoft_smtp.wait_for_messages(1, timeout=20)
+    renewed_before = refreshes(oauth_server)
     time.sleep(2.5)
     asyncio.run(enqueue(fast, profile="biuro", subject="druga"))
     microsoft_smtp.wait_for_messages(2, timeout=20)
 
-    assert 1 == refreshes(oauth_server), workers.report()
+    assert renewed_before + 1 == refreshes(oauth_server), workers.report()
     assert worker.logged("oauth_token_renewed")
     assert 2 == microsoft_smtp.connection_count
 
