@@ -67,8 +67,11 @@ START_SECONDS = 30
 Language = Literal["pl", "en"]
 
 _MISSING = "no /usr/bin/chromium: apt-get install chromium (.ci/run does)"
-# For a module's ``pytestmark``: skips before its fixtures fill a database and start a console.
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=_MISSING)
+# For a module's ``pytestmark``: skips before its fixtures fill a database and start a console;
+# under CI the tests run, and fail without Chromium, as the port-465 tests do.
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists() and not os.environ.get("CI"), reason=_MISSING
+)
 
 _LOCALES: dict[Language, tuple[str, str]] = {
     "pl": ("pl-PL", "pl-PL,pl"),
@@ -124,8 +127,11 @@ def console_process(cli_env: Mapping[str, str], **extra_env: str) -> Iterator[st
 
 @contextlib.contextmanager
 def chromium() -> Iterator[Browser]:
-    """Headless Chromium, closed when the block ends; the test skips where it is missing."""
+    """Headless Chromium, closed when the block ends; the test skips where it is missing
+    (fails under CI, which must run it)."""
     if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{_MISSING}; CI must run this test", pytrace=False)
         pytest.skip(_MISSING)
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
