@@ -55,7 +55,7 @@ QUOTED = frozenset({"address", "host", "local", "login", "name", "url", "value"}
 # Anything else (a profile's name, a moment, a word) takes the least it can.
 PLAIN = frozenset({"at", "duration", "encryption", "flow", "flows", "names", "offered", "ports",
                    "preset", "profile", "provider", "seconds", "server", "setting", "since",
-                   "stage", "tenant", "until", "user", "worker"})  # fmt: skip
+                   "stage", "status", "tenant", "until", "user", "worker"})  # fmt: skip
 _KINDS = (
     (FREE_TEXT, "(?P<{}>.+)"),
     (NUMBERS, r"(?P<{}>-?\d+)"),

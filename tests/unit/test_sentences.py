@@ -15,8 +15,11 @@ from babel.messages.pofile import read_po
 from tests.unit.test_message_status import NOW, attempt, status
 from worker.classify import Stage, classify
 from worker.message_status import judge
+from worker.operations import MessageChange, cancel_refusal, change_outcomes, retry_refusal
+from worker.outbox import Attachment, OutboxMessage
 from worker.outcomes import paused_reason
 from worker.presets import load_presets
+from worker.profiles import RecipientLimit
 from worker.retry import RetryPolicy, decide
 from worker.sentences import (
     FREE_TEXT,
@@ -30,6 +33,7 @@ from worker.sentences import (
     placeholders,
     translator,
 )
+from worker.test_message import RECIPIENT_HINT
 
 PACKAGE = Path(__file__).resolve().parents[2] / "worker"
 CATALOGUE = LOCALE_DIR / "pl" / "LC_MESSAGES" / "mailworker.po"
@@ -247,3 +251,55 @@ def test_a_test_emails_judgement_reads_in_polish() -> None:
         " 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6"
     ) == polish(refused.reason)
     assert "sprawdź login i hasło konta" == polish(refused.hint)
+
+
+def test_an_operators_refused_retry_or_cancel_reads_in_polish() -> None:
+    """Why a retry or cancel left a message as it was, as the queue page shows it: the moment
+    and the status are kept as they came."""
+    expired = MessageChange(id=5, status="failed", changed=False,
+                            expires_at=datetime(2026, 12, 1, 8, 0, tzinfo=UTC))  # fmt: skip
+    sending = MessageChange(id=6, status="sending", changed=False)
+    odd = MessageChange(id=7, status="archived", changed=False)
+    missing = change_outcomes([8], [], cancel_refusal)[0].refusal
+
+    assert (
+        "nie ponowiono: termin ważności wiadomości minął 2026-12-01T08:00:00Z (expires_at),"
+        " więc od razu znów nie zostałaby wysłana"
+    ) == polish(retry_refusal(expired))
+    assert "nie ponowiono: wiadomość jest właśnie wysyłana" == polish(retry_refusal(sending))
+    assert "nie anulowano: wiadomość jest właśnie wysyłana, a wysyłki nie da się cofnąć" == polish(
+        cancel_refusal(sending)
+    )
+    assert "nie anulowano: stan wiadomości to archived" == polish(cancel_refusal(odd))
+    assert "nie ma takiej wiadomości" == polish(missing)
+
+
+def test_a_test_emails_advice_for_a_refused_recipient_reads_in_polish() -> None:
+    """The advice beside a refused recipient on the Send test page."""
+    assert polish(RECIPIENT_HINT).startswith("sprawdź, czy w adresie odbiorcy nie ma literówki;")
+
+
+def test_a_messages_problems_read_in_polish_with_their_values() -> None:
+    """What enqueue refuses, as the Send test page shows it beside the fields: the typed
+    address, the file's number and the sizes stay as they were."""
+    message = OutboxMessage(
+        to=(" ",), subject="Raport\nmiesięczny", body_text="x" * 10,
+        attachments=(Attachment("raport.pdf", b"y" * 20, "pdf"),),
+    )  # fmt: skip
+    too_many = RecipientLimit(profile="sklep", count=120, limit=100, daily=True)
+
+    said = [polish(problem) for problem in message.problems(max_bytes=25)]
+
+    assert [
+        "pole „Adresat (to)” jest puste",
+        "temat zawiera znak nowego wiersza lub NUL",
+        "typ treści załącznika 1, 'pdf', nie ma postaci typ/podtyp",
+        "wiadomość ma 30 bajtów (treść i załączniki), więcej niż limit 25 bajtów",
+    ] == said
+    assert (
+        "liczba odbiorców wiadomości (do, DW i UDW razem) to 120; konto 'sklep' pozwala najwyżej"
+        " na 100 dziennie (dzienny limit odbiorców): wyślij ją jako kilka wiadomości"
+    ) == polish(too_many.refusal())
+    assert (
+        "liczba odbiorców wiadomości to 120, więcej niż dzienny limit odbiorców konta sklep (100)"
+    ) == polish(too_many.failure())

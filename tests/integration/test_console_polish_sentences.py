@@ -1,0 +1,54 @@
+"""The core's sentences that the queue and Send test pages show, in Polish: why a retry or a
+cancel left a message as it was, with the message's own values kept."""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+
+from starlette.testclient import TestClient
+
+from tests.integration.test_console import ADMIN_PASSWORD, _csrf, _login, client, users
+from tests.kit.database import run_sql
+from tests.kit.rows import ago, insert_message
+
+__all__ = ["client", "users"]  # the fixtures this module shares with test_console
+
+POLISH = {"Accept-Language": "pl-PL,pl;q=0.9"}
+
+
+def _status(database_url: str, message_id: int) -> str:
+    [(status,)] = run_sql(database_url, "SELECT status FROM mail.outbox WHERE id = :id",
+                          id=message_id)  # fmt: skip
+    return str(status)
+
+
+def test_a_refused_retry_reads_in_polish_on_the_queue_page(
+    client: TestClient, database_url: str
+) -> None:
+    """A retry of a sent message, and of a failed one past its expiry, is refused; the Polish
+    page says why in Polish, with the expiry moment as stored, and the English one as the
+    CLI says it."""
+    sent = insert_message(database_url, status="sent", sent_at=ago())
+    expired = insert_message(database_url, status="failed", status_reason="550 unavailable",
+                             expires_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))  # fmt: skip
+    _login(client, "ewa", ADMIN_PASSWORD)
+
+    pages = {}
+    for message_id in (sent, expired):
+        token = _csrf(client, f"/queue/{message_id}")
+        answer = client.post(f"/queue/{message_id}/retry", headers=POLISH,
+                             data={"csrf_token": token})  # fmt: skip
+        assert 200 == answer.status_code, answer.text
+        pages[message_id] = html.unescape(answer.text)
+    token = _csrf(client, f"/queue/{sent}")
+    in_english = client.post(f"/queue/{sent}/retry", data={"csrf_token": token}).text
+
+    assert ("sent", "failed") == (_status(database_url, sent), _status(database_url, expired))
+    assert f"Wiadomość {sent}: nie ponowiono: wiadomość została wysłana" in pages[sent]
+    assert (
+        f"Wiadomość {expired}: nie ponowiono: termin ważności wiadomości minął"
+        " 2026-01-02T03:04:05Z (expires_at), więc od razu znów nie zostałaby wysłana"
+    ) in pages[expired]
+    assert "not retried" not in pages[sent] + pages[expired]
+    assert f"Message {sent}: not retried: it was sent" in in_english
