@@ -413,7 +413,8 @@ def _reply_to_problems(value: str) -> list[str]:
     addresses = [address for _name, address in getaddresses([value])]
     if not addresses or not all(addresses):
         return [f"header Reply-To {value!r} does not list e-mail addresses"]
-    problems = (address_problem(item, field="header Reply-To address") for item in addresses)
+    label = N_("header Reply-To address")
+    problems = (address_problem(item, field=label) for item in addresses)
     return [problem for problem in problems if problem is not None]
 
 

@@ -132,6 +132,19 @@ def test_placeholders_survive_translation() -> None:
             "pole „Email wychodzący (from_address)”: 'jan kowalski@wp.pl' nie jest poprawnym"
             " adresem e-mail: nie ma w nim znaku @",
         ),
+        (
+            "failed: To address 'jan@wp.pl>' is not valid: it ends with '>' but has no '<'"
+            " before the address",
+            "niewysłana: pole „Adresat (To)”: 'jan@wp.pl>' nie jest poprawnym adresem: kończy się"
+            " znakiem '>', ale przed adresem nie ma '<'",
+        ),
+        ("failed: Cc address is empty", "niewysłana: pole „Kopia (Cc)” jest puste"),
+        (
+            "not retried: it expired at 2026-12-01T08:00:00Z (expires_at), so it would fail"
+            " again at once",
+            "nie ponowiono: termin ważności wiadomości minął 2026-12-01T08:00:00Z (expires_at),"
+            " więc od razu znów nie zostałaby wysłana",
+        ),
     ],
 )
 def test_stored_reasons_read_in_polish(english: str, expected: str) -> None:
@@ -283,7 +296,8 @@ def test_a_messages_problems_read_in_polish_with_their_values() -> None:
     """What enqueue refuses, as the Send test page shows it beside the fields: the typed
     address, the file's number and the sizes stay as they were."""
     message = OutboxMessage(
-        to=(" ",), subject="Raport\nmiesięczny", body_text="x" * 10,
+        to=(" ", "jan kowalski@wp.pl", "Jan <jan@wp.pl"), subject="Raport\nmiesięczny",
+        body_text="x" * 10,
         attachments=(Attachment("raport.pdf", b"y" * 20, "pdf"),),
     )  # fmt: skip
     too_many = RecipientLimit(profile="sklep", count=120, limit=100, daily=True)
@@ -292,6 +306,10 @@ def test_a_messages_problems_read_in_polish_with_their_values() -> None:
 
     assert [
         "pole „Adresat (to)” jest puste",
+        "pole „Adresat (to)”: 'jan kowalski@wp.pl' nie jest poprawnym adresem e-mail:"
+        " Adres e-mail zawiera niedozwolone znaki przed znakiem @: SPACE.",
+        "pole „Adresat (to)”: 'Jan <jan@wp.pl' nie jest poprawnym adresem e-mail:"
+        " znak '<' przed adresem nie ma na końcu pary '>'",
         "temat zawiera znak nowego wiersza lub NUL",
         "typ treści załącznika 1, 'pdf', nie ma postaci typ/podtyp",
         "wiadomość ma 30 bajtów (treść i załączniki), więcej niż limit 25 bajtów",
