@@ -367,7 +367,7 @@ def clean_password(password: str, preset: Preset | None) -> str:
     if preset is not None and preset.strip_password_spaces:
         password = "".join(password.split())
     if not password:
-        raise InvalidProfile(["the password is empty"])
+        raise InvalidProfile([N_("the password is empty")])
     return password
 
 

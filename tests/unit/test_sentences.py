@@ -139,6 +139,7 @@ def test_placeholders_survive_translation() -> None:
             " znakiem '>', ale przed adresem nie ma '<'",
         ),
         ("failed: Cc address is empty", "niewysłana: pole „Kopia (Cc)” jest puste"),
+        ("the password is empty", "hasło jest puste"),
         (
             "not retried: it expired at 2026-12-01T08:00:00Z (expires_at), so it would fail"
             " again at once",
