@@ -1,16 +1,17 @@
-"""The core's sentences that the queue and Send test pages show, in Polish: why a retry or a
-cancel left a message as it was, with the message's own values kept."""
+"""The core's sentences that the queue and Send test pages show, in Polish: why a retry left a
+message as it was, and what is wrong with a test message, with the typed values kept."""
 
 from __future__ import annotations
 
 import html
+import re
 from datetime import UTC, datetime
 
 from starlette.testclient import TestClient
 
 from tests.integration.test_console import ADMIN_PASSWORD, _csrf, _login, client, users
 from tests.kit.database import run_sql
-from tests.kit.rows import ago, insert_message
+from tests.kit.rows import ago, insert_message, insert_profile
 
 __all__ = ["client", "users"]  # the fixtures this module shares with test_console
 
@@ -52,3 +53,32 @@ def test_a_refused_retry_reads_in_polish_on_the_queue_page(
     ) in pages[expired]
     assert "not retried" not in pages[sent] + pages[expired]
     assert f"Message {sent}: not retried: it was sent" in in_english
+
+
+def _problem(page: str, field: str) -> str:
+    """What the page says beside ``field``, as a person reads it."""
+    found = re.search(rf'<span class="error" id="{field}-problem">([^<]*)</span>', page)
+    assert found is not None, page
+    return html.unescape(found[1]).strip()
+
+
+def test_a_test_messages_problems_are_polish_beside_their_fields(
+    client: TestClient, database_url: str
+) -> None:
+    """The CLI's rules for a message, said in Polish beside the recipient and the subject: the
+    typed address as typed, email-validator's reason in Polish too; nothing is queued."""
+    insert_profile(database_url, "biuro", is_default=True)
+    _login(client, "ewa", ADMIN_PASSWORD)
+    form = {"csrf_token": _csrf(client, "/send-test"), "to": "jan kowalski@wp.pl",
+            "subject": "Raport\nmiesięczny", "body": ""}  # fmt: skip
+    no_file = {"attachment": ("", b"", "application/octet-stream")}
+
+    answer = client.post("/send-test", headers=POLISH, data=form, files=no_file)
+
+    assert 422 == answer.status_code
+    assert (
+        "pole „Adresat (to)”: 'jan kowalski@wp.pl' nie jest poprawnym adresem e-mail:"
+        " Adres e-mail zawiera niedozwolone znaki przed znakiem @: SPACE."
+    ) == _problem(answer.text, "to")
+    assert "temat zawiera znak nowego wiersza lub NUL" == _problem(answer.text, "subject")
+    assert [] == run_sql(database_url, "SELECT id FROM mail.outbox")
