@@ -23,6 +23,7 @@ from worker.profiles import RecipientLimit
 from worker.retry import RetryPolicy, decide
 from worker.sentences import (
     FREE_TEXT,
+    LABELS,
     LOCALE_DIR,
     NESTED,
     NUMBERS,
@@ -223,9 +224,27 @@ def test_the_template_with_most_fixed_words_wins() -> None:
 def test_every_placeholder_says_what_its_value_is() -> None:
     """Each placeholder name of the catalogue is of one known kind, so its value is split
     from the text as it should be (a number as digits, a repr in its quotes, a reply whole)."""
-    known = FREE_TEXT | NESTED | NUMBERS | PLAIN | QUOTED
+    known = FREE_TEXT | LABELS | NESTED | NUMBERS | PLAIN | QUOTED
     names = {name for msgid in catalogue("pl") for name in placeholders(msgid)}
     assert [] == sorted(names - known)
+
+
+def _sample(name: str) -> str:
+    """A value of the placeholder ``name``'s kind that is none of our sentences."""
+    kinds = ((NUMBERS, "7"), (QUOTED, "'qq'"), (FREE_TEXT, "550 zz yy"), (LABELS, "pole zz"))
+    return next((value for names, value in kinds if name in names), "zz")
+
+
+def test_each_sentence_reads_as_its_own_polish() -> None:
+    """Each entry, its values filled in, is translated by its own Polish words: no other
+    template takes it (as "%(field)s is empty" once took "the password is empty")."""
+    mistaken = []
+    for english, words in catalogue("pl").items():
+        values = {name: _sample(name) for name in placeholders(english)}
+        text, expected = (english % values, words % values) if values else (english, words)
+        if polish(text) != expected:
+            mistaken.append((text, polish(text)))
+    assert [] == mistaken
 
 
 def test_a_template_of_values_alone_matches_nothing() -> None:
