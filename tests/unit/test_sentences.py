@@ -23,6 +23,7 @@ from worker.profiles import RecipientLimit
 from worker.retry import RetryPolicy, decide
 from worker.sentences import (
     FREE_TEXT,
+    HOSTS,
     LABELS,
     LOCALE_DIR,
     NESTED,
@@ -142,6 +143,12 @@ def test_placeholders_survive_translation() -> None:
         ("failed: Cc address is empty", "niewysłana: pole „Kopia (Cc)” jest puste"),
         ("the password is empty", "hasło jest puste"),
         (
+            "waiting: profile biuro paused until 2026-12-06T08:00:00Z: smtp.x.pl:587 offers no"
+            " STARTTLS; the password will not be sent over an unencrypted connection",
+            "czeka: konto biuro wstrzymane do 2026-12-06T08:00:00Z: smtp.x.pl:587 nie oferuje"
+            " STARTTLS; hasło nie zostanie wysłane niezaszyfrowanym połączeniem",
+        ),
+        (
             "not retried: it expired at 2026-12-01T08:00:00Z (expires_at), so it would fail"
             " again at once",
             "nie ponowiono: termin ważności wiadomości minął 2026-12-01T08:00:00Z (expires_at),"
@@ -224,14 +231,15 @@ def test_the_template_with_most_fixed_words_wins() -> None:
 def test_every_placeholder_says_what_its_value_is() -> None:
     """Each placeholder name of the catalogue is of one known kind, so its value is split
     from the text as it should be (a number as digits, a repr in its quotes, a reply whole)."""
-    known = FREE_TEXT | LABELS | NESTED | NUMBERS | PLAIN | QUOTED
+    known = FREE_TEXT | HOSTS | LABELS | NESTED | NUMBERS | PLAIN | QUOTED
     names = {name for msgid in catalogue("pl") for name in placeholders(msgid)}
     assert [] == sorted(names - known)
 
 
 def _sample(name: str) -> str:
     """A value of the placeholder ``name``'s kind that is none of our sentences."""
-    kinds = ((NUMBERS, "7"), (QUOTED, "'qq'"), (FREE_TEXT, "550 zz yy"), (LABELS, "pole zz"))
+    kinds = ((NUMBERS, "7"), (QUOTED, "'qq'"), (FREE_TEXT, "550 zz yy"), (LABELS, "pole zz"),
+             (HOSTS, "smtp.zz:587"))  # fmt: skip
     return next((value for names, value in kinds if name in names), "zz")
 
 
