@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 
 from starlette.testclient import TestClient
 
-from tests.integration.test_console import ADMIN_PASSWORD, _csrf, _login, client, users
+from tests.integration.test_console import (
+    ADMIN_PASSWORD,
+    VIEWER_PASSWORD,
+    _csrf,
+    _login,
+    client,
+    users,
+)
 from tests.kit.database import run_sql
 from tests.kit.rows import ago, insert_message, insert_profile
 
@@ -82,3 +89,21 @@ def test_a_test_messages_problems_are_polish_beside_their_fields(
     ) == _problem(answer.text, "to")
     assert "temat zawiera znak nowego wiersza lub NUL" == _problem(answer.text, "subject")
     assert [] == run_sql(database_url, "SELECT id FROM mail.outbox")
+
+
+def test_a_refused_request_is_said_in_the_pages_language(
+    client: TestClient, database_url: str
+) -> None:
+    """A viewer asking for an admin's page, and anyone asking for a message that does not
+    exist, is told so in Polish on a Polish page, in English otherwise."""
+    failed = insert_message(database_url, status="failed", status_reason="550 unavailable")
+    _login(client, "jan", VIEWER_PASSWORD)
+
+    forbidden = client.get(f"/queue/{failed}/retry", headers=POLISH)
+    missing = client.get("/queue/999999999", headers=POLISH)
+    in_english = client.get(f"/queue/{failed}/retry")
+
+    assert (403, "Tylko administrator może to zrobić.") == (forbidden.status_code, forbidden.text)
+    assert (404, "Nie ma wiadomości o tym numerze.") == (missing.status_code, missing.text)
+    assert "pl" == forbidden.headers["content-language"]
+    assert (403, "Only an administrator may do this.") == (in_english.status_code, in_english.text)

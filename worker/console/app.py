@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import BaseRoute, Mount
@@ -99,4 +100,9 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             https_only=settings.console_https,
         ),
     ]
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={HTTPException: kit.http_error},  # its words in the page's language
+        lifespan=lifespan,
+    )

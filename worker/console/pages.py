@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from worker.console.auth import CSRF_FIELD, LoginThrottle, csrf_matches, csrf_token
@@ -63,6 +63,18 @@ class PageKit:
         return choose_language(
             request.session.get("language"), request.headers.get("accept-language")
         )
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        """Starlette's plain answer to an :class:`HTTPException`, in the page's language."""
+        if not isinstance(exc, HTTPException):
+            raise exc
+        if exc.status_code in {204, 304}:
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        language = self.language(request)
+        words = translations(language).gettext(exc.detail)
+        answer = PlainTextResponse(words, status_code=exc.status_code, headers=exc.headers)
+        answer.headers["content-language"] = language
+        return answer
 
     def render(
         self, request: Request, template: str, status: int = 200, **context: Any
