@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.utils import quote
@@ -67,24 +67,48 @@ _ESCAPED = re.compile(r"\\(.)")
 # 3.11's parser trips over its own defect object on an unterminated domain literal ("a@[").
 _PARSER_ERRORS = (ValueError, IndexError, HeaderParseError, AttributeError)
 _VALIDATOR_VERDICT = "is not a valid e-mail address"  # N_ below gives its whole sentence
+# email-validator's own words, which a problem carries as it said them ("... is not a valid
+# e-mail address: An email address must have an @-sign."): the usual ones are marked here
+# only so that the catalogue says them in a person's language too.
+_VALIDATOR_SENTENCES = (
+    N_("An email address must have an @-sign."),
+    N_("There must be something before the @-sign."),
+    N_("There must be something after the @-sign."),
+    N_("The email address contains invalid characters before the @-sign: %(characters)s."),
+    N_("The part after the @-sign contains invalid characters: %(characters)s."),
+    N_("The part after the @-sign is not valid. It should have a period."),
+    N_("An email address cannot have two periods in a row."),
+    N_("An email address cannot start with a period."),
+    N_("An email address cannot end with a period."),
+    N_("An email address cannot have a period immediately before the @-sign."),
+    N_("An email address cannot have a period immediately after the @-sign."),
+)
 
 
 class AddressError(ValueError):
     """A text is not an address that can be sent to; :meth:`words` says why in a sentence."""
 
-    def __init__(self, problem: str, *, invalid: bool = True) -> None:
+    def __init__(
+        self, problem: str, *, invalid: bool = True, values: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(problem)
         self.problem = problem
-        # False: ``problem`` is a whole predicate of its own ("is empty").
+        # False: ``problem`` is a whole sentence of its own about %(field)s and ``values``
+        # (N_("%(field)s is empty")), not why the address is invalid.
         self.invalid = invalid
+        self.values = dict(values or {})
 
     def words(self, field: str, text: str, *, verdict: str = "is not valid") -> str:
         """``To address 'jan@' is not valid: nothing comes after the @``, for ``field``."""
         if not self.invalid:
-            return f"{field} {self.problem}"  # "... is empty": N_("%(field)s is empty")
+            return self.problem % {"field": field, **self.values}
         if verdict == _VALIDATOR_VERDICT:
             return _invalid_address(field, text, self.problem)
-        return f"{field} {text!r} {verdict}: {self.problem}"
+        return N_("%(field)s %(value)s is not valid: %(reason)s") % {
+            "field": field,
+            "value": repr(text),
+            "reason": self.problem,
+        }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -121,7 +145,11 @@ def parse_address(text: str) -> Mailbox:
         return Mailbox(display_name="", address=text, written=text)
     _check_characters(text)
     if len(text) > _MAX_ADDRESS:
-        raise AddressError(f"{text[:40]!r}... is over 254 characters", invalid=False)
+        raise AddressError(
+            N_("%(field)s %(value)s... is over 254 characters"),
+            invalid=False,
+            values={"value": repr(text[:40])},
+        )
     local, at, domain = text.rpartition("@")
     if not at:
         raise AddressError(N_("there is no @ in it"))
@@ -132,8 +160,11 @@ def parse_address(text: str) -> Mailbox:
     )
     if len(address.encode("utf-8")) > _MAX_ADDRESS:
         raise AddressError(
-            f"it is {len(address.encode('utf-8'))} octets as sent (the domain in its xn-- form),"
-            f" over the limit of {_MAX_ADDRESS}"
+            N_(
+                "it is %(size)s octets as sent (the domain in its xn-- form), over the limit"
+                " of %(limit)s"
+            )
+            % {"size": len(address.encode("utf-8")), "limit": _MAX_ADDRESS}
         )
     return Mailbox(display_name="", address=address, written=text)
 
@@ -240,11 +271,15 @@ def _written_address_problem(written: str, text: str, field: str) -> str | None:
 
 def _check_characters(text: str) -> None:
     if not text:
-        raise AddressError("is empty", invalid=False)  # N_("%(field)s is empty")
+        raise AddressError(N_("%(field)s is empty"), invalid=False)
     if _CONTROL.search(text):
-        raise AddressError(f"{text!r} contains a control character", invalid=False)
+        raise AddressError(
+            N_("%(field)s %(value)s contains a control character"),
+            invalid=False,
+            values={"value": repr(text)},
+        )
     if _SURROGATE.search(text):
-        raise AddressError("it contains a lone surrogate, which is not a character")
+        raise AddressError(N_("it contains a lone surrogate, which is not a character"))
 
 
 def _split(text: str) -> tuple[str, str]:
@@ -252,21 +287,24 @@ def _split(text: str) -> tuple[str, str]:
     separator = _unquoted(text, ",;")
     if separator is not None:
         raise AddressError(
-            f"it has {separator!r} outside double quotes: an entry holds one address, and a"
-            f" display name with {separator!r} is written in double quotes"
+            N_(
+                "it has %(value)s outside double quotes: an entry holds one address, and a"
+                " display name with %(value)s is written in double quotes"
+            )
+            % {"value": repr(separator)}
         )
     start = _unquoted_index(text, "<")
     if start < 0:
         if text.endswith(">"):
-            raise AddressError("it ends with '>' but has no '<' before the address")
+            raise AddressError(N_("it ends with '>' but has no '<' before the address"))
         return "", text
     if not text.endswith(">"):
-        raise AddressError("the '<' before the address has no '>' at the end")
+        raise AddressError(N_("the '<' before the address has no '>' at the end"))
     written = text[start + 1 : -1].strip()
     if not written:
-        raise AddressError("there is no address between '<' and '>'")
+        raise AddressError(N_("there is no address between '<' and '>'"))
     if _unquoted_index(written, "<>") >= 0:
-        raise AddressError("it has more than one '<' or '>' around the address")
+        raise AddressError(N_("it has more than one '<' or '>' around the address"))
     return _display_name(text[:start].strip()), written
 
 
@@ -278,8 +316,11 @@ def _display_name(name: str) -> str:
     if specials:
         listed = ", ".join(repr(char) for char in specials)
         raise AddressError(
-            f"its display name {name!r} has {listed}, which only a name in double quotes may"
-            ' have ("..." <address>)'
+            N_(
+                "its display name %(name)s has %(characters)s, which only a name in double"
+                ' quotes may have ("..." <address>)'
+            )
+            % {"name": repr(name), "characters": listed}
         )
     return name
 
@@ -314,7 +355,11 @@ def _ascii_domain(domain: str) -> str:
         return idna.encode(domain, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
         raise AddressError(
-            f"its domain {domain!r} is not a valid international domain name (IDNA 2008: {exc})"
+            N_(
+                "its domain %(value)s is not a valid international domain name"
+                " (IDNA 2008: %(error)s)"
+            )
+            % {"value": repr(domain), "error": str(exc)}
         ) from exc
 
 
@@ -352,8 +397,10 @@ def _utf8_address(local: str, domain: str) -> str:
 def _check_domain_literal(domain: str) -> None:
     if domain.startswith("[") and not _DOMAIN_LITERAL.fullmatch(domain):
         raise AddressError(
-            "a domain literal may not contain '\"', '<' or '>' (it holds an IP address, such as"
-            " [192.0.2.1])"
+            N_(
+                "a domain literal may not contain '\"', '<' or '>' (it holds an IP address, such"
+                " as [192.0.2.1])"
+            )
         )
 
 
@@ -361,22 +408,24 @@ def _syntax_words(local: str, domain: str) -> str | None:
     """The usual mistakes, said plainly; None to leave it to the parser's own words."""
     mistakes = []
     if not local:
-        mistakes.append("nothing comes before the @")
+        mistakes.append(N_("nothing comes before the @"))
     elif not local.startswith('"') and any(char.isspace() for char in local):
-        mistakes.append("the part before the @ contains a space")
+        mistakes.append(N_("the part before the @ contains a space"))
     if not domain:
-        mistakes.append("nothing comes after the @")
+        mistakes.append(N_("nothing comes after the @"))
     elif any(char.isspace() for char in domain):
-        mistakes.append("the part after the @ contains a space")
+        mistakes.append(N_("the part after the @ contains a space"))
     elif domain.startswith(".") or domain.endswith(".") or ".." in domain:
-        mistakes.append("the part after the @ has a dot at its start or end, or two in a row")
+        mistakes.append(N_("the part after the @ has a dot at its start or end, or two in a row"))
     return "; ".join(mistakes) or None
 
 
 def _local_part_words(local: str) -> str:
     if local.startswith('"'):
-        return "the part before the @ opens a double quote it does not close"
+        return N_("the part before the @ opens a double quote it does not close")
     if local.startswith(".") or local.endswith(".") or ".." in local:
-        return "the part before the @ has a dot at its start or end, or two dots in a row"
+        return N_("the part before the @ has a dot at its start or end, or two dots in a row")
     bad = sorted({char for char in local if not re.fullmatch(_UTF8_ATEXT, char) and char != "."})
-    return f"the part before the @ contains {', '.join(repr(char) for char in bad)}"
+    return N_("the part before the @ contains %(characters)s") % {
+        "characters": ", ".join(repr(char) for char in bad)
+    }

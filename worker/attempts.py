@@ -53,7 +53,7 @@ __all__ = ["Attempts", "InFlight"]
 log = structlog.get_logger("worker")
 
 # A stored password that no configured key opens: the key changed, or the token is damaged.
-_UNUSABLE_HINT = (
+_UNUSABLE_HINT = N_(
     "configure the key the password was saved with (MAILWORKER_SECRET_KEY, older keys after"
     " the newest, comma-separated), or save the password again: mailworker profiles edit"
 )
@@ -189,8 +189,11 @@ class Attempts:
                 await client.ehlo()
             if not client.supports_extension("smtputf8"):
                 raise MessageBuildError(
-                    "the server does not offer SMTPUTF8, needed for the address"
-                    f" {rendered.utf8_address!r} (its part before the @ is not ASCII)"
+                    N_(
+                        "the server does not offer SMTPUTF8, needed for the address"
+                        " %(address)s (its part before the @ is not ASCII)"
+                    )
+                    % {"address": repr(rendered.utf8_address)}
                 )
         return rendered
 

@@ -80,6 +80,7 @@ from urllib.parse import quote as url_quote
 
 from worker.addresses import AddressError, Mailbox, parse_address, parse_mailbox
 from worker.errors import MailWorkerError
+from worker.sentences import N_
 
 __all__ = [
     "SERVICE_HEADERS",
@@ -313,6 +314,14 @@ def _folded(name: str, header: BaseHeader) -> _FoldedHeader:
 _PARSER_ERRORS = (ValueError, IndexError, HeaderParseError, AttributeError)
 # A profile's or row's Reply-To: its header and the addresses in it.
 _ReplyTo = tuple[_FoldedHeader, tuple[Mailbox, ...]]
+# How a problem names the field an address came from (a sentence of its own, translated).
+_ADDRESS_FIELDS = {
+    "To": N_("To address"),
+    "Cc": N_("Cc address"),
+    "Bcc": N_("Bcc address"),
+    "Reply-To": N_("Reply-To address"),
+    "sender": N_("sender address"),
+}
 
 
 def _parsed(name: str, value: str) -> Any:
@@ -328,7 +337,7 @@ def _address(raw: str, field: str) -> Mailbox:
     try:
         return parse_address(raw)
     except AddressError as exc:
-        raise MessageBuildError(exc.words(f"{field} address", raw.strip())) from None
+        raise MessageBuildError(exc.words(_ADDRESS_FIELDS[field], raw.strip())) from None
 
 
 def _recipients(raw: Sequence[str], field: str) -> list[Mailbox]:
@@ -338,7 +347,7 @@ def _recipients(raw: Sequence[str], field: str) -> list[Mailbox]:
         try:
             mailboxes.append(parse_mailbox(entry))
         except AddressError as exc:
-            raise MessageBuildError(exc.words(f"{field} address", entry.strip())) from None
+            raise MessageBuildError(exc.words(_ADDRESS_FIELDS[field], entry.strip())) from None
     return mailboxes
 
 
@@ -372,7 +381,9 @@ def _reply_to(raw: str) -> _ReplyTo:
     # A non-ASCII local part is a defect to the email package, not here: SMTPUTF8 carries it.
     defects = [d for d in header.defects if not isinstance(d, NonASCIILocalPartDefect)]
     if defects or not header.addresses:
-        raise MessageBuildError(f"Reply-To {value!r} is not a list of valid addresses")
+        raise MessageBuildError(
+            N_("Reply-To %(value)s is not a list of valid addresses") % {"value": repr(value)}
+        )
     mailboxes = tuple(
         replace(_address(mailbox.addr_spec, "Reply-To"), display_name=mailbox.display_name)
         for mailbox in header.addresses
@@ -621,7 +632,7 @@ def _headers(sender: Sender, content: MessageContent) -> _Headers:
     # Only the address of each entry goes into the envelope; Bcc entries go nowhere else.
     recipients = _unique([mailbox.address for mailbox in (*to, *cc, *bcc)])
     if not recipients:
-        raise MessageBuildError("the message has no recipients: To, Cc and Bcc are all empty")
+        raise MessageBuildError(N_("the message has no recipients: To, Cc and Bcc are all empty"))
     row_reply_to, extra = _extra_headers(content.headers)
     reply_to = profile_reply_to if row_reply_to is None else row_reply_to
     headers = [_date_header(content.date), from_header]

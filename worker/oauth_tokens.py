@@ -28,6 +28,7 @@ from worker.oauth_app import OAuthApp, StoredGrant
 from worker.oauth_flows import Tokens, renew
 from worker.profiles import Profile
 from worker.repository import Repository
+from worker.sentences import N_
 
 __all__ = ["OAuthTokens", "ProfileTokens", "RepositoryOpener", "fresh_until"]
 
@@ -159,9 +160,12 @@ class ProfileTokens:
             return self._cipher.decrypt(token, profile=self.profile.name)
         except SecretKeyError:
             raise ProfileUnusable(
-                f"the OAuth secrets of profile {self.profile.name} cannot be decrypted with the"
-                " configured keys: restore the old key, or give the app's credential again"
-                " (profiles edit) and authorise again (profiles authorize)"
+                N_(
+                    "the OAuth secrets of profile %(profile)s cannot be decrypted with the"
+                    " configured keys: restore the old key, or give the app's credential again"
+                    " (profiles edit) and authorise again (profiles authorize)"
+                )
+                % {"profile": self.profile.name}
             ) from None
 
     def _decrypt_optional(self, token: bytes | None) -> str | None:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from worker.caps import CapUsage, Room, room_of
 from worker.models import CANCELLABLE_STATUSES, MESSAGE_STATUSES, RETRYABLE_STATUSES
 from worker.moments import utc_iso
+from worker.sentences import N_
 
 __all__ = [
     "CANCELLABLE_STATUSES",
@@ -362,33 +363,34 @@ class MessageChange:
 
 
 _RETRY_REFUSALS = {
-    "pending": "not retried: it is pending already",
-    "sending": "not retried: it is being sent right now",
-    "sent": "not retried: it was sent",
+    "pending": N_("not retried: it is pending already"),
+    "sending": N_("not retried: it is being sent right now"),
+    "sent": N_("not retried: it was sent"),
 }
 _CANCEL_REFUSALS = {
-    "sending": "not cancelled: it is being sent right now, and a send cannot be called back",
-    "sent": "not cancelled: it was sent already",
-    "failed": "not cancelled: it failed already, so it will not be sent",
+    "sending": N_("not cancelled: it is being sent right now, and a send cannot be called back"),
+    "sent": N_("not cancelled: it was sent already"),
+    "failed": N_("not cancelled: it failed already, so it will not be sent"),
 }
-NO_SUCH_MESSAGE = "no such message"
+NO_SUCH_MESSAGE = N_("no such message")
 
 
 def retry_refusal(change: MessageChange) -> str:
     """Why a requested retry left the message as it was."""
     if change.status in _RETRY_REFUSALS:
         return _RETRY_REFUSALS[change.status]
-    return (
-        f"not retried: it expired at {utc_iso(change.expires_at) or '-'} (expires_at),"
-        " so it would fail again at once"
-    )
+    return N_("not retried: it expired at %(at)s (expires_at), so it would fail again at once") % {
+        "at": utc_iso(change.expires_at) or "-"
+    }
 
 
 def cancel_refusal(change: MessageChange) -> str | None:
     """Why a requested cancel left the message as it was; None: it was cancelled already."""
     if change.status == "cancelled":
         return None
-    return _CANCEL_REFUSALS.get(change.status, f"not cancelled: it is {change.status}")
+    if change.status in _CANCEL_REFUSALS:
+        return _CANCEL_REFUSALS[change.status]
+    return N_("not cancelled: it is %(status)s") % {"status": change.status}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -26,6 +26,7 @@ from worker.mime import SERVICE_HEADERS
 from worker.models import MESSAGE_KINDS, PRODUCER_TIMES_END
 from worker.profiles import Profile
 from worker.repository import Repository
+from worker.sentences import N_
 from worker.settings import Settings
 
 __all__ = [
@@ -50,6 +51,8 @@ _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
 # Everything str.splitlines() breaks on, plus NUL: any of them could end a header line.
 _LINE_BREAKS_AND_NUL = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\0")
 _CONTENT_TYPE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# How a problem names a recipient field (a sentence of its own, said in a person's language).
+_RECIPIENT_FIELDS = {"to": N_("to address"), "cc": N_("cc address"), "bcc": N_("bcc address")}
 
 # One address may be given as a plain string.
 Recipients: TypeAlias = str | Sequence[str]
@@ -337,15 +340,16 @@ def _has_line_break_or_nul(value: str) -> bool:
 
 def _recipient_problems(message: OutboxMessage) -> list[str]:
     if not (message.to or message.cc or message.bcc):
-        return ["no recipients: give at least one address in to, cc or bcc"]
+        return [N_("no recipients: give at least one address in to, cc or bcc")]
     problems = []
     for field, addresses in (("to", message.to), ("cc", message.cc), ("bcc", message.bcc)):
+        label = _RECIPIENT_FIELDS[field]
         for address in addresses:
             if not isinstance(address, str):
-                problems.append(f"{field} address {address!r} is not text")
+                problems.append(f"{label} {address!r} is not text")
                 continue
             # The worker's own parser and rules, and email-validator's stricter syntax.
-            problem = recipient_problem(address, field=f"{field} address")
+            problem = recipient_problem(address, field=label)
             if problem is not None:
                 problems.append(problem)
     return problems
@@ -354,11 +358,13 @@ def _recipient_problems(message: OutboxMessage) -> list[str]:
 def _text_problems(message: OutboxMessage) -> list[str]:
     problems = []
     if _has_line_break_or_nul(message.subject):
-        problems.append("subject contains a line break or NUL character")
+        problems.append(N_("subject contains a line break or NUL character"))
     # Line breaks are fine in bodies, but PostgreSQL text cannot hold NUL.
-    for field, value in (("body_text", message.body_text), ("body_html", message.body_html)):
-        if value is not None and "\0" in value:
-            problems.append(f"{field} contains a NUL character")
+    bodies = (
+        (message.body_text, N_("body_text contains a NUL character")),
+        (message.body_html, N_("body_html contains a NUL character")),
+    )
+    problems.extend(problem for value, problem in bodies if value is not None and "\0" in value)
     return problems
 
 
@@ -407,7 +413,8 @@ def _reply_to_problems(value: str) -> list[str]:
     addresses = [address for _name, address in getaddresses([value])]
     if not addresses or not all(addresses):
         return [f"header Reply-To {value!r} does not list e-mail addresses"]
-    problems = (address_problem(item, field="header Reply-To address") for item in addresses)
+    label = N_("header Reply-To address")
+    problems = (address_problem(item, field=label) for item in addresses)
     return [problem for problem in problems if problem is not None]
 
 
@@ -415,15 +422,19 @@ def _attachment_problems(attachments: Sequence[Attachment]) -> list[str]:
     problems = []
     for number, item in enumerate(attachments, start=1):
         if not item.filename.strip():
-            problems.append(f"attachment {number} has an empty file name")
+            problems.append(N_("attachment %(number)s has an empty file name") % {"number": number})
         elif _has_line_break_or_nul(item.filename):
-            problems.append(f"attachment {number} name {item.filename!r} has a line break or NUL")
+            problems.append(
+                N_("attachment %(number)s name %(name)s has a line break or NUL")
+                % {"number": number, "name": repr(item.filename)}
+            )
         if not _CONTENT_TYPE.match(item.content_type):
             problems.append(
-                f"attachment {number} content type {item.content_type!r} is not like type/subtype"
+                N_("attachment %(number)s content type %(value)s is not like type/subtype")
+                % {"number": number, "value": repr(item.content_type)}
             )
         if not isinstance(item.content, bytes):
-            problems.append(f"attachment {number} content must be bytes")
+            problems.append(N_("attachment %(number)s content must be bytes") % {"number": number})
     return problems
 
 
@@ -431,7 +442,10 @@ def _size_problems(message: OutboxMessage, max_bytes: int) -> list[str]:
     size = len(message.body_text.encode()) + len((message.body_html or "").encode())
     size += sum(len(item.content) for item in message.attachments)
     if size > max_bytes:
-        return [f"message is {size} bytes (bodies and attachments), above the {max_bytes} limit"]
+        return [
+            N_("message is %(size)s bytes (bodies and attachments), above the %(limit)s limit")
+            % {"size": size, "limit": max_bytes}
+        ]
     return []
 
 

@@ -181,23 +181,42 @@ class RecipientLimit:
         Refused, not split: copies to parts of the list would each show only their part in
         To and Cc, and one message would become several.
         """
-        per = "a day (its daily recipient cap)" if self.daily else "per message"
+        values = {"count": self.count, "profile": repr(self.profile), "limit": self.limit}
+        if self.daily:
+            return (
+                N_(
+                    "the message has %(count)s recipients (to, cc and bcc together); profile"
+                    " %(profile)s allows at most %(limit)s a day (its daily recipient cap): send it"
+                    " as several messages"
+                )
+                % values
+            )
         return (
-            f"the message has {self.count} recipients (to, cc and bcc together); profile"
-            f" {self.profile!r} allows at most {self.limit} {per}: send it as several messages"
+            N_(
+                "the message has %(count)s recipients (to, cc and bcc together); profile"
+                " %(profile)s allows at most %(limit)s per message: send it as several messages"
+            )
+            % values
         )
 
     def failure(self) -> str:
         """Why the worker fails a message that enqueue never checked (a row put in with SQL,
         or a profile whose limits were lowered since)."""
+        values = {"count": self.count, "profile": self.profile, "limit": self.limit}
         if self.daily:
             return (
-                f"the message has {self.count} recipients, more than the daily cap of"
-                f" {self.limit} recipients of profile {self.profile}"
+                N_(
+                    "the message has %(count)s recipients, more than the daily cap of %(limit)s"
+                    " recipients of profile %(profile)s"
+                )
+                % values
             )
         return (
-            f"the message has {self.count} recipients; profile {self.profile} allows at most"
-            f" {self.limit} per message"
+            N_(
+                "the message has %(count)s recipients; profile %(profile)s allows at most"
+                " %(limit)s per message"
+            )
+            % values
         )
 
 
@@ -348,7 +367,7 @@ def clean_password(password: str, preset: Preset | None) -> str:
     if preset is not None and preset.strip_password_spaces:
         password = "".join(password.split())
     if not password:
-        raise InvalidProfile(["the password is empty"])
+        raise InvalidProfile([N_("the password is empty")])
     return password
 
 

@@ -11,10 +11,11 @@ The core writes English and stores it (a profile's ``pause_reason``, a message's
 * A stored text is translated whole when it is a msgid, else by the first template (most fixed
   words first) whose fixed words it matches, with each placeholder's value put into the Polish
   template. A placeholder's name says what its value is, and so how a text is split into
-  values (:data:`FREE_TEXT`, :data:`NUMBERS`, :data:`QUOTED`, :data:`PLAIN`). A value named in
-  :data:`NESTED` is itself one of our sentences (a reason inside "waiting to retry at ...:
-  %(reason)s") and is translated in turn; any other value (a server's reply, a name, a
-  moment) is kept byte for byte. Text no template matches is left as it is.
+  values (:data:`FREE_TEXT`, :data:`NUMBERS`, :data:`QUOTED`, :data:`LABELS`, :data:`HOSTS`,
+  :data:`PLAIN`). A value named in :data:`NESTED` is itself one of our sentences (a reason
+  inside "waiting to retry at ...: %(reason)s") and is translated in turn; any other value (a
+  server's reply, a name, a moment) is kept byte for byte. Text no template matches is left
+  as it is.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from pathlib import Path
 __all__ = [
     "DOMAIN",
     "FREE_TEXT",
+    "HOSTS",
+    "LABELS",
     "LOCALE_DIR",
     "NESTED",
     "NUMBERS",
@@ -52,14 +55,22 @@ FREE_TEXT = frozenset({"reason", "reply", "replies", "error"})
 NUMBERS = frozenset({"all", "attempt", "attempts", "count", "limit", "most", "number", "port",
                      "refused", "size"})  # fmt: skip
 QUOTED = frozenset({"address", "host", "local", "login", "name", "url", "value"})
+# A field's name ("To address", "daily cap"): words without a colon, so that a stored "failed:
+# To address 'x' is not valid: ..." is "failed: " before a problem of the field "To address".
+LABELS = frozenset({"field"})
+# A server (host, or host:port) never holds a space: "waiting: profile x paused until ...:
+# smtp.x.pl:587 offers no STARTTLS; ..." is a pause around that reason, not a server so named.
+HOSTS = frozenset({"server"})
 # Anything else (a profile's name, a moment, a word) takes the least it can.
-PLAIN = frozenset({"at", "duration", "encryption", "flow", "flows", "names", "offered", "ports",
-                   "preset", "profile", "provider", "seconds", "server", "setting", "since",
-                   "stage", "tenant", "until", "user", "worker"})  # fmt: skip
+PLAIN = frozenset({"at", "characters", "duration", "encryption", "flow", "flows", "names",
+                   "offered", "ports", "preset", "profile", "provider", "seconds", "setting",
+                   "since", "stage", "status", "tenant", "until", "user", "worker"})  # fmt: skip
 _KINDS = (
     (FREE_TEXT, "(?P<{}>.+)"),
     (NUMBERS, r"(?P<{}>-?\d+)"),
     (QUOTED, """(?P<{}>'.*?'|".*?")"""),
+    (LABELS, "(?P<{}>[^:]+?)"),
+    (HOSTS, r"(?P<{}>\S+?)"),
 )
 _MIN_FIXED = 3  # a template of values and a space or two would match any text
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")

@@ -19,6 +19,7 @@ from worker.presets import load_presets
 from worker.profile_check import encryption_words
 from worker.profiles import Profile
 from worker.repository import Repository
+from worker.sentences import N_
 
 __all__ = [
     "DEFAULT_SUBJECT",
@@ -39,7 +40,7 @@ TEST_PRIORITY = 100  # ahead of ordinary notifications (0), so a backlog does no
 TEST_KIND = "test"
 # How long someone following a test message on a page waits, as send-test's default --timeout.
 FOLLOW_SECONDS = 60.0
-RECIPIENT_HINT = (
+RECIPIENT_HINT = N_(
     "check the recipient's address for a typing mistake; the server says it has no such mailbox"
     " or does not take mail for it"
 )

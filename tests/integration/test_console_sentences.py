@@ -89,7 +89,7 @@ def test_the_account_forms_problems_are_polish(client: TestClient) -> None:
     page = _text(wrong_address.text)
     assert (
         "pole „Email wychodzący (from_address)”: 'jan kowalski.wp.pl' nie jest poprawnym"
-        " adresem e-mail: An email address must have an @-sign."  # email-validator's words
+        " adresem e-mail: Adres e-mail musi zawierać znak @."  # email-validator's, in Polish
     ) in page
     assert "limit dzienny 0: wartość musi wynosić co najmniej 1" in page
     assert "must be" not in page

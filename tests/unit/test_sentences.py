@@ -15,11 +15,16 @@ from babel.messages.pofile import read_po
 from tests.unit.test_message_status import NOW, attempt, status
 from worker.classify import Stage, classify
 from worker.message_status import judge
+from worker.operations import MessageChange, cancel_refusal, change_outcomes, retry_refusal
+from worker.outbox import Attachment, OutboxMessage
 from worker.outcomes import paused_reason
 from worker.presets import load_presets
+from worker.profiles import RecipientLimit
 from worker.retry import RetryPolicy, decide
 from worker.sentences import (
     FREE_TEXT,
+    HOSTS,
+    LABELS,
     LOCALE_DIR,
     NESTED,
     NUMBERS,
@@ -30,6 +35,7 @@ from worker.sentences import (
     placeholders,
     translator,
 )
+from worker.test_message import RECIPIENT_HINT
 
 PACKAGE = Path(__file__).resolve().parents[2] / "worker"
 CATALOGUE = LOCALE_DIR / "pl" / "LC_MESSAGES" / "mailworker.po"
@@ -128,6 +134,26 @@ def test_placeholders_survive_translation() -> None:
             "pole „Email wychodzący (from_address)”: 'jan kowalski@wp.pl' nie jest poprawnym"
             " adresem e-mail: nie ma w nim znaku @",
         ),
+        (
+            "failed: To address 'jan@wp.pl>' is not valid: it ends with '>' but has no '<'"
+            " before the address",
+            "niewysłana: pole „Adresat (To)”: 'jan@wp.pl>' nie jest poprawnym adresem: kończy się"
+            " znakiem '>', ale przed adresem nie ma '<'",
+        ),
+        ("failed: Cc address is empty", "niewysłana: pole „Kopia (Cc)” jest puste"),
+        ("the password is empty", "hasło jest puste"),
+        (
+            "waiting: profile biuro paused until 2026-12-06T08:00:00Z: smtp.x.pl:587 offers no"
+            " STARTTLS; the password will not be sent over an unencrypted connection",
+            "czeka: konto biuro wstrzymane do 2026-12-06T08:00:00Z: smtp.x.pl:587 nie oferuje"
+            " STARTTLS; hasło nie zostanie wysłane niezaszyfrowanym połączeniem",
+        ),
+        (
+            "not retried: it expired at 2026-12-01T08:00:00Z (expires_at), so it would fail"
+            " again at once",
+            "nie ponowiono: termin ważności wiadomości minął 2026-12-01T08:00:00Z (expires_at),"
+            " więc od razu znów nie zostałaby wysłana",
+        ),
     ],
 )
 def test_stored_reasons_read_in_polish(english: str, expected: str) -> None:
@@ -205,9 +231,28 @@ def test_the_template_with_most_fixed_words_wins() -> None:
 def test_every_placeholder_says_what_its_value_is() -> None:
     """Each placeholder name of the catalogue is of one known kind, so its value is split
     from the text as it should be (a number as digits, a repr in its quotes, a reply whole)."""
-    known = FREE_TEXT | NESTED | NUMBERS | PLAIN | QUOTED
+    known = FREE_TEXT | HOSTS | LABELS | NESTED | NUMBERS | PLAIN | QUOTED
     names = {name for msgid in catalogue("pl") for name in placeholders(msgid)}
     assert [] == sorted(names - known)
+
+
+def _sample(name: str) -> str:
+    """A value of the placeholder ``name``'s kind that is none of our sentences."""
+    kinds = ((NUMBERS, "7"), (QUOTED, "'qq'"), (FREE_TEXT, "550 zz yy"), (LABELS, "pole zz"),
+             (HOSTS, "smtp.zz:587"))  # fmt: skip
+    return next((value for names, value in kinds if name in names), "zz")
+
+
+def test_each_sentence_reads_as_its_own_polish() -> None:
+    """Each entry, its values filled in, is translated by its own Polish words: no other
+    template takes it (as "%(field)s is empty" once took "the password is empty")."""
+    mistaken = []
+    for english, words in catalogue("pl").items():
+        values = {name: _sample(name) for name in placeholders(english)}
+        text, expected = (english % values, words % values) if values else (english, words)
+        if polish(text) != expected:
+            mistaken.append((text, polish(text)))
+    assert [] == mistaken
 
 
 def test_a_template_of_values_alone_matches_nothing() -> None:
@@ -247,3 +292,60 @@ def test_a_test_emails_judgement_reads_in_polish() -> None:
         " 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6"
     ) == polish(refused.reason)
     assert "sprawdź login i hasło konta" == polish(refused.hint)
+
+
+def test_an_operators_refused_retry_or_cancel_reads_in_polish() -> None:
+    """Why a retry or cancel left a message as it was, as the queue page shows it: the moment
+    and the status are kept as they came."""
+    expired = MessageChange(id=5, status="failed", changed=False,
+                            expires_at=datetime(2026, 12, 1, 8, 0, tzinfo=UTC))  # fmt: skip
+    sending = MessageChange(id=6, status="sending", changed=False)
+    odd = MessageChange(id=7, status="archived", changed=False)
+    missing = change_outcomes([8], [], cancel_refusal)[0].refusal
+
+    assert (
+        "nie ponowiono: termin ważności wiadomości minął 2026-12-01T08:00:00Z (expires_at),"
+        " więc od razu znów nie zostałaby wysłana"
+    ) == polish(retry_refusal(expired))
+    assert "nie ponowiono: wiadomość jest właśnie wysyłana" == polish(retry_refusal(sending))
+    assert "nie anulowano: wiadomość jest właśnie wysyłana, a wysyłki nie da się cofnąć" == polish(
+        cancel_refusal(sending)
+    )
+    assert "nie anulowano: stan wiadomości to archived" == polish(cancel_refusal(odd))
+    assert "nie ma takiej wiadomości" == polish(missing)
+
+
+def test_a_test_emails_advice_for_a_refused_recipient_reads_in_polish() -> None:
+    """The advice beside a refused recipient on the Send test page."""
+    assert polish(RECIPIENT_HINT).startswith("sprawdź, czy w adresie odbiorcy nie ma literówki;")
+
+
+def test_a_messages_problems_read_in_polish_with_their_values() -> None:
+    """What enqueue refuses, as the Send test page shows it beside the fields: the typed
+    address, the file's number and the sizes stay as they were."""
+    message = OutboxMessage(
+        to=(" ", "jan kowalski@wp.pl", "Jan <jan@wp.pl"), subject="Raport\nmiesięczny",
+        body_text="x" * 10,
+        attachments=(Attachment("raport.pdf", b"y" * 20, "pdf"),),
+    )  # fmt: skip
+    too_many = RecipientLimit(profile="sklep", count=120, limit=100, daily=True)
+
+    said = [polish(problem) for problem in message.problems(max_bytes=25)]
+
+    assert [
+        "pole „Adresat (to)” jest puste",
+        "pole „Adresat (to)”: 'jan kowalski@wp.pl' nie jest poprawnym adresem e-mail:"
+        " Adres e-mail zawiera niedozwolone znaki przed znakiem @: SPACE.",
+        "pole „Adresat (to)”: 'Jan <jan@wp.pl' nie jest poprawnym adresem e-mail:"
+        " znak '<' przed adresem nie ma na końcu pary '>'",
+        "temat zawiera znak nowego wiersza lub NUL",
+        "typ treści załącznika 1, 'pdf', nie ma postaci typ/podtyp",
+        "wiadomość ma 30 bajtów (treść i załączniki), więcej niż limit 25 bajtów",
+    ] == said
+    assert (
+        "liczba odbiorców wiadomości (do, DW i UDW razem) to 120; konto 'sklep' pozwala najwyżej"
+        " na 100 dziennie (dzienny limit odbiorców): wyślij ją jako kilka wiadomości"
+    ) == polish(too_many.refusal())
+    assert (
+        "liczba odbiorców wiadomości to 120, więcej niż dzienny limit odbiorców konta sklep (100)"
+    ) == polish(too_many.failure())

@@ -87,7 +87,7 @@ def _answer(
     status: MessageStatus, judgement: Judgement, profile: Profile | None, _: Say, explain: Say
 ) -> tuple[str, list[tuple[str, str]]]:
     if judgement.verdict is Verdict.DELIVERED:
-        details = [(_("Server's reply"), judgement.reason)]
+        details = [(_("Server's reply"), explain(judgement.reason))]  # "accepted" if none
         if profile is not None:
             details.append((_("Server"), f"{profile.host}:{profile.port}"))
         tls = status.latest_attempt.tls_version if status.latest_attempt else None

@@ -88,11 +88,15 @@ class PageKit:
     async def problem_page(self, request: Request, exc: Exception) -> Response:
         """An HTTP error as a page in the person's language: what went wrong, in words."""
         assert isinstance(exc, HTTPException)  # the only exception it is registered for
+        if exc.status_code in {204, 304}:  # answers without a body
+            return Response(status_code=exc.status_code, headers=exc.headers)
         user = await self.signed_in(request) if "session" in request.scope else None
-        return self.render(
+        page = self.render(
             request, "problem.html", exc.status_code, user=user, code=exc.status_code,
             detail=exc.detail,
         )  # fmt: skip
+        page.headers.update(exc.headers or {})  # e.g. Allow of a 405
+        return page
 
     async def checked_form(self, request: Request) -> FormData:
         """The posted form, once its CSRF token is the session's; 403 otherwise."""
