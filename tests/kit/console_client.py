@@ -11,7 +11,7 @@ from typing import NamedTuple
 from httpx2 import Response
 from starlette.testclient import TestClient
 
-from tests.kit.commands import ok
+from tests.kit.console_browser import add_console_user
 from worker.console.app import create_app
 from worker.settings import Settings
 
@@ -57,8 +57,7 @@ def add_console_users(
 ) -> None:
     """Add ``users`` through the CLI, the password on standard input, as an operator does."""
     for user in users:
-        ok(cli_env, "console", "users", "add", user.name, "--role", user.role,
-           "--password-stdin", input=f"{user.password}\n")  # fmt: skip
+        add_console_user(cli_env, user.name, user.password, user.role)
 
 
 @contextmanager
