@@ -18,6 +18,7 @@ from tests.kit.console_client import (
     ADMIN_PASSWORD,
     VIEWER_PASSWORD,
     add_console_users,
+    assert_no_secret_shown,
     console_client,
     csrf_token,
     sign_in,
@@ -390,12 +391,4 @@ def test_no_password_or_key_reaches_the_queue_pages(
 
     assert [200, 200, 200] == [page.status_code for page in pages]
     assert "5.7.8 bad credentials" in pages[1].text
-    shown = "".join(page.text + str(page.headers) for page in pages)
-    assert settings.secret_key is not None
-    for secret in (
-        smtp_password,
-        ADMIN_PASSWORD,
-        "$argon2",
-        settings.secret_key.get_secret_value(),
-    ):
-        assert secret not in shown
+    assert_no_secret_shown(pages, settings, smtp_password)

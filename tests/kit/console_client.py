@@ -4,7 +4,7 @@ a Starlette TestClient on the app, and signing in through the login form with it
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -23,6 +23,7 @@ __all__ = [
     "VIEWER_PASSWORD",
     "ConsoleUser",
     "add_console_users",
+    "assert_no_secret_shown",
     "console_client",
     "csrf_token",
     "post_sign_in",
@@ -85,3 +86,13 @@ def sign_in(client: TestClient, name: str, password: str) -> str:
     answer = post_sign_in(client, name, password)
     assert 303 == answer.status_code, answer.text
     return answer.headers["location"]
+
+
+def assert_no_secret_shown(answers: Iterable[Response], settings: Settings, *secrets: str) -> None:
+    """No answer's body or headers holds one of ``secrets``, a kit user's password, a password
+    hash or the secret key."""
+    shown = "".join(answer.text + str(answer.headers) for answer in answers)
+    assert settings.secret_key is not None
+    key = settings.secret_key.get_secret_value()
+    for secret in (*secrets, ADMIN_PASSWORD, VIEWER_PASSWORD, "$argon2", key):
+        assert secret not in shown
