@@ -3,7 +3,6 @@ signing in and out, the login throttle, CSRF, roles, languages, headers, and no 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -13,46 +12,30 @@ from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
 from tests.kit.commands import ok
+from tests.kit.console_client import (
+    ADMIN_PASSWORD,
+    VIEWER_PASSWORD,
+    add_console_users,
+    assert_no_secret_shown,
+    console_client,
+    csrf_token,
+    post_sign_in,
+    sign_in,
+)
 from tests.kit.database import run_sql
 from tests.kit.rows import insert_profile
 from worker.console.app import SECURITY_HEADERS, SESSION_COOKIE, create_app
 from worker.crypto import load_cipher
 from worker.settings import Settings
 
-ADMIN_PASSWORD = "admin-Haslo-2026-konsola"
-VIEWER_PASSWORD = "viewer-Haslo-2026-konsola"
 SMTP_PASSWORD = "smtp-Tajne-Haslo-123"
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
-def users(cli_env: dict[str, str]) -> None:
-    """An admin 'ewa' and a viewer 'jan', added as an operator adds them."""
-    for name, role, password in (
-        ("ewa", "admin", ADMIN_PASSWORD),
-        ("jan", "viewer", VIEWER_PASSWORD),
-    ):
-        ok(cli_env, "console", "users", "add", name, "--role", role, "--password-stdin",
-           input=f"{password}\n")  # fmt: skip
-
-
-@pytest.fixture
-def client(settings: Settings, database_url: str, users: None) -> Iterator[TestClient]:
-    app = create_app(settings, database_url)
-    with TestClient(app, base_url="http://127.0.0.1:8080") as client:
+def client(settings: Settings, database_url: str, cli_env: dict[str, str]) -> Iterator[TestClient]:
+    add_console_users(cli_env)
+    with console_client(settings, database_url) as client:
         yield client
-
-
-def _csrf(client: TestClient, path: str = "/login") -> str:
-    match = _CSRF.search(client.get(path).text)
-    assert match is not None
-    return match.group(1)
-
-
-def _login(client: TestClient, name: str, password: str, **headers: str):  # type: ignore[no-untyped-def]
-    token = _csrf(client)
-    form = {"csrf_token": token, "name": name, "password": password}
-    return client.post("/login", data=form, headers=headers, follow_redirects=False)
 
 
 def test_a_user_signs_in_sees_the_accounts_and_signs_out(
@@ -62,10 +45,10 @@ def test_a_user_signs_in_sees_the_accounts_and_signs_out(
     state; signing out closes it again. Both are logged with the user's name, never a password."""
     insert_profile(database_url, "biuro", is_default=True, daily_cap=500)
     with capture_logs() as logs:
-        answer = _login(client, "ewa", ADMIN_PASSWORD)
+        answer = post_sign_in(client, "ewa", ADMIN_PASSWORD)
         assert (303, "/overview") == (answer.status_code, answer.headers["location"])
         page = client.get("/accounts")
-        out = client.post("/logout", data={"csrf_token": _csrf(client, "/accounts")},
+        out = client.post("/logout", data={"csrf_token": csrf_token(client, "/accounts")},
                           follow_redirects=False)  # fmt: skip
 
     assert 200 == page.status_code
@@ -88,7 +71,7 @@ def test_a_paused_and_a_disabled_profile_are_said_in_words(
     insert_profile(database_url, "biuro", paused_until=datetime(2299, 1, 1, tzinfo=UTC),
                    pause_reason="535 authentication failed")  # fmt: skip
     insert_profile(database_url, "stary", enabled=False)
-    _login(client, "jan", VIEWER_PASSWORD)
+    sign_in(client, "jan", VIEWER_PASSWORD)
 
     page = client.get("/accounts").text
 
@@ -101,8 +84,8 @@ def test_a_wrong_password_or_name_is_refused_alike(client: TestClient) -> None:
     """A wrong password and an unknown name get the same answer, and no session; the unknown
     name is not logged (it may be a password typed in the wrong field)."""
     with capture_logs() as logs:
-        wrong = _login(client, "ewa", "not-the-password")
-        unknown = _login(client, "Tajne-Haslo-w-polu-nazwy", ADMIN_PASSWORD)
+        wrong = post_sign_in(client, "ewa", "not-the-password")
+        unknown = post_sign_in(client, "Tajne-Haslo-w-polu-nazwy", ADMIN_PASSWORD)
 
     assert (401, 401) == (wrong.status_code, unknown.status_code)
     assert "Wrong user name or password." in wrong.text
@@ -116,19 +99,19 @@ def test_a_wrong_password_or_name_is_refused_alike(client: TestClient) -> None:
 def test_five_failures_make_the_user_wait(client: TestClient) -> None:
     """After five wrong passwords for a name from one address, even the right one waits."""
     for _ in range(5):
-        assert 401 == _login(client, "ewa", "wrong-password-again").status_code
+        assert 401 == post_sign_in(client, "ewa", "wrong-password-again").status_code
 
-    answer = _login(client, "ewa", ADMIN_PASSWORD)
+    answer = post_sign_in(client, "ewa", ADMIN_PASSWORD)
 
     assert 429 == answer.status_code
     assert "Too many failed attempts. Try again in 5 min." in answer.text
     # Another user from the same address is not held back.
-    assert 303 == _login(client, "jan", VIEWER_PASSWORD).status_code
+    assert 303 == post_sign_in(client, "jan", VIEWER_PASSWORD).status_code
 
 
 def test_every_post_without_the_csrf_token_is_refused(client: TestClient) -> None:
     """Each POST route answers 403 without the session's token, or with another one."""
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     posts = [
         route.path
         for route in client.app.routes  # type: ignore[attr-defined]
@@ -149,10 +132,10 @@ def test_language_follows_the_browser_and_the_switch(client: TestClient, databas
     session, whatever the browser says."""
     insert_profile(database_url, "biuro")
     polish = {"Accept-Language": "pl-PL,pl;q=0.9,en;q=0.5"}
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     in_polish = client.get("/accounts", headers=polish)
-    form = {"csrf_token": _csrf(client, "/accounts"), "language": "en", "next": "/accounts"}
+    form = {"csrf_token": csrf_token(client, "/accounts"), "language": "en", "next": "/accounts"}
     switched = client.post("/language", headers=polish, follow_redirects=False, data=form)
     in_english = client.get("/accounts", headers=polish)
 
@@ -168,7 +151,7 @@ def test_the_language_switch_goes_back_only_to_this_site(client: TestClient) -> 
     """A ``next`` that leads elsewhere (another host, a scheme) is replaced by the home page."""
     for elsewhere in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
         answer = client.post("/language", follow_redirects=False, data={
-            "csrf_token": _csrf(client), "language": "pl", "next": elsewhere})  # fmt: skip
+            "csrf_token": csrf_token(client), "language": "pl", "next": elsewhere})  # fmt: skip
         assert "/" == answer.headers["location"]
 
 
@@ -194,9 +177,7 @@ def test_security_headers_and_the_session_cookie(client: TestClient) -> None:
     assert "style=" not in page.text
 
 
-def test_behind_https_the_cookie_is_secure(
-    settings: Settings, database_url: str, users: None
-) -> None:
+def test_behind_https_the_cookie_is_secure(settings: Settings, database_url: str) -> None:
     """With MAILWORKER_CONSOLE_HTTPS the cookie is Secure and HSTS is sent."""
     app = create_app(settings.model_copy(update={"console_https": True}), database_url)
     with TestClient(app, base_url="https://console.example") as client:
@@ -212,23 +193,15 @@ def test_no_password_or_secret_reaches_a_page(
     any page or cookie the console answers with."""
     ok(cli_env, "profiles", "add", "biuro", "--from", "biuro@firma.pl", "--host",
        "smtp.firma.pl", "--password-stdin", input=f"{SMTP_PASSWORD}\n")  # fmt: skip
-    answers = [client.get("/login"), _login(client, "ewa", ADMIN_PASSWORD)]
+    answers = [client.get("/login"), post_sign_in(client, "ewa", ADMIN_PASSWORD)]
     answers.append(client.get("/accounts"))
     assert "biuro@firma.pl" in answers[-1].text
-    shown = "".join(answer.text + str(answer.headers) for answer in answers)
-    assert settings.secret_key is not None
-    for secret in (
-        SMTP_PASSWORD,
-        ADMIN_PASSWORD,
-        "$argon2",
-        settings.secret_key.get_secret_value(),
-    ):
-        assert secret not in shown
+    assert_no_secret_shown(answers, settings, SMTP_PASSWORD)
 
 
 def test_a_removed_user_is_signed_out_at_once(client: TestClient, cli_env: dict[str, str]) -> None:
     """Removing a user ends their session at its next request."""
-    _login(client, "jan", VIEWER_PASSWORD)
+    sign_in(client, "jan", VIEWER_PASSWORD)
     assert 200 == client.get("/accounts").status_code
 
     ok(cli_env, "console", "users", "remove", "jan")
@@ -259,7 +232,7 @@ WP_FORM = {
 
 
 def _post_form(client: TestClient, path: str, **fields: str):  # type: ignore[no-untyped-def]
-    form = {"csrf_token": _csrf(client, path), "action": "save", **fields}
+    form = {"csrf_token": csrf_token(client, path), "action": "save", **fields}
     return client.post(path, data=form, follow_redirects=False)
 
 
@@ -274,8 +247,8 @@ def test_an_admin_adds_the_wp_account_as_the_cli_would(
     """The guide's WP account, added through the form with the wp preset: the login is derived
     (jankowalski), the row holds the form's fields, the password is stored encrypted and no
     answer shows it; the change is logged with the admin's name and never the password."""
-    _login(client, "ewa", ADMIN_PASSWORD)
-    applied = client.post("/accounts/new", data={"csrf_token": _csrf(client, "/accounts/new"),
+    sign_in(client, "ewa", ADMIN_PASSWORD)
+    applied = client.post("/accounts/new", data={"csrf_token": csrf_token(client, "/accounts/new"),
                           "action": "preset", "preset": "wp", "encryption": "auto",
                           "auth_method": "login"})  # fmt: skip
     with capture_logs() as logs:
@@ -315,7 +288,7 @@ def test_an_edit_with_an_empty_password_keeps_it(
     ok(cli_env, "profiles", "add", "wp", "--preset", "wp", "--from", "jankowalski@wp.pl",
        "--password-stdin", input=f"{WP_PASSWORD}\n")  # fmt: skip
     before = _stored(database_url, "wp")
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     form = {**WP_FORM, "display_name": "Biuro Kowalski", "description": "", "login": "jankowalski"}
 
     with capture_logs() as logs:
@@ -338,7 +311,7 @@ def test_a_wrong_port_and_encryption_mix_is_shown_beside_the_port(
 ) -> None:
     """SSL on port 587 is refused with the CLI's words, next to the port field; nothing is
     stored and the typed password is not sent back."""
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     answer = _post_form(client, "/accounts/new", **{**WP_FORM, "port": "587"},
                         password=WP_PASSWORD)  # fmt: skip
@@ -356,7 +329,7 @@ def test_a_preset_account_saved_without_applying_the_preset_gets_its_caps(
 ) -> None:
     """Gmail chosen in the list, the server typed, Save pressed without Apply preset: the
     caps left empty are Gmail's limits, exactly as `profiles add --preset gmail` stores them."""
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     form = {**WP_FORM, "preset": "gmail", "name": "gmail", "from_address": "jan@gmail.com",
             "host": "smtp.gmail.com", "port": "465", "encryption": "ssl", "login": "",
             "daily_cap": "", "daily_recipient_cap": "", "per_minute_cap": "",
@@ -377,7 +350,7 @@ def test_every_cap_is_edited_and_a_wrong_one_is_shown_beside_its_field(
 ) -> None:
     """The form carries the four caps: set, cleared (no cap) and refused beside the field."""
     insert_profile(database_url, "biuro", daily_cap=500)
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     edit = "/accounts/biuro/edit"
     values = {**WP_FORM, "preset": "", "name": "biuro", "from_address": "biuro@firma.pl",
               "host": "relay.firma.pl", "port": "25", "encryption": "none",
@@ -402,8 +375,8 @@ def test_only_an_admin_may_open_or_post_the_account_form(
 ) -> None:
     """A viewer gets 403 on the form pages and their posts, and sees no links to them."""
     insert_profile(database_url, "biuro")
-    _login(client, "jan", VIEWER_PASSWORD)
-    token = _csrf(client, "/accounts")
+    sign_in(client, "jan", VIEWER_PASSWORD)
+    token = csrf_token(client, "/accounts")
 
     answers = [
         client.get("/accounts/new"),
@@ -424,7 +397,7 @@ def test_only_an_admin_may_open_or_post_the_account_form(
 def test_the_account_form_posts_need_the_csrf_token(client: TestClient, database_url: str) -> None:
     """An admin's post of the form without the session's token is refused and stores nothing."""
     insert_profile(database_url, "biuro")
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     new = client.post("/accounts/new", data={**WP_FORM, "password": WP_PASSWORD})
     edit = client.post("/accounts/biuro/edit", data={**WP_FORM, "display_name": "X"})

@@ -22,7 +22,14 @@ import pytest
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
-from tests.kit.commands import ok
+from tests.kit.console_client import (
+    ADMIN_PASSWORD,
+    VIEWER_PASSWORD,
+    add_console_users,
+    console_client,
+    csrf_token,
+    sign_in,
+)
 from tests.kit.database import run_sql
 from tests.kit.delivery import add_profile
 from tests.kit.provider_servers import (
@@ -33,17 +40,13 @@ from tests.kit.provider_servers import (
 )
 from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD
 from tests.kit.smtp_server import SmtpTestCA, SmtpTestServer
-from worker.console.app import create_app
 from worker.presets import load_presets
 from worker.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
 
-ADMIN_PASSWORD = "admin-Haslo-2026-sprawdz"
-VIEWER_PASSWORD = "viewer-Haslo-2026-sprawdz"
 WRONG_PASSWORD = "Zle-Haslo-987"
 PRESETS = load_presets()
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
@@ -54,31 +57,16 @@ def client(
     smtp_ca: SmtpTestCA,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[TestClient]:
-    """The console with an admin 'ewa' and a viewer 'jan'; it trusts the kit's CA."""
-    for name, role, password in (("ewa", "admin", ADMIN_PASSWORD),
-                                 ("jan", "viewer", VIEWER_PASSWORD)):  # fmt: skip
-        ok(cli_env, "console", "users", "add", name, "--role", role, "--password-stdin",
-           input=f"{password}\n")  # fmt: skip
+    """The console with the kit's users; it trusts the kit's CA."""
+    add_console_users(cli_env)
     monkeypatch.setenv("SSL_CERT_FILE", smtp_ca.cert_bundle)
-    app = create_app(settings, database_url)
-    with TestClient(app, base_url="http://127.0.0.1:8080") as client:
+    with console_client(settings, database_url) as client:
         yield client
-
-
-def _csrf(client: TestClient, path: str) -> str:
-    match = _CSRF.search(client.get(path).text)
-    assert match is not None
-    return match.group(1)
-
-
-def _login(client: TestClient, name: str, password: str) -> None:
-    form = {"csrf_token": _csrf(client, "/login"), "name": name, "password": password}
-    assert 303 == client.post("/login", data=form, follow_redirects=False).status_code
 
 
 def _check(client: TestClient, path: str, language: str = "en", **fields: str) -> Any:
     """Post the form with **Check connection** (or another ``action``)."""
-    form = {"csrf_token": _csrf(client, "/accounts"), "action": "check", **fields}
+    form = {"csrf_token": csrf_token(client, "/accounts"), "action": "check", **fields}
     headers = {"Accept-Language": language}
     return client.post(path, data=form, headers=headers, follow_redirects=False)
 
@@ -134,7 +122,7 @@ def test_a_good_account_works_and_says_what_the_server_offers(
     """Before saving: the server, TLS 1.3 after STARTTLS, the verified certificate, the AUTH
     mechanisms and the size limit; the login was made once, nothing is stored or sent, the
     password is in neither the page nor the logs, and the check is logged with the admin."""
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     with capture_logs() as logs:
         answer = _check(client, "/accounts/new", **_form(starttls_server), password=SMTP_PASSWORD)
@@ -170,7 +158,7 @@ def test_a_wrong_password_stops_at_the_login_with_the_reply_and_the_providers_hi
     """WP over STARTTLS with a wrong password: stage login, WP's 535 reply word for word, the
     wp preset's advice; in Polish the same facts under Polish labels. Nothing is stored."""
     server = provider_servers.wp(tls="starttls")
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     form = _form(server, preset="wp", name="wp", from_address=WP.address, login=WP.login,
                  encryption="starttls")  # fmt: skip
 
@@ -201,7 +189,7 @@ def test_gmails_account_password_gets_the_app_password_hint(
     """The Google account's own password on port 465: Google's 534 5.7.9 reply as sent and the
     gmail preset's advice to create an app password; the preset's own hint stays on the form."""
     server = provider_servers.gmail()
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     form = _form(server, preset="gmail", name="gmail", from_address=GMAIL.address,
                  login=GMAIL.login)  # fmt: skip
 
@@ -223,7 +211,7 @@ def test_gmails_app_password_with_googles_spaces_works(
     """The app password as Google shows it (in groups with spaces) logs in: the check cleans
     it as saving does."""
     server = provider_servers.gmail()
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     form = _form(server, preset="gmail", name="gmail", from_address=GMAIL.address,
                  login=GMAIL.login)  # fmt: skip
 
@@ -237,7 +225,7 @@ def test_gmails_app_password_with_googles_spaces_works(
 
 def test_an_unreachable_server_stops_at_connect(client: TestClient) -> None:
     """Nothing listens on the port: stage connect, with the reason, and no server reply."""
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     form = _fields(host="127.0.0.1", port=str(_closed_port()))
 
     answer = _check(client, "/accounts/new", **form, password=SMTP_PASSWORD)
@@ -253,7 +241,7 @@ def test_an_invalid_form_is_not_checked(
 ) -> None:
     """The rules of saving come first: a login account without a password shows the problem
     beside the password field, and no connection is made."""
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     answer = _check(client, "/accounts/new", **_form(starttls_server), password="")
 
@@ -269,7 +257,7 @@ def test_a_gmail_password_of_blanks_is_a_problem_beside_the_password(
     """Gmail's spaces are taken out of its app password; one of only blanks is then empty,
     which is said beside the password field (for a check and for saving alike)."""
     server = provider_servers.gmail()
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     form = _form(server, preset="gmail", name="gmail", from_address=GMAIL.address,
                  login=GMAIL.login)  # fmt: skip
 
@@ -289,7 +277,7 @@ def test_on_edit_an_empty_password_checks_with_the_stored_one(
     """Editing a stored account: an empty password field means the stored password, and the
     check uses the form's changes (the display name) without storing them."""
     asyncio.run(add_profile(settings, smtps_server, name="biuro", encryption="ssl"))
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     form = _form(smtps_server, display_name="Nowa nazwa", encryption="ssl")
 
     answer = _check(client, "/accounts/biuro/edit", **form, password="")
@@ -311,7 +299,7 @@ def test_a_silent_server_is_given_up_after_the_accounts_timeout(
     )
     server.script.on("CONNECT", action="stall", seconds=30)
     asyncio.run(add_profile(settings, server, name="biuro", encryption="ssl", timeout_seconds=1))
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     answer = _check(client, "/accounts/biuro/edit", **_form(server, encryption="ssl"),
                     password="")  # fmt: skip
@@ -331,7 +319,7 @@ def test_other_pages_are_served_while_a_check_waits_for_its_server(
     )
     server.script.on("CONNECT", action="stall", seconds=60)
     asyncio.run(add_profile(settings, server, name="biuro", encryption="ssl", timeout_seconds=60))
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     form = _form(server, encryption="ssl")
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
@@ -356,10 +344,10 @@ def test_a_viewer_may_not_check_and_a_check_needs_the_csrf_token(
 ) -> None:
     """A viewer's check is refused (403), and so is an admin's without the session's token;
     neither reaches the server."""
-    _login(client, "jan", VIEWER_PASSWORD)
+    sign_in(client, "jan", VIEWER_PASSWORD)
     viewer = _check(client, "/accounts/new", **_form(starttls_server), password=SMTP_PASSWORD)
     client.cookies.clear()
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     no_token = client.post("/accounts/new", data={"action": "check", **_form(starttls_server),
                                                   "password": SMTP_PASSWORD})  # fmt: skip
 

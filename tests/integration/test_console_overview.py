@@ -12,42 +12,28 @@ from html.parser import HTMLParser
 import pytest
 from starlette.testclient import TestClient
 
-from tests.kit.commands import ok
+from tests.kit.console_client import (
+    ADMIN_PASSWORD,
+    VIEWER_PASSWORD,
+    add_console_users,
+    console_client,
+    sign_in,
+)
 from tests.kit.database import run_sql
 from tests.kit.rows import ago, insert_message, insert_profile
-from worker.console.app import create_app
 from worker.moments import utc_iso
 from worker.settings import Settings
 
-ADMIN_PASSWORD = "admin-Haslo-2026-przeglad"
-VIEWER_PASSWORD = "viewer-Haslo-2026-przeglad"
 POLISH = {"Accept-Language": "pl-PL,pl;q=0.9"}
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 PAUSE_REASON = "535 5.7.8 Error: authentication failed"
 REFUSED = "failed: 550 5.1.1 <anna.nowak@example.pl>: Recipient address rejected"
 
 
 @pytest.fixture
 def client(settings: Settings, database_url: str, cli_env: dict[str, str]) -> Iterator[TestClient]:
-    """The console with an admin 'ewa' and a viewer 'jan', added as an operator adds them."""
-    for name, role, password in (
-        ("ewa", "admin", ADMIN_PASSWORD),
-        ("jan", "viewer", VIEWER_PASSWORD),
-    ):
-        ok(cli_env, "console", "users", "add", name, "--role", role, "--password-stdin",
-           input=f"{password}\n")  # fmt: skip
-    with TestClient(create_app(settings, database_url), base_url="http://127.0.0.1:8080") as client:
+    add_console_users(cli_env)
+    with console_client(settings, database_url) as client:
         yield client
-
-
-def _login(client: TestClient, name: str = "ewa", password: str = ADMIN_PASSWORD) -> str:
-    """Sign in; where the console leads next."""
-    match = _CSRF.search(client.get("/login").text)
-    assert match is not None
-    form = {"csrf_token": match.group(1), "name": name, "password": password}
-    answer = client.post("/login", data=form, follow_redirects=False)
-    assert 303 == answer.status_code
-    return answer.headers["location"]
 
 
 class _Tables(HTMLParser):
@@ -93,7 +79,7 @@ def _text(page: str) -> str:
 def test_signing_in_and_the_home_lead_to_the_overview(client: TestClient) -> None:
     """The overview is the home: signing in and ``/`` lead there; signed out, to the login."""
     assert "/login" == client.get("/overview", follow_redirects=False).headers["location"]
-    assert "/overview" == _login(client)
+    assert "/overview" == sign_in(client, "ewa", ADMIN_PASSWORD)
     assert "/overview" == client.get("/", follow_redirects=False).headers["location"]
     assert "/overview" == client.get("/login", follow_redirects=False).headers["location"]
     page = client.get("/overview")
@@ -116,7 +102,7 @@ def test_counts_by_status_match_the_rows(client: TestClient, database_url: str) 
     insert_message(database_url, profile="biuro", status="failed", status_reason=REFUSED)
     insert_message(database_url, profile="biuro", status="failed", created_at=ago(days=5))
     insert_message(database_url, profile="biuro", status="cancelled")
-    _login(client)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     page = client.get("/overview").text
 
@@ -148,7 +134,7 @@ def test_the_backlog_says_what_waits_and_how_long_the_oldest_due_one_has(
                    pause_reason=PAUSE_REASON)  # fmt: skip
     for _ in range(2):
         insert_message(database_url, profile="stary", created_at=ago(days=2))
-    _login(client)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     english = _text(client.get("/overview").text)
     polish = _text(client.get("/overview", headers=POLISH).text)
@@ -172,7 +158,7 @@ def test_a_paused_and_a_disabled_account_say_why_and_until_when(
                    pause_reason=PAUSE_REASON, pause_hint="check the password")  # fmt: skip
     insert_profile(database_url, "stary", enabled=False)
     insert_profile(database_url, "sklep")
-    _login(client, "jan", VIEWER_PASSWORD)
+    sign_in(client, "jan", VIEWER_PASSWORD)
 
     page = client.get("/overview").text
     text = _text(page)
@@ -200,7 +186,7 @@ def test_sends_of_the_last_24_hours_against_each_cap(client: TestClient, databas
         database_url, "SELECT min(sent_at) FROM mail.outbox WHERE profile = 'sklep'"
     )
     frees_at = utc_iso(oldest + timedelta(days=1))
-    _login(client)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     rows = {row[0]: row for row in _tables(client.get("/overview").text)["accounts"][1:]}
 
@@ -234,7 +220,7 @@ def test_recent_failures_by_reason_and_the_latest_failed_messages(
         for _ in range(3)
     ]
     insert_message(database_url, profile="gone", status="failed", status_reason="failed: x")
-    _login(client)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     page = client.get("/overview").text
     tables = _tables(page)
@@ -260,7 +246,7 @@ def test_the_page_in_polish(client: TestClient, database_url: str) -> None:
     insert_profile(database_url, "biuro", is_default=True, daily_cap=300)
     insert_message(database_url, profile="biuro", status="failed", status_reason=REFUSED)
     insert_message(database_url, profile="biuro", created_at=ago(hours=1, minutes=4))
-    _login(client)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     page = client.get("/overview", headers=POLISH).text
     text = _text(page)
@@ -287,7 +273,7 @@ def test_the_page_in_polish(client: TestClient, database_url: str) -> None:
 
 def test_an_empty_database_shows_a_calm_page(client: TestClient) -> None:
     """No account and no message: zero counts, nothing queued, no failure, and a pointer."""
-    _login(client)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     page = client.get("/overview")
     text = _text(page.text)
@@ -316,7 +302,7 @@ def test_a_viewer_reads_the_overview(client: TestClient, database_url: str) -> N
     """A viewer sees the same figures as an admin; the page has no action of an admin."""
     insert_profile(database_url, "biuro", is_default=True)
     insert_message(database_url, profile="biuro")
-    assert "/overview" == _login(client, "jan", VIEWER_PASSWORD)
+    assert "/overview" == sign_in(client, "jan", VIEWER_PASSWORD)
 
     page = client.get("/overview")
 

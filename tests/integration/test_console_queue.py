@@ -14,48 +14,31 @@ from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
 from tests.kit.commands import ok
+from tests.kit.console_client import (
+    ADMIN_PASSWORD,
+    VIEWER_PASSWORD,
+    add_console_users,
+    assert_no_secret_shown,
+    console_client,
+    csrf_token,
+    sign_in,
+)
 from tests.kit.database import run_execute, run_sql
 from tests.kit.rows import ago, insert_attachment, insert_attempt, insert_message, insert_profile
-from worker.console.app import create_app
 from worker.console.queue_filter import PAGE_SIZE
 from worker.models import outbox
 from worker.settings import Settings
 
-ADMIN_PASSWORD = "admin-Haslo-2026-kolejka"
-VIEWER_PASSWORD = "viewer-Haslo-2026-kolejka"
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _ROW = re.compile(r'<th scope="row"><a href="/queue/(\d+)">')
 _NEXT = re.compile(r'<a href="(/queue\?[^"]*)" rel="next">')
 POLISH = {"Accept-Language": "pl-PL,pl;q=0.9"}
 
 
 @pytest.fixture
-def users(cli_env: dict[str, str]) -> None:
-    """An admin 'ewa' and a viewer 'jan', added as an operator adds them."""
-    for name, role, password in (
-        ("ewa", "admin", ADMIN_PASSWORD),
-        ("jan", "viewer", VIEWER_PASSWORD),
-    ):
-        ok(cli_env, "console", "users", "add", name, "--role", role, "--password-stdin",
-           input=f"{password}\n")  # fmt: skip
-
-
-@pytest.fixture
-def client(settings: Settings, database_url: str, users: None) -> Iterator[TestClient]:
-    app = create_app(settings, database_url)
-    with TestClient(app, base_url="http://127.0.0.1:8080") as client:
+def client(settings: Settings, database_url: str, cli_env: dict[str, str]) -> Iterator[TestClient]:
+    add_console_users(cli_env)
+    with console_client(settings, database_url) as client:
         yield client
-
-
-def _csrf(client: TestClient, path: str) -> str:
-    match = _CSRF.search(client.get(path).text)
-    assert match is not None
-    return match.group(1)
-
-
-def _login(client: TestClient, name: str, password: str) -> None:
-    form = {"csrf_token": _csrf(client, "/login"), "name": name, "password": password}
-    assert 303 == client.post("/login", data=form, follow_redirects=False).status_code
 
 
 def _listed(client: TestClient, query: str = "") -> list[int]:
@@ -93,7 +76,7 @@ def test_each_filter_narrows_the_queue_and_they_combine(
     shop_pending = insert_message(database_url, profile="sklep", cc_addrs=["OLA@sklep.pl"])
     office_sent = insert_message(database_url, profile="biuro", status="sent", sent_at=ago(),
                                  status_reason="sent")  # fmt: skip
-    _login(client, "jan", VIEWER_PASSWORD)
+    sign_in(client, "jan", VIEWER_PASSWORD)
 
     assert [office_sent, shop_pending, shop_failed, old_failed] == _listed(client)
     assert [shop_failed, old_failed] == _listed(client, "status=failed")
@@ -126,7 +109,7 @@ def test_the_pages_give_every_row_once_even_when_rows_share_a_moment(
             database_url, "SELECT id FROM mail.outbox ORDER BY created_at DESC, id DESC"
         )
     ]
-    _login(client, "jan", VIEWER_PASSWORD)
+    sign_in(client, "jan", VIEWER_PASSWORD)
 
     seen: list[int] = []
     pages = 0
@@ -148,7 +131,7 @@ def test_the_pages_keep_the_filter(client: TestClient, database_url: str) -> Non
     """The next page of a filtered list carries the filter: it lists only matching rows."""
     failed = [_failed(database_url) for _ in range(PAGE_SIZE + 2)]
     insert_message(database_url)  # pending, never listed under status=failed
-    _login(client, "jan", VIEWER_PASSWORD)
+    sign_in(client, "jan", VIEWER_PASSWORD)
 
     first = client.get("/queue?status=failed")
     following = _NEXT.search(first.text)
@@ -165,7 +148,7 @@ def test_a_wrong_filter_is_said_beside_its_field_not_a_server_error(
     """An unknown status, a time that is none, a page link no page made: 422 with the
     problem next to the field, the typed value kept, no rows."""
     insert_message(database_url)
-    _login(client, "jan", VIEWER_PASSWORD)
+    sign_in(client, "jan", VIEWER_PASSWORD)
 
     status = client.get("/queue?status=lost")
     since = client.get("/queue?since=wczoraj")
@@ -200,7 +183,7 @@ def test_the_message_page_shows_the_message_its_attempts_and_recipients(
                    smtp_text="5.1.1 mailbox unavailable", profile="biuro",
                    recipients={"anna@example.pl": {"code": 550, "text": "no such user"},
                                "jan@example.pl": {"code": 250, "text": "OK"}})  # fmt: skip
-    _login(client, "jan", VIEWER_PASSWORD)
+    sign_in(client, "jan", VIEWER_PASSWORD)
 
     page = client.get(f"/queue/{message_id}")
 
@@ -225,12 +208,12 @@ def test_an_admin_retries_a_failed_message_after_confirming(
     it), goes back to its page which says so, and the log names who did it."""
     message_id = _failed(database_url)
     other = _failed(database_url)
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     assert f'href="/queue/{message_id}/retry"' in client.get(f"/queue/{message_id}").text
 
     confirm = client.get(f"/queue/{message_id}/retry")
     assert "failed" == _status(database_url, message_id)
-    token = _csrf(client, f"/queue/{message_id}/retry")
+    token = csrf_token(client, f"/queue/{message_id}/retry")
     with capture_logs() as logs:
         done = client.post(f"/queue/{message_id}/retry", follow_redirects=False,
                            data={"csrf_token": token})  # fmt: skip
@@ -254,13 +237,13 @@ def test_an_admin_cancels_a_pending_message_and_a_sending_one_is_refused_in_word
     pending = insert_message(database_url)
     sending = insert_message(database_url, status="sending", claimed_by="w1",
                              claimed_at=ago(), lease_expires_at=ago(seconds=-60))  # fmt: skip
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     assert f'href="/queue/{pending}/cancel"' in client.get(f"/queue/{pending}").text
 
     with capture_logs() as logs:
         answers = [
             client.post(f"/queue/{message_id}/cancel",
-                        data={"csrf_token": _csrf(client, f"/queue/{message_id}/cancel")})
+                        data={"csrf_token": csrf_token(client, f"/queue/{message_id}/cancel")})
             for message_id in (pending, sending)
         ]  # fmt: skip
     done_page, refused_page = (answer.text for answer in answers)
@@ -280,9 +263,11 @@ def test_an_admin_cancels_a_pending_message_and_a_sending_one_is_refused_in_word
 def test_retrying_a_sent_message_is_refused_in_words(client: TestClient, database_url: str) -> None:
     """A retry posted for a sent message (e.g. from an old page) leaves it sent, and says so."""
     sent = insert_message(database_url, status="sent", sent_at=ago())
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
-    page = client.post(f"/queue/{sent}/retry", data={"csrf_token": _csrf(client, f"/queue/{sent}")})
+    page = client.post(
+        f"/queue/{sent}/retry", data={"csrf_token": csrf_token(client, f"/queue/{sent}")}
+    )
 
     assert "sent" == _status(database_url, sent)
     assert f"Message {sent}: not retried: it was sent" in page.text
@@ -299,14 +284,14 @@ def test_an_admin_retries_all_failed_messages_of_one_account(
     expired = _failed(database_url, profile="sklep", expires_at=ago(hours=1))
     office = _failed(database_url, profile="biuro")
     shop_sent = insert_message(database_url, profile="sklep", status="sent", sent_at=ago())
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     assert "/queue/retry-failed?profile=sklep" in client.get("/queue?profile=sklep").text
     assert "/queue/retry-failed" not in client.get("/queue").text
 
     confirm = client.get("/queue/retry-failed?profile=sklep")
     with capture_logs() as logs:
         done = client.post("/queue/retry-failed", follow_redirects=False, data={
-            "csrf_token": _csrf(client, "/queue"), "profile": "sklep"})  # fmt: skip
+            "csrf_token": csrf_token(client, "/queue"), "profile": "sklep"})  # fmt: skip
     page = client.get(done.headers["location"])
 
     assert "Failed messages of this account now: 3." in confirm.text
@@ -329,8 +314,8 @@ def test_a_viewer_sees_no_retry_or_cancel_and_may_not_post_them(
     insert_profile(database_url, "sklep")
     failed = _failed(database_url, profile="sklep")
     pending = insert_message(database_url, profile="sklep")
-    _login(client, "jan", VIEWER_PASSWORD)
-    token = _csrf(client, "/queue")
+    sign_in(client, "jan", VIEWER_PASSWORD)
+    token = csrf_token(client, "/queue")
 
     pages = [client.get("/queue?profile=sklep"), client.get(f"/queue/{failed}"),
              client.get(f"/queue/{pending}")]  # fmt: skip
@@ -355,7 +340,7 @@ def test_the_queue_posts_need_the_csrf_token(client: TestClient, database_url: s
     """An admin's retry or cancel without the session's token (or with another) is refused."""
     failed = _failed(database_url, profile="sklep")
     pending = insert_message(database_url)
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     answers = [
         client.post(f"/queue/{failed}/retry", data={}),
@@ -371,7 +356,7 @@ def test_the_queue_in_polish(client: TestClient, database_url: str) -> None:
     """With a Polish browser the filter, the table and the statuses are in Polish words."""
     failed = _failed(database_url)
     insert_message(database_url)
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     queue = client.get("/queue", headers=POLISH).text
     message = client.get(f"/queue/{failed}", headers=POLISH).text
@@ -399,19 +384,11 @@ def test_no_password_or_key_reaches_the_queue_pages(
     message_id = _failed(database_url, profile="biuro")
     insert_attempt(database_url, message_id, smtp_code=535, smtp_text="5.7.8 bad credentials",
                    profile="biuro")  # fmt: skip
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     pages = [client.get(path) for path in ("/queue", f"/queue/{message_id}",
                                            f"/queue/{message_id}/retry")]  # fmt: skip
 
     assert [200, 200, 200] == [page.status_code for page in pages]
     assert "5.7.8 bad credentials" in pages[1].text
-    shown = "".join(page.text + str(page.headers) for page in pages)
-    assert settings.secret_key is not None
-    for secret in (
-        smtp_password,
-        ADMIN_PASSWORD,
-        "$argon2",
-        settings.secret_key.get_secret_value(),
-    ):
-        assert secret not in shown
+    assert_no_secret_shown(pages, settings, smtp_password)

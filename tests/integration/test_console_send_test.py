@@ -14,68 +14,52 @@ import pytest
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
-from tests.kit.commands import ok
+from tests.kit.console_client import (
+    ADMIN_PASSWORD,
+    VIEWER_PASSWORD,
+    add_console_users,
+    console_client,
+    csrf_token,
+    sign_in,
+)
 from tests.kit.database import run_sql
 from tests.kit.delivery import add_profile
 from tests.kit.outbox_samples import minimal_pdf
 from tests.kit.processes import WorkerProcesses
 from tests.kit.smtp_server import SmtpTestServer
-from worker.console.app import create_app
 from worker.settings import Settings
 from worker.test_message import DEFAULT_SUBJECT, RECIPIENT_HINT, TEST_PRIORITY
 
 pytestmark = pytest.mark.timeout(90)
 
-ADMIN_PASSWORD = "admin-Haslo-2026-konsola"
-VIEWER_PASSWORD = "viewer-Haslo-2026-konsola"
 WRONG_PASSWORD = "zle-haslo-123"
 RECIPIENT = "odbiorca@example.com"
 # From the wp preset's auth_failure_hint in config/providers.toml.
 WP_AUTH_HINT = "Check that access for mail programs is switched on in WP Poczta's settings"
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
-def users(cli_env: dict[str, str]) -> None:
-    """An admin 'ewa' and a viewer 'jan'."""
-    for name, role, password in (
-        ("ewa", "admin", ADMIN_PASSWORD),
-        ("jan", "viewer", VIEWER_PASSWORD),
-    ):
-        ok(cli_env, "console", "users", "add", name, "--role", role, "--password-stdin",
-           input=f"{password}\n")  # fmt: skip
-
-
-def _client(settings: Settings, database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, database_url), base_url="http://127.0.0.1:8080") as client:
+def client(settings: Settings, database_url: str, cli_env: dict[str, str]) -> Iterator[TestClient]:
+    add_console_users(cli_env)
+    with console_client(settings, database_url) as client:
         yield client
 
 
 @pytest.fixture
-def client(settings: Settings, database_url: str, users: None) -> Iterator[TestClient]:
-    yield from _client(settings, database_url)
-
-
-@pytest.fixture
-def small_client(settings: Settings, database_url: str, users: None) -> Iterator[TestClient]:
+def small_client(
+    settings: Settings, database_url: str, cli_env: dict[str, str]
+) -> Iterator[TestClient]:
     """A console whose messages may be 1000 bytes at most."""
-    yield from _client(settings.model_copy(update={"max_message_bytes": 1000}), database_url)
-
-
-def _csrf(client: TestClient, path: str = "/login") -> str:
-    match = _CSRF.search(client.get(path).text)
-    assert match is not None
-    return match.group(1)
-
-
-def _login(client: TestClient, name: str, password: str) -> None:
-    form = {"csrf_token": _csrf(client), "name": name, "password": password}
-    assert 303 == client.post("/login", data=form, follow_redirects=False).status_code
+    add_console_users(cli_env)
+    with console_client(
+        settings.model_copy(update={"max_message_bytes": 1000}), database_url
+    ) as client:
+        yield client
 
 
 def _send(client: TestClient, files: dict[str, Any] | None = None, **fields: str):  # type: ignore[no-untyped-def]
     """Post the form as a browser does (multipart), with the page's token unless one is given."""
-    form = {"csrf_token": _csrf(client, "/send-test"), "to": RECIPIENT, **fields}
+    form = {"csrf_token": csrf_token(client, "/send-test"), "to": RECIPIENT, **fields}
     multipart = files or {"attachment": ("", b"", "application/octet-stream")}  # no file chosen
     return client.post("/send-test", data=form, files=multipart, follow_redirects=False)
 
@@ -116,7 +100,7 @@ def test_a_test_message_with_an_attachment_is_followed_until_delivered(
     state reaches "delivered" with the server's reply; the page says the same in words."""
     asyncio.run(add_profile(settings, smtps_server, encryption="ssl"))
     _start_worker(workers)
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     form = client.get("/send-test")
     pdf = minimal_pdf()
 
@@ -175,7 +159,7 @@ def test_a_refused_recipient_is_not_delivered_with_the_reply_and_the_hint(
     smtps_server.script.on("RCPT", reply="550 5.1.1 No such user here")
     asyncio.run(add_profile(settings, smtps_server, encryption="ssl"))
     _start_worker(workers)
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     sent = _send(client, profile="test", subject="Próba", body="Treść próby.")
     state = _follow(client, sent.headers["location"], workers)
@@ -205,7 +189,7 @@ def test_a_refused_login_pauses_the_account_and_says_why(
         add_profile(settings, smtps_server, encryption="ssl", password=WRONG_PASSWORD, preset="wp")
     )
     _start_worker(workers)
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     sent = _send(client)
     state = _follow(client, sent.headers["location"], workers)
@@ -224,7 +208,7 @@ def test_a_bad_address_or_account_is_shown_beside_its_field_and_nothing_is_queue
     """The CLI's address rule, said beside the recipient field (marked invalid); what was typed
     stays in the form; an account that does not exist is said beside the account; no row."""
     asyncio.run(add_profile(settings, smtps_server, encryption="ssl"))
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     answer = _send(client, to="not-an-address", subject="Próba łączności")
     no_account = _send(client, profile="nie-ma")
@@ -247,7 +231,7 @@ def test_an_oversize_attachment_is_refused_with_the_limit(
     """A file above the message limit is refused beside the attachment field with the limit in
     bytes; a small file with a long text above it together gets the CLI's size sentence."""
     asyncio.run(add_profile(settings, smtps_server, encryption="ssl"))
-    _login(small_client, "ewa", ADMIN_PASSWORD)
+    sign_in(small_client, "ewa", ADMIN_PASSWORD)
 
     big = _send(small_client, files={"attachment": ("duzy.bin", b"x" * 1001, "")})
     together = _send(small_client, files={"attachment": ("maly.txt", b"y" * 600, "text/plain")},
@@ -266,8 +250,8 @@ def test_only_an_admin_may_send_or_follow_a_test_message(
 ) -> None:
     """A viewer gets 403 for the form, its post, the follow page and its state; no row."""
     asyncio.run(add_profile(settings, smtps_server, encryption="ssl"))
-    _login(client, "jan", VIEWER_PASSWORD)
-    token = _csrf(client, "/accounts")
+    sign_in(client, "jan", VIEWER_PASSWORD)
+    token = csrf_token(client, "/accounts")
     [(message_id,)] = run_sql(
         database_url,
         "INSERT INTO mail.outbox (profile, to_addrs, subject, body_text, kind)"
@@ -293,7 +277,7 @@ def test_the_post_needs_the_csrf_token_and_the_state_a_session(
     """Without the session's token the multipart post is refused (403) and nothing queued; a
     notification is not a test message (404); signed out, the state says so (401)."""
     asyncio.run(add_profile(settings, smtps_server, encryption="ssl"))
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     [(notification,)] = run_sql(
         database_url,
         "INSERT INTO mail.outbox (profile, to_addrs, subject, body_text)"
@@ -304,7 +288,7 @@ def test_the_post_needs_the_csrf_token_and_the_state_a_session(
                        files={"attachment": ("a.txt", b"a", "text/plain")})  # fmt: skip
     forged = _send(client, csrf_token="forged")
     not_a_test = client.get(f"/send-test/{notification}")
-    client.post("/logout", data={"csrf_token": _csrf(client, "/accounts")})
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/accounts")})
     signed_out = client.get(f"/send-test/{notification}/state")
 
     assert (403, 403, 404) == (bare.status_code, forged.status_code, not_a_test.status_code)

@@ -4,27 +4,35 @@ preset's advice in Polish, the server's reply inside them as the server wrote it
 from __future__ import annotations
 
 import html
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import pytest
 from starlette.testclient import TestClient
 
-from tests.integration.test_console import (
+from tests.kit.console_client import (
     ADMIN_PASSWORD,
     VIEWER_PASSWORD,
-    _csrf,
-    _login,
-    client,
-    users,
+    add_console_users,
+    console_client,
+    csrf_token,
+    sign_in,
 )
 from tests.kit.rows import insert_profile
-
-__all__ = ["client", "users"]  # the fixtures this module shares with test_console
+from worker.settings import Settings
 
 POLISH = {"Accept-Language": "pl-PL,pl;q=0.9"}
 REPLY = (
     "550 5.4.5 Daily user sending limit exceeded. For more information on Gmail sending limits"
     " go to https://support.google.com/a/answer/166852 a1-20020a05"
 )
+
+
+@pytest.fixture
+def client(settings: Settings, database_url: str, cli_env: dict[str, str]) -> Iterator[TestClient]:
+    add_console_users(cli_env)
+    with console_client(settings, database_url) as client:
+        yield client
 
 
 def _text(answer_text: str) -> str:
@@ -40,7 +48,7 @@ def test_a_paused_accounts_reason_is_polish_around_the_servers_reply(
     reason = f"the provider's sending limit was reached: {REPLY}"
     insert_profile(database_url, "gmail", paused_until=datetime(2299, 1, 1, tzinfo=UTC),
                    pause_reason=reason)  # fmt: skip
-    _login(client, "jan", VIEWER_PASSWORD)
+    sign_in(client, "jan", VIEWER_PASSWORD)
 
     in_polish = _text(client.get("/accounts", headers=POLISH).text)
     in_english = _text(client.get("/accounts").text)
@@ -53,10 +61,10 @@ def test_a_paused_accounts_reason_is_polish_around_the_servers_reply(
 
 def test_a_presets_advice_is_polish_on_the_account_form(client: TestClient) -> None:
     """Applying the WP or the Gmail preset shows its advice in the guide's Polish words."""
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
     shown = {}
     for preset in ("wp", "gmail"):
-        form = {"csrf_token": _csrf(client, "/accounts/new"), "action": "preset",
+        form = {"csrf_token": csrf_token(client, "/accounts/new"), "action": "preset",
                 "preset": preset, "encryption": "auto", "auth_method": "login"}  # fmt: skip
         answer = client.post("/accounts/new", data=form, headers=POLISH)
         assert 200 == answer.status_code
@@ -74,10 +82,10 @@ def test_a_presets_advice_is_polish_on_the_account_form(client: TestClient) -> N
 def test_the_account_forms_problems_are_polish(client: TestClient) -> None:
     """The form's problems (no preset to apply, a wrong number, a bad address, a cap of 0)
     are said in Polish, each typed value quoted as typed."""
-    _login(client, "ewa", ADMIN_PASSWORD)
-    choose = {"csrf_token": _csrf(client, "/accounts/new"), "action": "preset", "preset": ""}
+    sign_in(client, "ewa", ADMIN_PASSWORD)
+    choose = {"csrf_token": csrf_token(client, "/accounts/new"), "action": "preset", "preset": ""}
     no_preset = client.post("/accounts/new", headers=POLISH, data=choose)
-    form = {"csrf_token": _csrf(client, "/accounts/new"), "action": "save", "name": "biuro",
+    form = {"csrf_token": csrf_token(client, "/accounts/new"), "action": "save", "name": "biuro",
             "from_address": "jan kowalski.wp.pl", "host": "smtp.wp.pl", "port": "46five",
             "encryption": "ssl", "auth_method": "none", "daily_cap": "0"}  # fmt: skip
     wrong_number = client.post("/accounts/new", headers=POLISH, data=form)
