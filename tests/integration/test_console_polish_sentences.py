@@ -5,24 +5,32 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import pytest
 from starlette.testclient import TestClient
 
-from tests.integration.test_console import (
+from tests.kit.console_client import (
     ADMIN_PASSWORD,
     VIEWER_PASSWORD,
-    _csrf,
-    _login,
-    client,
-    users,
+    add_console_users,
+    console_client,
+    csrf_token,
+    sign_in,
 )
 from tests.kit.database import run_sql
 from tests.kit.rows import ago, insert_message, insert_profile
-
-__all__ = ["client", "users"]  # the fixtures this module shares with test_console
+from worker.settings import Settings
 
 POLISH = {"Accept-Language": "pl-PL,pl;q=0.9"}
+
+
+@pytest.fixture
+def client(settings: Settings, database_url: str, cli_env: dict[str, str]) -> Iterator[TestClient]:
+    add_console_users(cli_env)
+    with console_client(settings, database_url) as client:
+        yield client
 
 
 def _status(database_url: str, message_id: int) -> str:
@@ -40,16 +48,16 @@ def test_a_refused_retry_reads_in_polish_on_the_queue_page(
     sent = insert_message(database_url, status="sent", sent_at=ago())
     expired = insert_message(database_url, status="failed", status_reason="550 unavailable",
                              expires_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))  # fmt: skip
-    _login(client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
     pages = {}
     for message_id in (sent, expired):
-        token = _csrf(client, f"/queue/{message_id}")
+        token = csrf_token(client, f"/queue/{message_id}")
         answer = client.post(f"/queue/{message_id}/retry", headers=POLISH,
                              data={"csrf_token": token})  # fmt: skip
         assert 200 == answer.status_code, answer.text
         pages[message_id] = html.unescape(answer.text)
-    token = _csrf(client, f"/queue/{sent}")
+    token = csrf_token(client, f"/queue/{sent}")
     in_english = client.post(f"/queue/{sent}/retry", data={"csrf_token": token}).text
 
     assert ("sent", "failed") == (_status(database_url, sent), _status(database_url, expired))
@@ -75,8 +83,8 @@ def test_a_test_messages_problems_are_polish_beside_their_fields(
     """The CLI's rules for a message, said in Polish beside the recipient and the subject: the
     typed address as typed, email-validator's reason in Polish too; nothing is queued."""
     insert_profile(database_url, "biuro", is_default=True)
-    _login(client, "ewa", ADMIN_PASSWORD)
-    form = {"csrf_token": _csrf(client, "/send-test"), "to": "jan kowalski@wp.pl",
+    sign_in(client, "ewa", ADMIN_PASSWORD)
+    form = {"csrf_token": csrf_token(client, "/send-test"), "to": "jan kowalski@wp.pl",
             "subject": "Raport\nmiesięczny", "body": ""}  # fmt: skip
     no_file = {"attachment": ("", b"", "application/octet-stream")}
 
@@ -97,7 +105,7 @@ def test_a_refused_request_is_said_in_the_pages_language(
     """A viewer asking for an admin's page, and anyone asking for a message that does not
     exist, is told so in Polish on a Polish page, in English otherwise."""
     failed = insert_message(database_url, status="failed", status_reason="550 unavailable")
-    _login(client, "jan", VIEWER_PASSWORD)
+    sign_in(client, "jan", VIEWER_PASSWORD)
 
     forbidden = client.get(f"/queue/{failed}/retry", headers=POLISH)
     missing = client.get("/queue/999999999", headers=POLISH)
