@@ -46,7 +46,7 @@ def test_sign_in_and_read_the_accounts_in_polish_and_english(
     page = new_page(browser, "pl", errors)
 
     page.goto(f"{console_url}/accounts")
-    assert page.url.endswith("/login")
+    assert page.url.endswith("/login?next=%2Faccounts")
     sync_api.expect(page.get_by_label("Nazwa użytkownika")).to_be_visible()
     sign_in(page, console_url, "ewa", PASSWORD, "pl")
     page.get_by_role("link", name="Konta").click()

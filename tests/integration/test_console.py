@@ -56,7 +56,10 @@ def test_a_user_signs_in_sees_the_accounts_and_signs_out(
                   "0 of 500 messages in 24 h", "Signed in as ewa (administrator)"):  # fmt: skip
         assert shown in page.text
     assert (303, "/login") == (out.status_code, out.headers["location"])
-    assert "/login" == client.get("/accounts", follow_redirects=False).headers["location"]
+    assert (
+        "/login?next=%2Faccounts"
+        == client.get("/accounts", follow_redirects=False).headers["location"]
+    )
     events = [(entry["event"], entry.get("user")) for entry in logs]
     assert [("console_login", "ewa"), ("console_logout", "ewa")] == [
         event for event in events if event[0] in {"console_login", "console_logout"}
@@ -90,7 +93,10 @@ def test_a_wrong_password_or_name_is_refused_alike(client: TestClient) -> None:
     assert (401, 401) == (wrong.status_code, unknown.status_code)
     assert "Wrong user name or password." in wrong.text
     assert "Wrong user name or password." in unknown.text
-    assert "/login" == client.get("/accounts", follow_redirects=False).headers["location"]
+    assert (
+        "/login?next=%2Faccounts"
+        == client.get("/accounts", follow_redirects=False).headers["location"]
+    )
     refused = [entry.get("user") for entry in logs if entry["event"] == "console_login_refused"]
     assert ["ewa", None] == refused
     assert "Tajne-Haslo-w-polu-nazwy" not in repr(logs)
@@ -155,6 +161,29 @@ def test_the_language_switch_goes_back_only_to_this_site(client: TestClient) -> 
         assert "/" == answer.headers["location"]
 
 
+def test_signing_in_leads_back_to_the_page_asked_for_and_only_on_this_site(
+    client: TestClient, database_url: str
+) -> None:
+    """A signed-out person asking for a queue filter signs in and lands on that filter; a
+    ``next`` leading elsewhere lands on the overview instead."""
+    asked = client.get("/queue?status=failed", follow_redirects=False)
+    assert "/login?next=%2Fqueue%3Fstatus%3Dfailed" == asked.headers["location"]
+    page = client.get(asked.headers["location"])
+    assert '<input type="hidden" name="next" value="/queue?status=failed">' in page.text
+
+    form = {"csrf_token": csrf_token(client), "name": "ewa", "password": ADMIN_PASSWORD,
+            "next": "/queue?status=failed"}  # fmt: skip
+    answer = client.post("/login", data=form, follow_redirects=False)
+    assert (303, "/queue?status=failed") == (answer.status_code, answer.headers["location"])
+
+    for elsewhere in ("//evil.example/", "https://evil.example/", "/\\evil.example", "/x\ny"):
+        client.post("/logout", data={"csrf_token": csrf_token(client, "/overview")})
+        form = {"csrf_token": csrf_token(client), "name": "ewa", "password": ADMIN_PASSWORD,
+                "next": elsewhere}  # fmt: skip
+        answer = client.post("/login", data=form, follow_redirects=False)
+        assert "/overview" == answer.headers["location"], elsewhere
+
+
 def test_security_headers_and_the_session_cookie(client: TestClient) -> None:
     """Every answer has the CSP without inline scripts and the other headers; the session
     cookie is HttpOnly and SameSite=Lax, and not Secure over plain HTTP."""
@@ -206,7 +235,10 @@ def test_a_removed_user_is_signed_out_at_once(client: TestClient, cli_env: dict[
 
     ok(cli_env, "console", "users", "remove", "jan")
 
-    assert "/login" == client.get("/accounts", follow_redirects=False).headers["location"]
+    assert (
+        "/login?next=%2Faccounts"
+        == client.get("/accounts", follow_redirects=False).headers["location"]
+    )
 
 
 WP_PASSWORD = "Wp-Tajne-Haslo-2026"

@@ -78,7 +78,10 @@ def _text(page: str) -> str:
 
 def test_signing_in_and_the_home_lead_to_the_overview(client: TestClient) -> None:
     """The overview is the home: signing in and ``/`` lead there; signed out, to the login."""
-    assert "/login" == client.get("/overview", follow_redirects=False).headers["location"]
+    assert (
+        "/login?next=%2Foverview"
+        == client.get("/overview", follow_redirects=False).headers["location"]
+    )
     assert "/overview" == sign_in(client, "ewa", ADMIN_PASSWORD)
     assert "/overview" == client.get("/", follow_redirects=False).headers["location"]
     assert "/overview" == client.get("/login", follow_redirects=False).headers["location"]

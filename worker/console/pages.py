@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,7 +28,7 @@ from worker.moments import utc_iso
 from worker.repository import Repository
 from worker.settings import Settings
 
-__all__ = ["HERE", "PageKit"]
+__all__ = ["HERE", "PageKit", "local_path"]
 
 HERE = Path(__file__).parent
 
@@ -42,6 +43,16 @@ def _templates() -> Jinja2Templates:
     )
     environment.globals["utc_iso"] = utc_iso
     return Jinja2Templates(env=environment)
+
+
+def local_path(text: object) -> str | None:
+    """``text`` if it is a path of this site, else None: never an address elsewhere (a scheme,
+    ``//host`` or a backslash, which browsers read as a slash)."""
+    if not isinstance(text, str) or not text.startswith("/") or text.startswith("//"):
+        return None
+    if "\\" in text or any(ord(character) < 32 for character in text):
+        return None
+    return text
 
 
 class PageKit:
@@ -117,10 +128,14 @@ class PageKit:
         return user
 
     async def reader(self, request: Request) -> ConsoleUser | Response:
-        """The signed-in user of any role; the sign-in page for no one."""
+        """The signed-in user of any role; for no one, the sign-in page, which leads back
+        to the page asked for (a GET's; a form posted signed out is not posted again)."""
         user = await self.signed_in(request)
         if user is None:
-            return RedirectResponse("/login", status_code=303)
+            wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            if request.method != "GET" or local_path(wanted) in {None, "/"}:
+                return RedirectResponse("/login", status_code=303)
+            return RedirectResponse(f"/login?{urlencode({'next': wanted})}", status_code=303)
         return user
 
     async def admin(self, request: Request) -> ConsoleUser | Response:

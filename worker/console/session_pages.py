@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from worker.console.i18n import LANGUAGES
-from worker.console.pages import PageKit
+from worker.console.pages import PageKit, local_path
 from worker.console.passwords import verify_password
 
 __all__ = ["HOME", "routes"]
@@ -28,23 +28,26 @@ class SessionPages:
         return RedirectResponse(HOME, status_code=303)
 
     async def login_page(self, request: Request) -> Response:
+        wanted = local_path(request.query_params.get("next")) or HOME
         if await self._kit.signed_in(request) is not None:
-            return RedirectResponse(HOME, status_code=303)
-        return self._kit.render(request, "login.html", error=None, name="")
+            return RedirectResponse(wanted, status_code=303)
+        return self._kit.render(request, "login.html", error=None, name="", next=wanted)
 
     async def login(self, request: Request) -> Response:
         kit = self._kit
         form = await kit.checked_form(request)
         name = str(form.get("name", "")).strip()
         password = str(form.get("password", ""))
+        wanted = local_path(form.get("next")) or HOME
         client = request.client.host if request.client else "unknown"
         wait = kit.throttle.wait_seconds(name, client)
         if wait > 0:
             log.warning("console_login_throttled", client=client, wait_seconds=math.ceil(wait))
             minutes = math.ceil(wait / 60)
             return kit.render(
-                request, "login.html", 429, error="throttled", minutes=minutes, name=name
-            )
+                request, "login.html", 429, error="throttled", minutes=minutes, name=name,
+                next=wanted,
+            )  # fmt: skip
         async with kit.repository(request) as repository:
             user = await repository.console_user(name) if name else None
             if user is None or not verify_password(user.password_hash, password):
@@ -54,7 +57,9 @@ class SessionPages:
                 # A name that is no user is not logged: it may be a password typed in its place.
                 who = user.name if user else None
                 log.warning("console_login_refused", user=who, client=client)
-                return kit.render(request, "login.html", 401, error="refused", name=name)
+                return kit.render(
+                    request, "login.html", 401, error="refused", name=name, next=wanted
+                )
             await repository.record_console_login(user.name)
         language = request.session.get("language")
         request.session.clear()  # a new session, with a new CSRF token, for the signed-in user
@@ -62,7 +67,7 @@ class SessionPages:
         if language in LANGUAGES:
             request.session["language"] = language
         log.info("console_login", user=user.name, role=user.role, client=client)
-        return RedirectResponse(HOME, status_code=303)
+        return RedirectResponse(wanted, status_code=303)
 
     async def logout(self, request: Request) -> Response:
         await self._kit.checked_form(request)
@@ -80,11 +85,7 @@ class SessionPages:
         chosen = form.get("language")
         if chosen in LANGUAGES:
             request.session["language"] = chosen
-        back = str(form.get("next", "/"))
-        # Only a path of this site: never an address elsewhere (//host or a scheme).
-        if not back.startswith("/") or back.startswith("//") or "\\" in back:
-            back = "/"
-        return RedirectResponse(back, status_code=303)
+        return RedirectResponse(local_path(form.get("next")) or "/", status_code=303)
 
 
 def routes(kit: PageKit) -> list[Route]:
