@@ -55,6 +55,7 @@ class SendTestRequest:
     subject: str = DEFAULT_SUBJECT
     body: str | None = None  # None: default_body, naming the profile, its server and the time
     attachments: tuple[Attachment, ...] = ()
+    console_user: str | None = None  # who sent it from the console; None: the CLI
 
     def outbox_message(self, body: str, profile: str | None = None) -> OutboxMessage:
         """The message to queue; ``profile`` replaces the requested one once it is chosen."""
@@ -69,18 +70,24 @@ class SendTestRequest:
         )
 
 
-def default_body(profile: Profile, queued_at: datetime) -> str:
-    """Says which profile and server sent the message, and when it was queued (Polish first)."""
+def default_body(profile: Profile, queued_at: datetime, console_user: str | None = None) -> str:
+    """Says which profile and server sent the message, when it was queued and from where: the
+    CLI, or the console and who used it (Polish first)."""
     when = queued_at.strftime("%Y-%m-%d %H:%M:%S %z")
     server = f"{profile.host}:{profile.port} ({encryption_words(profile)})"
+    if console_user is None:
+        polish_origin, origin = "polecenie mailworker send-test", "mailworker send-test"
+    else:
+        polish_origin = f"konsola mailworker, użytkownik {console_user}"
+        origin = f"the mailworker console, user {console_user}"
     return (
         "Dzień dobry,\n\n"
-        "to jest wiadomość testowa z mail-outbox-worker (polecenie mailworker send-test).\n"
+        f"to jest wiadomość testowa z mail-outbox-worker ({polish_origin}).\n"
         "Skoro dotarła, konto pocztowe działa. Nie trzeba na nią odpowiadać.\n\n"
         f"Profil:  {profile.name} ({profile.from_address})\n"
         f"Serwer:  {server}\n"
         f"Zlecono: {when}\n\n"
-        "This is a test message from mail-outbox-worker (mailworker send-test), sent through\n"
+        f"This is a test message from mail-outbox-worker ({origin}), sent through\n"
         f"profile {profile.name} ({profile.from_address}) via {server}, queued at {when}.\n"
     )
 
@@ -98,7 +105,7 @@ async def queue_test_message(
     """Queue the test message through ``profile``; its id. Raises ``InvalidMessage``."""
     body = request.body
     if body is None:
-        body = default_body(profile, datetime.now().astimezone())
+        body = default_body(profile, datetime.now().astimezone(), request.console_user)
     message = request.outbox_message(body, profile.name)
     queued = await enqueue_message(repository, message, max_bytes=max_bytes)
     return queued.id

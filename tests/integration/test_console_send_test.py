@@ -126,6 +126,8 @@ def test_a_test_message_with_an_attachment_is_followed_until_delivered(
     body = parsed.get_body(("plain",))
     assert body is not None
     assert "Profil:  test (jankowalski@wp.pl)" in body.get_content()
+    assert "(konsola mailworker, użytkownik ewa)" in body.get_content()  # not "send-test"
+    assert "(the mailworker console, user ewa)" in body.get_content()
     [message] = _outbox(database_url)
     assert ("test", TEST_PRIORITY, "sent") == (
         message["kind"], message["priority"], message["status"]

@@ -74,14 +74,16 @@ class SendTestForm:
     def add_problem(self, field: str, problem: str) -> None:
         self.problems.setdefault(field, []).append(problem)
 
-    def request(self) -> SendTestRequest:
-        """What to queue; an empty body means the default one, as in ``send-test``."""
+    def request(self, console_user: str | None = None) -> SendTestRequest:
+        """What to queue; an empty body means the default one, as in ``send-test``, naming
+        ``console_user`` as who sent it."""
         return SendTestRequest(
             profile=self.profile or None,
             to=self.to,
             subject=self.subject,
             body=self.body if self.body.strip() else None,
             attachments=self.attachments,
+            console_user=console_user,
         )
 
     def check(self, *, max_bytes: int) -> bool:

@@ -62,7 +62,7 @@ class SendTestPages:
         form = await SendTestForm.posted(posted, max_bytes=max_bytes)
         if not form.check(max_bytes=max_bytes):
             return await self._render_form(request, user, form)
-        queued = await self._queue(request, form, max_bytes)
+        queued = await self._queue(request, form, max_bytes, user)
         if queued is None:
             return await self._render_form(request, user, form)
         message_id, profile = queued
@@ -71,7 +71,7 @@ class SendTestPages:
         return RedirectResponse(f"/send-test/{message_id}", status_code=303)
 
     async def _queue(
-        self, request: Request, form: SendTestForm, max_bytes: int
+        self, request: Request, form: SendTestForm, max_bytes: int, user: ConsoleUser
     ) -> tuple[int, str] | None:
         """The queued message's id and account; None when the form has a problem after all."""
         async with self._kit.repository(request) as repository:
@@ -81,7 +81,7 @@ class SendTestPages:
                 return None
             try:
                 message_id = await queue_test_message(
-                    repository, profile, form.request(), max_bytes=max_bytes
+                    repository, profile, form.request(user.name), max_bytes=max_bytes
                 )
             except InvalidMessage as exc:  # e.g. more recipients than the account may send to
                 for problem in exc.problems:
