@@ -6,6 +6,7 @@ Precedence, highest first: environment variables, the settings file, the default
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -228,6 +229,16 @@ class Settings(BaseSettings):
             "keep to HTTPS (Strict-Transport-Security)."
         ),
     )
+    console_trusted_proxies: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Comma-separated addresses or networks of the reverse proxies whose "
+            "X-Forwarded-For and X-Forwarded-Proto the console believes: they give the client's "
+            "address to the sign-in rate limit and the log. In a container behind a proxy on "
+            "the host, the container network's gateway (e.g. 172.16.0.0/12); never `*` where "
+            "people reach the console without the proxy."
+        ),
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -281,6 +292,14 @@ class Settings(BaseSettings):
         if value is None or not value.strip():
             return None
         split_address(value.strip())
+        return value.strip()
+
+    @field_validator("console_trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip() and part.strip() != "*":
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the part
         return value.strip()
 
     @field_validator("console_listen")

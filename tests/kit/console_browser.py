@@ -98,14 +98,18 @@ def add_console_user(cli_env: Mapping[str, str], name: str, password: str, role:
 
 
 @contextlib.contextmanager
-def console_process(cli_env: Mapping[str, str], **extra_env: str) -> Iterator[str]:
-    """``mailworker console`` as a process; its URL once it listens."""
+def console_process(
+    cli_env: Mapping[str, str], *, output: Path | None = None, **extra_env: str
+) -> Iterator[str]:
+    """``mailworker console`` as a process; its URL once it listens. With ``output``, what it
+    prints (its log) is written to that file."""
     port = free_port()
+    sink = None if output is None else output.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "worker", "console", "--listen", f"127.0.0.1:{port}"],
         cwd=REPO_ROOT,
         env={**os.environ, **cli_env, **extra_env},
-        stdout=subprocess.PIPE,
+        stdout=subprocess.PIPE if sink is None else sink,
         stderr=subprocess.STDOUT,
     )
     try:
@@ -114,7 +118,15 @@ def console_process(cli_env: Mapping[str, str], **extra_env: str) -> Iterator[st
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            if process.poll() is not None:
+                said = (
+                    output.read_text()
+                    if output
+                    else process.stdout.read()
+                    if process.stdout
+                    else ""
+                )
+                raise AssertionError(f"the console stopped: {said!r}")
             assert time.monotonic() < deadline, "the console did not start listening"
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
@@ -123,6 +135,8 @@ def console_process(cli_env: Mapping[str, str], **extra_env: str) -> Iterator[st
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+        if sink is not None:
+            sink.close()
 
 
 @contextlib.contextmanager

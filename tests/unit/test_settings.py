@@ -44,6 +44,7 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         ("DATABASE_URL", "mysql://x@y/z", "must be a postgresql:// URL, not a mysql:// one"),
         ("MAILWORKER_LOG_FORMAT", "xml", "log_format (MAILWORKER_LOG_FORMAT)"),
         ("MAILWORKER_MAX_MESSAGE_BYTES", "-1", "max_message_bytes"),
+        ("MAILWORKER_CONSOLE_TRUSTED_PROXIES", "127.0.0.1, proxy.local", "'proxy.local'"),
     ],
 )
 def test_each_mistake_is_named(

@@ -60,8 +60,16 @@ def _serve(cli: CliContext, listen: str | None) -> None:
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"mailworker console on http://{shown}:{port}/ (Ctrl-C stops it)")
     log.info("console_started", host=host, port=port)
-    # uvicorn trusts X-Forwarded-For only from 127.0.0.1: a reverse proxy on this machine.
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=True)
+    # uvicorn believes X-Forwarded-For only from the reverse proxies the settings name.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=cli.settings.console_trusted_proxies,
+    )
 
 
 async def _revision(cli: CliContext) -> str | None:
