@@ -59,8 +59,8 @@ run: setup  ## set up, then run the service in the foreground (Ctrl-C or SIGTERM
 test: $(TOOLS)  ## the whole test suite, with coverage
 	$(BIN)/pytest --cov --numprocesses=auto
 
-# The benchmark of docs/performance.md: a table on stdout, every figure in bench-results.json.
-bench: $(TOOLS)  ## throughput, latency, enqueue, idle cost and memory against the limit and a peer
+# The benchmark of docs/performance.md: two tables on stdout, every figure in bench-results.json.
+bench: $(TOOLS)  ## throughput (loopback, a modelled network) against the limit and a peer; idle cost, memory
 	$(BIN)/python -m bench.run
 
 # Why the worker keeps its own /healthz and /metrics endpoint (docs/console.md): its memory,

@@ -33,6 +33,7 @@ __all__ = [
     "fresh_database",
     "insert_messages",
     "outbox_statuses",
+    "point_profile",
     "row",
     "server_url",
     "subject",
@@ -111,6 +112,12 @@ async def add_profile(engine: AsyncEngine, sink: SmtpSink, connections: int) -> 
                 "is_default": True,
             }
         )
+
+
+async def point_profile(engine: AsyncEngine, sink: SmtpSink) -> None:
+    """The profile sends to ``sink`` from now on (the workers started after this)."""
+    async with engine.begin() as connection:
+        await Repository(connection).update_profile(PROFILE, {"port": sink.port})
 
 
 def subject(number: int) -> str:

@@ -48,7 +48,11 @@ class Bench:
     results: Results = field(default_factory=Results)
 
     def deadline(self, messages: int) -> float:
-        return max(60.0, messages / 20)
+        """Ample time for ``messages``: even at 20 a second, or at a third of the rate four
+        round trips a message allow over the sink's delay."""
+        delay = self.sink.delay
+        four_trips = messages * (4 * delay.rtt + delay.accept) / self.options.connections
+        return max(60.0, messages / 20, 3 * four_trips)
 
     async def settle_and_check(self, name: str, expected: int) -> int:
         """After a short quiet time: the sink got exactly ``expected`` (none missing or twice)."""

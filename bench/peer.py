@@ -1,7 +1,8 @@
 """The peer: django-post_office's ``send_queued_mail --processes=1`` against the same sink.
 
 It runs with its defaults in a database of its own beside the bench database, on the same
-PostgreSQL server, and sends the same 1 KB messages.
+PostgreSQL server, and sends the same 1 KB messages; in the latency mode, from as many
+threads as the worker has connections.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ class Peer:
             "BENCH_PEER_DB_PASSWORD": parsed.password or "",
             "BENCH_PEER_SINK_PORT": str(sink_port),
         }
+
+    def against(self, sink_port: int, threads: int) -> Peer:
+        """The same database, sending to ``sink_port`` from ``threads`` threads."""
+        peer = Peer(self.url, sink_port, self.directory)
+        peer.env["BENCH_PEER_THREADS"] = str(threads)
+        return peer
 
     def run(self, *arguments: str) -> None:
         """A command to its end; its output goes to ``peer.log``."""
@@ -107,13 +114,14 @@ def _running(process: subprocess.Popen[bytes]) -> Callable[[], None]:
     return check
 
 
-async def peer_throughput(bench: Bench, peer: Peer) -> None:
-    """Rows committed (``send_many``), then ``send_queued_mail`` started, to the last acceptance.
+async def peer_throughput(bench: Bench, peer: Peer, messages: int, name: str = "peer") -> None:
+    """``messages`` rows committed (``send_many``), then ``send_queued_mail`` started, to the
+    last acceptance: the figure ``name``.
 
     The command's start-up (Python, Django) is part of its time, as it is where it runs from
     cron; ``peer_startup`` measures it alone, on an empty queue, for comparison.
     """
-    n = bench.options.messages
+    n = messages
     await asyncio.to_thread(peer.run, "-m", "bench.post_office_site.enqueue", "0")
     began = time.monotonic()
     await asyncio.to_thread(_send_until_done, peer)
@@ -127,13 +135,13 @@ async def peer_throughput(bench: Bench, peer: Peer) -> None:
         try:
             await wait_count(bench.sink, n, bench.deadline(n), _running(process))
             rates.append(n / (bench.sink.last_at - committed))
-            counts.append(await bench.settle_and_check("peer", n))
+            counts.append(await bench.settle_and_check(name, n))
         finally:
             await asyncio.to_thread(_finish, process)
         statuses = await peer.statuses()
-        bench.results.check(statuses == {_SENT: n}, f"peer: post_office statuses {statuses}")
-    bench.results.rate("peer", rates, counts, n)
-    bench.results.figures["peer"]["startup_seconds"] = startup
+        bench.results.check(statuses == {_SENT: n}, f"{name}: post_office statuses {statuses}")
+    bench.results.rate(name, rates, counts, n)
+    bench.results.figures[name]["startup_seconds"] = startup
 
 
 def _send_until_done(peer: Peer) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.results import Results
 
-__all__ = ["machine", "ratios", "report", "table"]
+__all__ = ["machine", "ratios", "report", "table", "verdicts"]
 
 PACKAGES = [
     "mail-outbox-worker",
@@ -37,13 +37,30 @@ _RATES = {
     "enqueue_api": "enqueue, Python API",
     "enqueue_api_batch": "enqueue, Python API, batches",
 }
-# Each ratio: (numerator, denominator, target) — the worker's figure over its reference.
+# Against the sink behind a round trip (the latency mode), each over the same connections.
+_RTT_RATES = {
+    "rtt_worker_1": "worker, 1 process",
+    "rtt_limit": "limit: bare aiosmtplib",
+    "rtt_peer": "peer: django-post_office",
+}
+# The physical bounds of the latency mode, in ``rtt_bounds``.
+_BOUNDS = {
+    "one_round_trip": "bound: 1 round trip a message",
+    "four_round_trips": "bound: 4 round trips a message",
+}
+# Each ratio: (numerator, denominator, target) — the worker's figure over its reference, and
+# the least it should be.
 _RATIOS = {
-    "worker_1/limit": ("worker_1", "limit", "≥ 0.8"),
-    "worker_2/limit": ("worker_2", "limit", "≥ 0.8"),
-    "worker_1/peer": ("worker_1", "peer", "≥ 2.0"),
-    "worker_1_attachment/limit_attachment": ("worker_1_attachment", "limit_attachment", "≥ 0.8"),
-    "worker_1_history/worker_1": ("worker_1_history", "worker_1", "≥ 0.9"),
+    "worker_1/limit": ("worker_1", "limit", 0.8),
+    "worker_2/limit": ("worker_2", "limit", 0.8),
+    "worker_1/peer": ("worker_1", "peer", 2.0),
+    "worker_1_attachment/limit_attachment": ("worker_1_attachment", "limit_attachment", 0.8),
+    "worker_1_history/worker_1": ("worker_1_history", "worker_1", 0.9),
+}
+_RTT_RATIOS = {
+    "rtt_worker_1/one_round_trip": ("rtt_worker_1", "one_round_trip", 0.8),
+    "rtt_worker_1/rtt_peer": ("rtt_worker_1", "rtt_peer", 2.0),
+    "rtt_worker_1/rtt_limit": ("rtt_worker_1", "rtt_limit", 2.0),
 }
 
 
@@ -65,22 +82,56 @@ async def machine(engine: AsyncEngine) -> dict[str, Any]:
     }
 
 
+def _rate(figures: dict[str, dict[str, Any]], name: str) -> float | None:
+    """A measured median, or a bound of the latency mode; ``None`` when not measured."""
+    if name in _BOUNDS:
+        return figures["rtt_bounds"][name] if "rtt_bounds" in figures else None
+    return figures[name]["median"] if name in figures else None
+
+
 def ratios(figures: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """The ratios of medians whose two figures were both measured."""
+    """The ratios of medians (or bounds) whose two figures were both measured."""
+    found = {}
+    for name, (top, bottom, _) in (_RATIOS | _RTT_RATIOS).items():
+        numerator, denominator = _rate(figures, top), _rate(figures, bottom)
+        if numerator is not None and denominator is not None:
+            found[name] = numerator / denominator
+    return found
+
+
+def verdicts(found: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Each ratio's target and whether it is met."""
+    targets = {name: target for name, (_, _, target) in (_RATIOS | _RTT_RATIOS).items()}
     return {
-        name: figures[top]["median"] / figures[bottom]["median"]
-        for name, (top, bottom, _) in _RATIOS.items()
-        if top in figures and bottom in figures
+        name: {"target": targets[name], "met": value >= targets[name]}
+        for name, value in found.items()
     }
 
 
-def table(figures: dict[str, dict[str, Any]]) -> str:
+def _rate_lines(figures: dict[str, dict[str, Any]], labels: dict[str, str]) -> list[str]:
     lines = [f"{'figure':<30} {'median':>10} {'min':>10} {'max':>10}  unit"]
-    for key, label in _RATES.items():
+    for key, label in labels.items():
         if key in figures:
             f = figures[key]
             numbers = f"{f['median']:>10.1f} {f['min']:>10.1f} {f['max']:>10.1f}"
             lines.append(f"{label:<30} {numbers}  msgs/s")
+    return lines
+
+
+def _ratio_lines(found: dict[str, float], names: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, verdict in verdicts(found).items():
+        if name in names:
+            met = "met" if verdict["met"] else "MISSED"
+            lines.append(
+                f"{name + ':':<40} {found[name]:>6.2f}   target ≥ {verdict['target']:.1f}   {met}"
+            )
+    return lines
+
+
+def table(figures: dict[str, dict[str, Any]]) -> str:
+    """The loopback table and, when it ran, the latency mode's; each with its ratios."""
+    lines = ["loopback: the sink on 127.0.0.1, no delay", *_rate_lines(figures, _RATES)]
     lat = figures["latency"]
     lines.append(f"{'idle latency p50':<30} {lat['p50']:>10.1f} {lat['min']:>10.1f} {'':>10}  ms")
     lines.append(f"{'idle latency p99':<30} {lat['p99']:>10.1f} {'':>10} {lat['max']:>10.1f}  ms")
@@ -101,10 +152,23 @@ def table(figures: dict[str, dict[str, Any]]) -> str:
             f"{'peak RSS, large attachments':<30} {memory['peak_rss_mb']:>10.1f} {'':>21}  MB"
             f" ({memory['messages']} x {memory['attachment_mb']:g} MB, 1 run)"
         )
-    lines.append("")
-    for name, value in ratios(figures).items():
-        lines.append(f"{name + ':':<40} {value:>6.2f}   target {_RATIOS[name][2]}")
+    found = ratios(figures)
+    lines += ["", *_ratio_lines(found, _RATIOS)]
+    if "rtt_bounds" in figures:
+        lines += ["", *_rtt_table(figures), "", *_ratio_lines(found, _RTT_RATIOS)]
     return "\n".join(lines)
+
+
+def _rtt_table(figures: dict[str, dict[str, Any]]) -> list[str]:
+    bounds = figures["rtt_bounds"]
+    lines = [
+        f"latency mode: {bounds['rtt_ms']:g} ms round trip, {bounds['accept_ms']:g} ms"
+        f" acceptance, {bounds['connections']} connections (the peer: as many threads)",
+        *_rate_lines(figures, _RTT_RATES),
+    ]
+    for key, label in _BOUNDS.items():
+        lines.append(f"{label:<30} {bounds[key]:>10.1f} {'':>21}  msgs/s")
+    return lines
 
 
 def report(results: Results, info: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
@@ -116,5 +180,6 @@ def report(results: Results, info: dict[str, Any], settings: dict[str, Any]) -> 
         "settings": settings,
         "figures": figures,
         "ratios": ratios(figures),
+        "verdicts": verdicts(ratios(figures)),
         "checks": {"ok": not results.failures, "failures": results.failures},
     }

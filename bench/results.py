@@ -12,7 +12,7 @@ from typing import Any
 __all__ = ["PARTS", "Options", "Results", "parse_options"]
 
 # Measurements that may be skipped; the default runs every one.
-PARTS = ("peer", "attachment", "history", "idle", "memory")
+PARTS = ("peer", "attachment", "history", "idle", "memory", "rtt")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class Options:
     idle_seconds: float
     memory_messages: int
     memory_attachment_bytes: int
+    rtt: float
+    accept: float
+    rtt_messages: int
     skip: frozenset[str]
 
     def runs_part(self, part: str) -> bool:
@@ -70,6 +73,7 @@ _SMOKE = {
     "idle_seconds": 6.0,  # more than one default poll interval
     "memory_messages": 5,
     "memory_attachment_mb": 1.0,
+    "rtt_messages": 20,
 }
 
 
@@ -87,6 +91,9 @@ def parse_options(argv: list[str] | None, description: str | None) -> Options:
     add("--idle-seconds", type=float, default=30.0, help="how long the idle worker is watched")
     add("--memory-messages", type=int, default=200, help="messages with a large attachment")
     add("--memory-attachment-mb", type=float, default=10.0, help="their attachment, MB")
+    add("--rtt-ms", type=float, default=20.0, help="latency mode: the network's round trip")
+    add("--accept-ms", type=float, default=20.0, help="latency mode: the sink's time to accept")
+    add("--rtt-messages", type=int, default=500, help="messages per latency-mode measurement")
     add("--skip", action="append", choices=PARTS, default=[], help="leave a part out (repeat)")
     add("--smoke", action="store_true", help="correctness only: every part at a tiny size")
     args = parser.parse_args(argv)
@@ -107,5 +114,8 @@ def parse_options(argv: list[str] | None, description: str | None) -> Options:
         idle_seconds=args.idle_seconds,
         memory_messages=args.memory_messages,
         memory_attachment_bytes=round(args.memory_attachment_mb * _MB),
+        rtt=args.rtt_ms / 1000,
+        accept=args.accept_ms / 1000,
+        rtt_messages=args.rtt_messages,
         skip=frozenset(args.skip),
     )

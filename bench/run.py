@@ -10,6 +10,10 @@ One run measures, each rate the median of ``--runs`` with min and max:
 - ``peer``: django-post_office's ``send_queued_mail --processes=1`` sending the same N messages;
 - ``worker_1_attachment`` / ``limit_attachment``: both again with a 100 KB attachment each;
 - ``worker_1_history``: ``worker_1`` with a million ``sent`` rows already in the outbox;
+- ``rtt_worker_1`` / ``rtt_limit`` / ``rtt_peer``: the latency mode, the sink behind a
+  round trip (``--rtt-ms``) and an acceptance time (``--accept-ms``): one worker process,
+  the bare loop and the peer (with as many threads), each over the profile's connections,
+  beside the bounds of one and of four round trips a message (``rtt_bounds``);
 - ``latency``: an idle worker, one row inserted with plain SQL, time to the sink's acceptance
   (p50, p99 over ``--latency-samples``);
 - ``enqueue_sql`` / ``enqueue_api``: rows a second through plain SQL and through
@@ -18,13 +22,15 @@ One run measures, each rate the median of ``--runs`` with min and max:
 - ``idle``: CPU time and database transactions of an idle worker (one run);
 - ``memory``: peak RSS of a worker sending 200 messages of 10 MB attachments (one run).
 
-The sink runs in a process of its own (:mod:`bench.sink`). Every measurement also checks that
-every message arrived; a failed check makes the exit code 1. ``--smoke`` is a tiny run for CI.
+The sink runs in a process of its own (:mod:`bench.sink`), and so does the delayed one. Every
+measurement also checks that every message arrived; a failed check makes the exit code 1.
+``--smoke`` is a tiny run for CI.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -37,12 +43,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.database import SENDER, add_profile, fresh_database, server_url
 from bench.measurements import ENQUEUE_BATCH, Bench, content
+from bench.network import over_network
 from bench.peer import Peer, peer_throughput, prepare_peer
 from bench.processes import WORKER_ENV
 from bench.report import machine, report
 from bench.resources import IDLE_POLL_INTERVAL, idle_cost, memory
 from bench.results import Options, parse_options
-from bench.sink import SmtpSink
+from bench.sink import Delay, SmtpSink
 from worker.mime import render
 
 __all__ = ["main"]
@@ -61,21 +68,30 @@ async def _throughput(bench: Bench, peer: Peer | None) -> None:
     await bench.limit("limit", options.messages)
     if peer is not None:
         _step("peer: django-post_office")
-        await peer_throughput(bench, peer)
+        await peer_throughput(bench, peer, options.messages)
     if options.runs_part("attachment"):
         _step("100 KB attachments: worker and limit")
         await bench.attachment()
 
 
 async def measure(
-    options: Options, url: str, sink: SmtpSink, directory: Path, peer: Peer | None
+    options: Options,
+    url: str,
+    sinks: tuple[SmtpSink, SmtpSink | None],
+    directory: Path,
+    peer: Peer | None,
 ) -> dict[str, Any]:
+    sink, delayed = sinks
     engine = create_async_engine(url, pool_size=5)
     try:
         await add_profile(engine, sink, options.connections)
         bench = Bench(options, engine, url, sink, Fernet.generate_key().decode(), directory)
         info = await machine(engine)
         await _throughput(bench, peer)
+        if delayed is not None:
+            rtt, accept = options.rtt * 1000, options.accept * 1000
+            _step(f"latency mode, {rtt:g} ms round trip, {accept:g} ms acceptance")
+            await over_network(bench, delayed, peer)
         _step("idle latency")
         await bench.latency()
         _step("enqueue")
@@ -109,6 +125,9 @@ def _settings(options: Options) -> dict[str, Any]:
         "idle_poll_interval": IDLE_POLL_INTERVAL,
         "memory_messages": options.memory_messages,
         "memory_attachment_bytes": options.memory_attachment_bytes,
+        "rtt_ms": options.rtt * 1000,
+        "accept_ms": options.accept * 1000,
+        "rtt_messages": options.rtt_messages,
         "skipped": sorted(options.skip),
         "smoke": options.smoke,
         "worker_env": WORKER_ENV,
@@ -121,12 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv, __doc__)
     server = server_url()
     url = fresh_database(server, options.database)
-    with SmtpSink() as sink, tempfile.TemporaryDirectory(prefix="bench-") as directory:
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(SmtpSink())
+        delayed = None
+        if options.runs_part("rtt"):
+            delayed = stack.enter_context(SmtpSink(Delay(options.rtt, options.accept)))
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         peer = None
         if options.runs_part("peer"):
             _step("peer: a database with post_office's tables")
-            peer = prepare_peer(server, f"{options.database}_peer", sink.port, Path(directory))
-        results = asyncio.run(measure(options, url, sink, Path(directory), peer))
+            peer = prepare_peer(server, f"{options.database}_peer", sink.port, directory)
+        results = asyncio.run(measure(options, url, (sink, delayed), directory, peer))
     results["settings"]["wall_seconds"] = time.monotonic() - began
     options.json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"whole run: {results['settings']['wall_seconds']:.0f} s")

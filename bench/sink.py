@@ -1,5 +1,9 @@
 """An SMTP sink in a process of its own: accepts every message, counts it, keeps nothing.
 
+With a round trip (``rtt``), clients reach it through a :class:`bench.delay.DelayProxy` in
+the same process; with an acceptance time (``accept``), it answers a message's end that much
+later, as a server that writes the message to disk and hands it on before it says 250.
+
 The parent reads the count and the time of the last acceptance from shared memory
 (``multiprocessing.Value``), so reading them costs the sink nothing. Times are
 ``time.monotonic()``, which on Linux is one clock for every process of the machine.
@@ -12,10 +16,13 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.sharedctypes
 import time
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-__all__ = ["SmtpSink"]
+from bench.delay import DelayProxy
+
+__all__ = ["Delay", "SmtpSink"]
 
 _HOST = "127.0.0.1"
 # Above the memory measurement's messages (10 MB attached, 14.4 MB once base64-encoded), so
@@ -24,14 +31,18 @@ _DATA_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 class _Counter:
-    """aiosmtpd handler: counts messages and recipients, notes when the last one arrived."""
+    """aiosmtpd handler: counts messages and recipients, notes when the last one was accepted."""
 
-    def __init__(self, messages: Any, recipients: Any, last_at: Any) -> None:
+    def __init__(self, messages: Any, recipients: Any, last_at: Any, accept: float) -> None:
         self._messages = messages
         self._recipients = recipients
         self._last_at = last_at
+        self._accept = accept
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook name
+        if self._accept:
+            # Only this connection waits: aiosmtpd serves each one in a task of its own.
+            await asyncio.sleep(self._accept)
         now = time.monotonic()
         # The only writer is this process's one thread, so no lock is needed.
         self._recipients.value += len(envelope.rcpt_tos)
@@ -40,14 +51,27 @@ class _Counter:
         return "250 OK"
 
 
+@dataclass(frozen=True)
+class Delay:
+    """The network between the clients and the sink: its round trip and the sink's time to
+    accept a message after its last byte, in seconds."""
+
+    rtt: float = 0.0
+    accept: float = 0.0
+
+
 def _serve(
-    messages: Any, recipients: Any, last_at: Any, ready: multiprocessing.connection.Connection
+    messages: Any,
+    recipients: Any,
+    last_at: Any,
+    delay: Delay,
+    ready: multiprocessing.connection.Connection,
 ) -> None:
     """The child process: serve on 127.0.0.1, port 0, until terminated."""
     from aiosmtpd.smtp import SMTP  # noqa: PLC0415 - imported in the child only
 
     async def main() -> None:
-        handler = _Counter(messages, recipients, last_at)
+        handler = _Counter(messages, recipients, last_at, delay.accept)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
             lambda: SMTP(
@@ -59,17 +83,24 @@ def _serve(
             _HOST,
             0,
         )
-        ready.send(server.sockets[0].getsockname()[1])
+        front = server
+        if delay.rtt:
+            port = server.sockets[0].getsockname()[1]
+            front = await DelayProxy(_HOST, port, delay.rtt).serve(_HOST)
+        ready.send(front.sockets[0].getsockname()[1])
         ready.close()
-        await server.serve_forever()
+        await front.serve_forever()  # the sink's server serves on while ``server`` lives
 
     asyncio.run(main())
 
 
 class SmtpSink:
-    """Starts the sink process; ``port``, ``count``, ``recipients`` and ``last_at`` read it."""
+    """Starts the sink process; ``port``, ``count``, ``recipients`` and ``last_at`` read it.
 
-    def __init__(self) -> None:
+    With a ``delay``, ``port`` is its proxy's, so every client pays the round trips.
+    """
+
+    def __init__(self, delay: Delay = Delay()) -> None:
         context = multiprocessing.get_context("spawn")  # no fork of a process with threads
         self._messages = context.Value("q", 0, lock=False)
         self._recipients = context.Value("q", 0, lock=False)
@@ -78,12 +109,13 @@ class SmtpSink:
         self._receiving = receiving
         self._process = context.Process(
             target=_serve,
-            args=(self._messages, self._recipients, self._last_at, sending),
+            args=(self._messages, self._recipients, self._last_at, delay, sending),
             name="bench-smtp-sink",
             daemon=True,
         )
         self.host = _HOST
         self.port = 0
+        self.delay = delay
 
     def start(self, timeout: float = 30.0) -> SmtpSink:
         self._process.start()

@@ -1,6 +1,7 @@
 """Django settings for the peer: post_office's defaults, its own database, SMTP to the sink.
 
-The benchmark passes the database and the sink's port in ``BENCH_PEER_*`` variables.
+The benchmark passes the database, the sink's port and, in the latency mode, the number of
+sending threads in ``BENCH_PEER_*`` variables.
 """
 
 from __future__ import annotations
@@ -31,4 +32,8 @@ EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 EMAIL_HOST = "127.0.0.1"
 EMAIL_PORT = int(os.environ.get("BENCH_PEER_SINK_PORT", "25"))
 DEFAULT_FROM_EMAIL = "Bench <powiadomienia@example.com>"
+# Its sending threads (5 by default), each with a connection of its own; the latency mode
+# gives it as many as the worker's profile has connections.
+if "BENCH_PEER_THREADS" in os.environ:
+    POST_OFFICE = {"THREADS_PER_PROCESS": int(os.environ["BENCH_PEER_THREADS"])}
 LOGGING = {"version": 1, "disable_existing_loggers": False}

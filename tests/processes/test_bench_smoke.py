@@ -27,6 +27,9 @@ RATES = {
     "enqueue_sql": 50,
     "enqueue_api": 50,
     "enqueue_api_batch": 50,
+    "rtt_worker_1": 20,
+    "rtt_limit": 20,
+    "rtt_peer": 20,
 }
 RATIOS = {
     "worker_1/limit",
@@ -34,12 +37,16 @@ RATIOS = {
     "worker_1/peer",
     "worker_1_attachment/limit_attachment",
     "worker_1_history/worker_1",
+    "rtt_worker_1/one_round_trip",
+    "rtt_worker_1/rtt_peer",
+    "rtt_worker_1/rtt_limit",
 }
 
 
 def test_smoke_run_counts_every_message(server_url: str, tmp_path: Path) -> None:
-    """``bench.run --smoke`` exits 0 and reports each figure, the peer's, the idle cost's and the
-    memory's too, with every message counted."""
+    """``bench.run --smoke`` exits 0 and reports each figure, the peer's, the idle cost's, the
+    memory's and the latency mode's too, with every message counted, and a verdict on each
+    ratio."""
     results_path = tmp_path / "bench.json"
     database = f"mailworker_bench_{uuid.uuid4().hex[:12]}"
     env = {
@@ -91,4 +98,13 @@ def test_smoke_run_counts_every_message(server_url: str, tmp_path: Path) -> None
     assert 0 <= idle["cpu_seconds"]
     assert 0 <= idle["transactions"]
     assert RATIOS == set(results["ratios"])
+    assert RATIOS == set(results["verdicts"])
+    bounds = results["figures"]["rtt_bounds"]
+    assert (20.0, 20.0, 4) == (bounds["rtt_ms"], bounds["accept_ms"], bounds["connections"])
+    assert (100.0, 40.0) == (
+        round(bounds["one_round_trip"], 6),
+        round(bounds["four_round_trips"], 6),
+    )
+    for line in ("rtt_worker_1/one_round_trip:", "bound: 1 round trip a message"):
+        assert line in completed.stdout
     assert results["machine"]["postgresql"]
