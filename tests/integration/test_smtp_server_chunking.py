@@ -157,6 +157,28 @@ async def test_bdat_over_implicit_tls_with_auth(smtp_server_factory: SmtpServerF
     assert message.tls_version in {"TLSv1.2", "TLSv1.3"}
 
 
+async def test_bdat_through_aiosmtplib_after_starttls(
+    smtp_server_factory: SmtpServerFactory,
+) -> None:
+    """aiosmtplib upgrades with STARTTLS and logs in, then its protocol writes one BDAT chunk
+    (a command line and its octets in one write) and reads the single reply."""
+    server = smtp_server_factory(
+        tls="starttls", accounts={SMTP_LOGIN: SMTP_PASSWORD}, pipelining=True, chunking=True
+    )
+    async with smtp_client(server, username=SMTP_LOGIN, password=SMTP_PASSWORD) as client:
+        assert client.supports_extension("chunking")
+        await client.mail(SENDER)
+        await client.rcpt("a@example.org")
+        assert client.protocol is not None
+        client.protocol.write(bdat(MESSAGE, last=True))
+        response = await client.protocol.read_response(timeout=5)
+
+    assert (250, "2.0.0 OK: queued") == (response.code, response.message)
+    [message] = server.messages
+    assert (MESSAGE, SMTP_LOGIN) == (message.data, message.login)
+    assert message.tls_version in {"TLSv1.2", "TLSv1.3"}
+
+
 async def test_empty_last_chunk_ends_the_message(server: SmtpTestServer) -> None:
     """``BDAT 0 LAST`` after a chunk delivers what came before."""
     async with SmtpWire.open(server) as wire:
