@@ -90,6 +90,19 @@ async def test_pipelined_group_is_answered_in_order_with_a_refused_rcpt(
     assert b"Subject: P\r\n\r\nHi.\r\n" == message.data
 
 
+async def test_pipelined_group_whose_every_rcpt_is_refused(server: SmtpTestServer) -> None:
+    """MAIL, a refused RCPT and ``BDAT n LAST`` in one flight: the chunk gets 503 (no
+    recipient) and is read all the same, so the next command is answered in step."""
+    server.script.on("RCPT", reply="550 5.1.1 No such user")
+    async with SmtpWire.open(server) as wire:
+        await hello(wire)
+        await wire.send(ENVELOPE + bdat(MESSAGE, last=True) + b"RSET\r\n")
+        replies = await wire.replies(4)
+
+    assert [250, 550, 503, 250] == codes(replies)
+    assert () == server.messages
+
+
 async def test_server_that_hangs_up_on_a_pipelined_group(server: SmtpTestServer) -> None:
     """A PIPELINED rule closes the line when commands come together; one by one they pass."""
     rule = server.script.on("PIPELINED", action="drop")
@@ -342,6 +355,21 @@ async def test_drop_in_the_middle_of_a_chunk(server: SmtpTestServer) -> None:
 
     assert [250, 250] == codes(envelope)
 
+    assert 1 == rule.fired
+    assert () == server.messages
+
+
+async def test_stall_in_the_middle_of_a_chunk_then_drop(server: SmtpTestServer) -> None:
+    """``action="stall"`` with ``after_bytes=`` stops reading there, says nothing for its
+    ``seconds`` and then cuts the line, whatever else the client sends meanwhile."""
+    rule = server.script.on("BDAT", action="stall", after_bytes=5, seconds=0.2)
+    async with SmtpWire.open(server) as wire:
+        await hello(wire)
+        await wire.send(ENVELOPE + bdat(MESSAGE, last=True))
+        envelope = await wire.replies(2)
+        assert await wire.closed()
+
+    assert [250, 250] == codes(envelope)
     assert 1 == rule.fired
     assert () == server.messages
 
