@@ -3,6 +3,9 @@
 With a round trip (``rtt``), clients reach it through a :class:`bench.delay.DelayProxy` in
 the same process; with an acceptance time (``accept``), it answers a message's end that much
 later, as a server that writes the message to disk and hands it on before it says 250.
+Asked to (``pipelining=``, ``chunking=``), it offers PIPELINING and CHUNKING: a message sent
+with ``BDAT ... LAST`` waits the same acceptance time after its last chunk. Both are off by
+default, so the classic figures stay comparable with earlier runs.
 
 The parent reads the count and the time of the last acceptance from shared memory
 (``multiprocessing.Value``), so reading them costs the sink nothing. Times are
@@ -22,7 +25,7 @@ from typing import Any
 
 from bench.delay import DelayProxy
 
-__all__ = ["Delay", "SmtpSink"]
+__all__ = ["Delay", "Extensions", "SmtpSink"]
 
 _HOST = "127.0.0.1"
 # Above the memory measurement's messages (10 MB attached, 14.4 MB once base64-encoded), so
@@ -33,11 +36,26 @@ _DATA_SIZE_LIMIT = 64 * 1024 * 1024
 class _Counter:
     """aiosmtpd handler: counts messages and recipients, notes when the last one was accepted."""
 
-    def __init__(self, messages: Any, recipients: Any, last_at: Any, accept: float) -> None:
+    def __init__(
+        self,
+        messages: Any,
+        recipients: Any,
+        last_at: Any,
+        accept: float,
+        extensions: tuple[str, ...],
+    ) -> None:
         self._messages = messages
         self._recipients = recipients
         self._last_at = last_at
         self._accept = accept
+        self._extensions = extensions
+
+    async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to the hook once one exists
+        *offered, last = responses  # the last line is aiosmtpd's "250 HELP"
+        return [*offered, *(f"250-{extension}" for extension in self._extensions), last]
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook name
         if self._accept:
@@ -60,22 +78,38 @@ class Delay:
     accept: float = 0.0
 
 
+@dataclass(frozen=True)
+class Extensions:
+    """The SMTP extensions the sink offers beside aiosmtpd's own (SIZE, 8BITMIME)."""
+
+    pipelining: bool = False
+    chunking: bool = False
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        """The EHLO keywords, as the sink advertises them."""
+        return ("PIPELINING",) * self.pipelining + ("CHUNKING",) * self.chunking
+
+
 def _serve(
     messages: Any,
     recipients: Any,
     last_at: Any,
-    delay: Delay,
     ready: multiprocessing.connection.Connection,
+    *,
+    delay: Delay,
+    extensions: Extensions,
 ) -> None:
     """The child process: serve on 127.0.0.1, port 0, until terminated."""
-    from aiosmtpd.smtp import SMTP  # noqa: PLC0415 - imported in the child only
+    from bench.sink_smtp import SinkSMTP  # noqa: PLC0415 - imported in the child only
 
     async def main() -> None:
-        handler = _Counter(messages, recipients, last_at, delay.accept)
+        handler = _Counter(messages, recipients, last_at, delay.accept, extensions.keywords)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: SMTP(
+            lambda: SinkSMTP(
                 handler,
+                chunking=extensions.chunking,
                 hostname="bench-sink",
                 ident="bench-sink",
                 data_size_limit=_DATA_SIZE_LIMIT,
@@ -97,10 +131,11 @@ def _serve(
 class SmtpSink:
     """Starts the sink process; ``port``, ``count``, ``recipients`` and ``last_at`` read it.
 
-    With a ``delay``, ``port`` is its proxy's, so every client pays the round trips.
+    With a ``delay``, ``port`` is its proxy's, so every client pays the round trips. With
+    ``extensions``, it offers PIPELINING and CHUNKING (BDAT) as they say.
     """
 
-    def __init__(self, delay: Delay = Delay()) -> None:
+    def __init__(self, delay: Delay = Delay(), extensions: Extensions = Extensions()) -> None:
         context = multiprocessing.get_context("spawn")  # no fork of a process with threads
         self._messages = context.Value("q", 0, lock=False)
         self._recipients = context.Value("q", 0, lock=False)
@@ -109,13 +144,15 @@ class SmtpSink:
         self._receiving = receiving
         self._process = context.Process(
             target=_serve,
-            args=(self._messages, self._recipients, self._last_at, delay, sending),
+            args=(self._messages, self._recipients, self._last_at, sending),
+            kwargs={"delay": delay, "extensions": extensions},
             name="bench-smtp-sink",
             daemon=True,
         )
         self.host = _HOST
         self.port = 0
         self.delay = delay
+        self.extensions = extensions
 
     def start(self, timeout: float = 30.0) -> SmtpSink:
         self._process.start()

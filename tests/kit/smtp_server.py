@@ -28,6 +28,7 @@ Modes and certificates::
     SmtpTestServer(ca=ca, tls="implicit", size_limit=100_000)   # SIZE 100000; larger mail: 552
     SmtpTestServer(tls="none", smtputf8=True)       # offers SMTPUTF8: UTF-8 in addresses and
                                                     # headers (without it: 501 at MAIL ... SMTPUTF8)
+    SmtpTestServer(tls="none", pipelining=True, chunking=True)  # offers PIPELINING, CHUNKING
 
     client = aiosmtplib.SMTP(**server.client_options(), timeout=2)  # verifying client options
 
@@ -87,8 +88,9 @@ matches an event is used and every other event is served normally::
     server.script.on("CONNECT", reply="421 4.3.0 Temporary System Problem. Try again later")
 
 Stages: ``CONNECT`` (the greeting), ``EHLO`` (and HELO), ``STARTTLS``, ``AUTH``, ``MAIL``,
-``RCPT`` (once per recipient), ``DATA`` (before ``354``), ``DATA_END`` (after the final dot),
-``RSET``, ``NOOP``, ``QUIT``. A rule may narrow itself with ``rcpt=`` (exact address),
+``RCPT`` (once per recipient), ``DATA`` (before ``354``), ``DATA_END`` (after the final dot,
+or after the chunk of ``BDAT ... LAST``), ``BDAT`` (once per chunk), ``PIPELINED`` (see
+below), ``RSET``, ``NOOP``, ``QUIT``. A rule may narrow itself with ``rcpt=`` (exact address),
 ``message=`` (transaction number: the server counts MAIL commands from 1) and ``match=`` (a
 callable taking an ``Event``), and may fire a limited number of ``times``.
 
@@ -99,6 +101,36 @@ message); a reply may hold bytes that are not UTF-8, written as Latin-1 characte
 ``CONNECT``, then closes the connection. ``drop`` closes the transport at once, without a TLS
 close_notify, as a crash or a cut line would; ``stall`` waits ``seconds`` first. Reply text
 may separate lines with ``\\n`` or ``\\r\\n``; the continuation dashes are put right for you.
+
+PIPELINING (RFC 2920) and CHUNKING (RFC 3030), offered with ``pipelining=True`` and
+``chunking=True``. aiosmtpd reads commands line by line, so a group sent in one packet is
+always answered in order, one reply per command; ``pipelining=`` adds the advertisement.
+With ``chunking=``, ``BDAT <size> [LAST]`` reads exactly ``size`` octets after its line (no
+dot-stuffing: the octets are the message) and answers ``250 2.0.0 <size> octets received``;
+after the ``LAST`` chunk the joined chunks are the message, recorded and answered as after
+DATA's dot (the ``DATA_END`` stage). As RFC 3030 wants: BDAT without MAIL or RCPT gets ``503``
+(its chunk is still read, so the line stays in step), DATA after a BDAT of the same
+transaction ``503``, a missing or malformed size ``501`` (nothing read), RSET forgets the
+chunks, and chunks over ``size_limit`` are read and acknowledged, then ``LAST`` gets ``552``
+(``MAIL ... SIZE=`` over it gets ``552`` at once). Without ``chunking=``, BDAT is an unknown
+command (``500``) and its chunk is read as commands, as at a server without the extension.
+Servers that offer them and misbehave::
+
+    server.script.on("BDAT", reply="451 4.3.0 Try later")     # to every chunk; a refused
+                # chunk is read first and ends the transaction (BDAT after it: 503 until MAIL)
+    server.script.once("BDAT", reply="554 5.6.0 No", match=lambda e: e.chunk == 2)
+    server.script.on("BDAT", reply="452 4.3.1 Full", match=lambda e: e.last_chunk)
+    server.script.on("BDAT", action="drop", after_bytes=100)  # cut the line 100 octets into it
+    server.script.on("BDAT", action="unrecognised")  # CHUNKING offered, yet "500 ... not
+                # recognized", and the chunk's octets are then read as commands
+    server.script.on("PIPELINED", action="drop")      # hang up on a command that came with
+                # others behind it (some old servers do); Event.command names it
+    server.script.on("RCPT", reply="550 5.1.1 No such user", rcpt="bad@example.com")  # in a
+                # pipelined group too: each command keeps its own reply, in order
+
+A ``PIPELINED`` rule always ends the connection (a reply is sent first, then the line closed).
+A BDAT command line is judged after its chunk: only commands behind the chunk make it pipelined.
+``tests/kit/smtp_wire.py`` writes such groups and chunks byte for byte and reads the replies.
 
 Clients in async tests: close aiosmtplib clients with ``close_smtp_client(client)``, or use
 ``smtp_client``; both wait until the socket is really closed. A TLS socket still closing when
@@ -190,11 +222,13 @@ Stage = Literal[
     "RCPT",
     "DATA",
     "DATA_END",
+    "BDAT",
+    "PIPELINED",
     "RSET",
     "NOOP",
     "QUIT",
 ]
-Action = Literal["reply", "drop", "stall", "accept_then_drop", "accept_then_stall"]
+Action = Literal["reply", "drop", "stall", "accept_then_drop", "accept_then_stall", "unrecognised"]
 
 STAGES: frozenset[str] = frozenset(get_args(Stage))
 ACTIONS: frozenset[str] = frozenset(get_args(Action))
@@ -205,6 +239,10 @@ DEFAULT_STALL_SECONDS = 30.0
 START_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 5.0
 ACCEPTED_REPLY = "250 2.0.0 OK: queued"
+BDAT_SYNTAX_REPLY = "501 5.5.4 Syntax: BDAT <size> [LAST]"
+# What aiosmtpd answers a command it does not know, for BDAT when CHUNKING is not offered.
+UNRECOGNISED_BDAT_REPLY = '500 Error: command "BDAT" not recognized'
+_BDAT_ARGUMENT = re.compile(r"(?P<size>[0-9]{1,18})(?: +(?P<last>LAST))?", re.IGNORECASE)
 MECHANISMS = ("LOGIN", "PLAIN")  # aiosmtpd's built-in ones
 XOAUTH2 = "XOAUTH2"  # ours (_ScriptedSMTP.auth_XOAUTH2), offered with oauth=
 # The scopes an access token needs for each provider's SMTP server: Microsoft's delegated
@@ -417,6 +455,9 @@ class Event:
     mail_from: str | None = None
     rcpt: str | None = None  # RCPT: the recipient of this command
     rcpt_tos: tuple[str, ...] = ()  # recipients accepted so far in this transaction
+    command: str | None = None  # PIPELINED: the verb of the command that came with others
+    chunk: int | None = None  # BDAT: the chunk's number in its transaction, from 1
+    last_chunk: bool = False  # BDAT: whether it is the LAST one
 
 
 @dataclass
@@ -431,12 +472,13 @@ class Rule:
     match: Callable[[Event], bool] | None = None
     times: int | None = None
     seconds: float = DEFAULT_STALL_SECONDS
+    after_bytes: int | None = None  # BDAT drop/stall: read this much of the chunk first
     fired: int = 0
 
     @property
     def closes_connection(self) -> bool:
         """Whether this rule ends the connection (a 421 reply does, by RFC 5321 section 3.8)."""
-        return self.action != "reply" or (self.reply or "").startswith("421")
+        return self.action not in ("reply", "unrecognised") or (self.reply or "").startswith("421")
 
     @property
     def accepts(self) -> bool:
@@ -470,9 +512,12 @@ class Script:
         match: Callable[[Event], bool] | None = None,
         times: int | None = None,
         seconds: float = DEFAULT_STALL_SECONDS,
+        after_bytes: int | None = None,
     ) -> Rule:
         """Add a rule; ``reply=`` alone means ``action="reply"``. Returns it, to read ``fired``."""
         action = _check_rule(stage, reply, action, rcpt)
+        if after_bytes is not None and (stage != "BDAT" or action not in ("drop", "stall")):
+            raise ValueError("after_bytes= goes with a BDAT rule that drops or stalls")
         rule = Rule(
             stage=stage,
             action=action,
@@ -482,6 +527,7 @@ class Script:
             match=match,
             times=times,
             seconds=seconds,
+            after_bytes=after_bytes,
         )
         with self._lock:
             self._rules.append(rule)
@@ -520,6 +566,8 @@ def _check_rule(stage: str, reply: str | None, action: str | None, rcpt: str | N
         raise ValueError("reply= goes with action='reply' and with no other action")
     if action.startswith("accept_then_") and stage != "DATA_END":
         raise ValueError(f"{action} only makes sense at DATA_END, not at {stage}")
+    if action == "unrecognised" and stage != "BDAT":
+        raise ValueError(f"unrecognised only makes sense at BDAT, not at {stage}")
     if rcpt is not None and stage != "RCPT":
         raise ValueError("rcpt= narrows RCPT rules only; use match= on Event.rcpt_tos elsewhere")
     return cast(Action, action)
@@ -605,9 +653,10 @@ def _address(arg: str | None) -> str | None:
 class _Hooks:
     """The aiosmtpd handler: the hooks that need aiosmtpd's parsed state, and error capture."""
 
-    def __init__(self, journal: _Journal, offers_auth: bool) -> None:
+    def __init__(self, journal: _Journal, offers_auth: bool, extensions: tuple[str, ...]) -> None:
         self._journal = journal
         self._offers_auth = offers_auth
+        self._extensions = extensions  # offered beside aiosmtpd's own, e.g. PIPELINING
 
     async def handle_EHLO(
         self,
@@ -618,10 +667,12 @@ class _Hooks:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname  # aiosmtpd leaves this to the hook once one exists
-        if self._offers_auth:
-            return responses
-        # aiosmtpd always offers its built-in mechanisms after TLS; a relay offers none.
-        return [line for line in responses if not line[4:].startswith("AUTH")]
+        *offered, last = responses  # the last line is aiosmtpd's "250 HELP"
+        offered += [f"250-{extension}" for extension in self._extensions]
+        if not self._offers_auth:
+            # aiosmtpd always offers its built-in mechanisms after TLS; a relay offers none.
+            offered = [line for line in offered if not line[4:].startswith("AUTH")]
+        return [*offered, last]
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         return await cast(_ScriptedSMTP, server).finish_message(envelope)
@@ -644,6 +695,9 @@ class _ScriptedSMTP(SMTP):
         self._transaction: int | None = None
         self._attempt: AuthAttempt | None = None  # the AUTH command in progress
         self._gone = False
+        self._chunks: list[bytes] = []  # BDAT: the chunks of this transaction so far
+        self._chunk_count = 0
+        self._chunk_bytes = 0
         starttls = owner.tls == "starttls"
         super().__init__(
             hooks,
@@ -731,7 +785,79 @@ class _ScriptedSMTP(SMTP):
         await self._serve("RCPT", "RCPT", arg, proceed, rcpt=_address(arg))
 
     async def smtp_DATA(self, arg: str) -> None:
-        await self._serve("DATA", "DATA", arg, functools.partial(super().smtp_DATA, arg))
+        await self._serve("DATA", "DATA", arg, functools.partial(self._data, arg))
+
+    async def _data(self, arg: str) -> None:
+        if self._chunk_count:  # RFC 3030: BDAT and DATA never mix in one transaction
+            await self.push("503 5.5.1 DATA after BDAT in the same transaction")
+        else:
+            await super().smtp_DATA(arg)
+
+    async def smtp_BDAT(self, arg: str | None) -> None:
+        """RFC 3030: ``BDAT <size> [LAST]`` and exactly ``size`` octets, no dot-stuffing."""
+        await self._serve("BDAT", "BDAT", arg, functools.partial(self._bdat, arg), scripted=False)
+
+    async def _bdat(self, arg: str | None) -> None:
+        argument = _BDAT_ARGUMENT.fullmatch(arg or "")
+        if not self._owner.chunking:
+            await self.push(UNRECOGNISED_BDAT_REPLY)  # the chunk then reads as commands
+            return
+        if argument is None:
+            await self.push(BDAT_SYNTAX_REPLY)  # no size known, so nothing to read
+            return
+        size, last = int(argument["size"]), argument["last"] is not None
+        refusal = self._bdat_refusal()
+        rule = None
+        if refusal is None:
+            self._chunk_count += 1
+            event = self._event("BDAT", chunk=self._chunk_count, last_chunk=last)
+            rule = self._owner.script.decide(event)
+        if rule is not None and rule.action == "unrecognised":
+            await self.push(UNRECOGNISED_BDAT_REPLY)  # and the chunk is read as commands
+            return
+        if rule is not None and rule.after_bytes is not None:
+            await self._reader.readexactly(min(rule.after_bytes, size))
+            await self._end_with(rule)
+        chunk = await self._reader.readexactly(size)  # read even when refused (RFC 3030)
+        await self._pipelined("BDAT")
+        if refusal is not None:
+            await self.push(refusal)
+        elif rule is not None:
+            self._set_post_data_state()  # a refused chunk fails the whole transaction
+            if rule.closes_connection:
+                await self._end_with(rule)
+            await self.push(_wire(rule.reply))
+        else:
+            await self._take_chunk(chunk, last)
+
+    def _bdat_refusal(self) -> str | None:
+        envelope = self.envelope
+        if envelope is None or not envelope.mail_from:
+            return "503 5.5.1 Error: need MAIL command"
+        if not envelope.rcpt_tos:
+            return "503 5.5.1 Error: need RCPT command"
+        return None
+
+    async def _take_chunk(self, chunk: bytes, last: bool) -> None:
+        self._chunk_bytes += len(chunk)
+        too_big = bool(self.data_size_limit) and self._chunk_bytes > self.data_size_limit
+        if not too_big:
+            self._chunks.append(chunk)  # over the limit, keep reading but nothing more
+        if not last:
+            await self.push(f"250 2.0.0 {len(chunk)} octets received")
+            return
+        envelope = cast(Envelope, self.envelope)
+        if too_big:
+            reply = "552 5.3.4 Error: too much mail data"
+        else:
+            envelope.content = envelope.original_content = b"".join(self._chunks)
+            reply = await self.finish_message(envelope)  # DATA_END, as after DATA's dot
+        self._set_post_data_state()
+        await self.push(reply)
+
+    def _set_post_data_state(self) -> None:
+        super()._set_post_data_state()  # after a message, RSET, EHLO: a new transaction
+        self._chunks, self._chunk_count, self._chunk_bytes = [], 0, 0
 
     async def smtp_RSET(self, arg: str) -> None:
         await self._serve("RSET", "RSET", arg, functools.partial(super().smtp_RSET, arg))
@@ -748,10 +874,13 @@ class _ScriptedSMTP(SMTP):
         verb: str,
         arg: str | None,
         proceed: Callable[[], Awaitable[None]],
+        scripted: bool = True,
         **details: Any,
     ) -> None:
         self._journal.add(self._journal.commands, Command(self._connection_number, verb, arg))
-        rule = self._owner.script.decide(self._event(stage, **details))
+        if verb != "BDAT":  # a BDAT command line comes with its chunk: judged after reading it
+            await self._pipelined(verb)
+        rule = self._owner.script.decide(self._event(stage, **details)) if scripted else None
         if rule is None:
             await proceed()
         elif rule.closes_connection:
@@ -830,6 +959,15 @@ class _ScriptedSMTP(SMTP):
             return None
 
     # Helpers
+
+    async def _pipelined(self, verb: str) -> None:
+        """The PIPELINED stage: the command came with more bytes already behind it."""
+        # aiosmtpd itself reaches into the StreamReader's buffer; asyncio offers no peek.
+        if not self._reader._buffer:
+            return
+        rule = self._owner.script.decide(self._event("PIPELINED", command=verb))
+        if rule is not None:
+            await self._end_with(rule)  # an old server that cannot take a group hangs up
 
     def _finish_auth_attempt(self) -> None:
         if self._attempt is not None:
@@ -910,6 +1048,9 @@ class SmtpTestServer:
     - ``smtputf8``: offer SMTPUTF8 (RFC 6531), so ``MAIL FROM:<...> SMTPUTF8`` may carry
       addresses and headers in UTF-8. Off by default, as at many servers: then MAIL with
       ``SMTPUTF8`` is refused with ``501`` and a non-ASCII command with ``500``.
+    - ``pipelining``: offer PIPELINING (RFC 2920). aiosmtpd answers a group of commands in
+      order either way; this is the advertisement a pipelining client looks for.
+    - ``chunking``: offer CHUNKING (RFC 3030) and serve ``BDAT``; without it BDAT gets ``500``.
     - ``host``: the address to listen on (default ``127.0.0.1``); the certificate names it too,
       and ``hostname`` is this address unless it is 127.0.0.1 (then ``localhost``).
     - ``port``: the port to listen on (default 0: any free one); e.g. 465, which needs root.
@@ -932,6 +1073,8 @@ class SmtpTestServer:
         idle_timeout: float = 300.0,
         size_limit: int = DATA_SIZE_DEFAULT,
         smtputf8: bool = False,
+        pipelining: bool = False,
+        chunking: bool = False,
         host: str = HOST,
         port: int = 0,
     ) -> None:
@@ -957,6 +1100,8 @@ class SmtpTestServer:
         self.idle_timeout = idle_timeout
         self.size_limit = size_limit
         self.smtputf8 = smtputf8
+        self.pipelining = pipelining
+        self.chunking = chunking
         self.host = host
         # localhost resolves to 127.0.0.1 only; a server elsewhere is reached by its address.
         self.hostname = HOSTNAME if host == HOST else host
@@ -1021,7 +1166,8 @@ class SmtpTestServer:
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop, self._stopping = loop, asyncio.Event()
-        hooks = _Hooks(self.journal, offers_auth=self.requires_auth)
+        extensions = ("PIPELINING",) * self.pipelining + ("CHUNKING",) * self.chunking
+        hooks = _Hooks(self.journal, offers_auth=self.requires_auth, extensions=extensions)
         server = await loop.create_server(
             lambda: _ScriptedSMTP(self, hooks, loop),
             host=self.host,
