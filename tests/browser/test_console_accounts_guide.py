@@ -25,6 +25,8 @@ from tests.kit.console_browser import (
     new_page,
     sign_in,
 )
+from tests.kit.outbox_samples import minimal_pdf
+from tests.kit.processes import WorkerProcesses
 from tests.kit.provider_servers import (
     GMAIL,
     GMAIL_ACCOUNT_PASSWORD,
@@ -43,6 +45,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
 PRESETS = load_presets()
+ARRIVAL_MS = 30_000  # long enough for a worker process to start and send
 
 
 @pytest.fixture
@@ -121,14 +124,21 @@ def add_checked_account(
     return result
 
 
-def test_the_guides_three_accounts_are_checked_and_saved_through_the_form(
-    browser: Any, console_url: str, provider_servers: ProviderServers, screenshots: Path
+def test_the_guides_three_accounts_are_checked_and_saved_through_the_form(  # noqa: PLR0917 - pytest passes fixtures positionally
+    browser: Any,
+    console_url: str,
+    provider_servers: ProviderServers,
+    screenshots: Path,
+    workers: WorkerProcesses,
+    smtp_ca: SmtpTestCA,
+    tmp_path: Path,
 ) -> None:
     """WP on 587 with STARTTLS, Onet on 465 with SSL and Gmail on 465 with its app password
     (typed with Google's spaces) each pass **Check connection** and are saved; Gmail's normal
     password first gets Google's 534 reply and the advice to create an app password; each
-    kit server saw one good login per check. The English form checks a stored account with
-    its stored password. Nothing is refused by the CSP, no script fails."""
+    kit server saw one good login per check. A test e-mail with an attachment through the
+    saved WP account is delivered. The English form checks a stored account with its stored
+    password. Nothing is refused by the CSP, no script fails."""
     errors: list[str] = []
     page = new_page(browser, "pl", errors)
     sign_in(page, console_url, "ewa", ADMIN_PASSWORD, "pl")
@@ -167,6 +177,24 @@ def test_the_guides_three_accounts_are_checked_and_saved_through_the_form(
     assert [False, True] == [attempt.success for attempt in gmail.auth_attempts]
     assert () == wp.messages + onet.messages + gmail.messages
 
+    # The WP account, the first saved and so the default, sends the guide's test e-mail.
+    invoice = tmp_path / "faktura.pdf"
+    invoice.write_bytes(minimal_pdf())
+    workers.start("worker-a", env={"SSL_CERT_FILE": smtp_ca.cert_bundle})
+    page.get_by_role("link", name="Wyślij wiadomość testową").click()
+    page.wait_for_url("**/send-test")
+    expect(page.get_by_label("Konto", exact=True)).to_have_value("comarch-dms-wp")
+    page.get_by_label("Adresat").fill("odbiorca@example.com")
+    page.get_by_label("Załącznik").set_input_files(invoice)
+    page.get_by_role("button", name="Wyślij", exact=True).click()
+    page.wait_for_url("**/send-test/*")
+    expect(page.get_by_role("status")).to_contain_text("Dostarczono", timeout=ARRIVAL_MS)
+    [received] = wp.wait_for_messages(1)
+    [attachment] = list(received.parsed().iter_attachments())
+    assert ("faktura.pdf", invoice.read_bytes()) == (
+        attachment.get_filename(), attachment.get_content()
+    )  # fmt: skip
+
     page.get_by_label("Język").select_option("en")
     page.get_by_role("button", name="Zmień język").click()
     page.wait_for_load_state()
@@ -177,6 +205,7 @@ def test_the_guides_three_accounts_are_checked_and_saved_through_the_form(
     expect(result).to_contain_text("Connection works")
     expect(result).to_contain_text(f"{WP.login} (accepted)")
     expect(page.get_by_label("Password")).to_have_value("")
-    assert [True, True] == [attempt.success for attempt in wp.auth_attempts]
+    # Each check logged in once, and so did the worker that sent the test e-mail.
+    assert [True, True, True] == [attempt.success for attempt in wp.auth_attempts]
 
     assert [] == errors, errors
