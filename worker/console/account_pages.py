@@ -98,10 +98,10 @@ class AccountPages:
 
     async def new_account(self, request: Request) -> Response:
         kit = self._kit
-        posted = await kit.checked_form(request) if request.method == "POST" else None
-        user = await kit.admin(request)
-        if isinstance(user, Response):
-            return user
+        admitted = await kit.admin_form(request)
+        if isinstance(admitted, Response):
+            return admitted
+        user, posted = admitted
         if posted is None:
             return self._render_form(request, user, AccountForm.blank(), editing=None)
         form = AccountForm.posted(posted)
@@ -123,10 +123,10 @@ class AccountPages:
 
     async def edit_account(self, request: Request) -> Response:
         kit = self._kit
-        posted = await kit.checked_form(request) if request.method == "POST" else None
-        user = await kit.admin(request)
-        if isinstance(user, Response):
-            return user
+        admitted = await kit.admin_form(request)
+        if isinstance(admitted, Response):
+            return admitted
+        user, posted = admitted
         name = request.path_params["name"]
         if posted is not None and posted.get("action") == "check":
             async with kit.repository(request) as repository:

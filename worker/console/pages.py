@@ -116,6 +116,14 @@ class PageKit:
             raise HTTPException(403, "The form has expired or came from elsewhere.")
         return form
 
+    async def admin_form(self, request: Request) -> tuple[ConsoleUser, FormData | None] | Response:
+        """For an admin's page that is a form: the signed-in admin and the posted form (its
+        CSRF token checked first, 403 otherwise; None for a GET), or the answer for anyone
+        else (:meth:`admin`)."""
+        posted = await self.checked_form(request) if request.method == "POST" else None
+        user = await self.admin(request)
+        return user if isinstance(user, Response) else (user, posted)
+
     async def signed_in(self, request: Request) -> ConsoleUser | None:
         """The signed-in user, read again each time: a removed user is signed out at once."""
         name = request.session.get("user")

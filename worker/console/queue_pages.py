@@ -94,12 +94,11 @@ class QueuePages:
 
     async def _one_message(self, request: Request, action: Action) -> Response:
         kit = self._kit
-        posted = request.method == "POST"
-        if posted:
-            await kit.checked_form(request)
-        user = await kit.admin(request)
-        if isinstance(user, Response):
-            return user
+        admitted = await kit.admin_form(request)
+        if isinstance(admitted, Response):
+            return admitted
+        user, form = admitted
+        posted = form is not None
         message_id = _message_id(request)
         back = f"/queue/{message_id}"
         async with kit.repository(request) as repository:
@@ -118,10 +117,10 @@ class QueuePages:
 
     async def retry_failed(self, request: Request) -> Response:
         kit = self._kit
-        form = await kit.checked_form(request) if request.method == "POST" else None
-        user = await kit.admin(request)
-        if isinstance(user, Response):
-            return user
+        admitted = await kit.admin_form(request)
+        if isinstance(admitted, Response):
+            return admitted
+        user, form = admitted
         given = request.query_params if form is None else form
         profile = str(given.get("profile", "")).strip()
         if not profile:

@@ -52,10 +52,10 @@ class SendTestPages:
 
     async def _send_test(self, request: Request) -> Response:
         kit = self._kit
-        posted = await kit.checked_form(request) if request.method == "POST" else None
-        user = await kit.admin(request)
-        if isinstance(user, Response):
-            return user
+        admitted = await kit.admin_form(request)
+        if isinstance(admitted, Response):
+            return admitted
+        user, posted = admitted
         if posted is None:
             return await self._render_form(request, user, SendTestForm())
         max_bytes = kit.settings.max_message_bytes
