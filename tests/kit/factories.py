@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from worker.operations import ProfileStatus
 from worker.profiles import Profile
 
-__all__ = ["make_profile"]
+__all__ = ["make_profile", "profile_status"]
 
 
 def make_profile(**overrides: Any) -> Profile:
@@ -35,3 +37,30 @@ def make_profile(**overrides: Any) -> Profile:
         "preset": None,
     }
     return Profile(**{**fields, **overrides})
+
+
+def profile_status(name: str = "wp", *, checked_at: datetime, **values: Any) -> ProfileStatus:
+    """A row of ``status``'s profile overview: an active profile with nothing sent or waiting
+    and no cap, read at ``checked_at``, changed by ``values``."""
+    base: dict[str, Any] = {
+        "name": name,
+        "is_default": False,
+        "enabled": True,
+        "paused_until": None,
+        "pause_reason": None,
+        "pause_hint": None,
+        "daily_cap": None,
+        "daily_recipient_cap": None,
+        "per_minute_cap": None,
+        "pending": 0,
+        "oldest_pending_at": None,
+        "sending": 0,
+        "sending_recipients": 0,
+        "sent_24h": 0,
+        "recipients_24h": 0,
+        "sent_last_minute": 0,
+        "failed_24h": 0,
+        "cap_frees_at": None,
+        "checked_at": checked_at,
+    }
+    return ProfileStatus(**{**base, **values})

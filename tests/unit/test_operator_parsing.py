@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.kit.factories import profile_status
 from worker.cli.output import age_text
 from worker.operations import ProfileStatus, parse_age, parse_since
 
@@ -53,28 +54,7 @@ def test_since_takes_an_age_or_an_iso_time() -> None:
 
 
 def _status(**values: Any) -> ProfileStatus:
-    base: dict[str, Any] = {
-        "name": "wp",
-        "is_default": False,
-        "enabled": True,
-        "paused_until": None,
-        "pause_reason": None,
-        "pause_hint": None,
-        "daily_cap": None,
-        "daily_recipient_cap": None,
-        "per_minute_cap": None,
-        "pending": 0,
-        "oldest_pending_at": None,
-        "sending": 0,
-        "sending_recipients": 0,
-        "sent_24h": 0,
-        "recipients_24h": 0,
-        "sent_last_minute": 0,
-        "failed_24h": 0,
-        "cap_frees_at": None,
-        "checked_at": NOW,
-    }
-    return ProfileStatus(**{**base, **values})
+    return profile_status(checked_at=NOW, **values)
 
 
 def test_state_is_disabled_before_paused_and_a_past_pause_is_over() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.kit.factories import profile_status
 from worker.console.i18n import translations
 from worker.console.overview import age_words
 from worker.operations import Backlog, PendingGroup, ProfileStatus
@@ -13,28 +14,7 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 def _status(name: str, **values: Any) -> ProfileStatus:
-    base: dict[str, Any] = {
-        "name": name,
-        "is_default": False,
-        "enabled": True,
-        "paused_until": None,
-        "pause_reason": None,
-        "pause_hint": None,
-        "daily_cap": None,
-        "daily_recipient_cap": None,
-        "per_minute_cap": None,
-        "pending": 0,
-        "oldest_pending_at": None,
-        "sending": 0,
-        "sending_recipients": 0,
-        "sent_24h": 0,
-        "recipients_24h": 0,
-        "sent_last_minute": 0,
-        "failed_24h": 0,
-        "cap_frees_at": None,
-        "checked_at": NOW,
-    }
-    return ProfileStatus(**{**base, **values})
+    return profile_status(name, checked_at=NOW, **values)
 
 
 def _pending(profile: str | None, due: int, later: int, oldest: timedelta | None) -> PendingGroup:
