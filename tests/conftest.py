@@ -32,6 +32,8 @@ pytest_plugins = [
     # The local OAuth 2.0 authorisation server (Microsoft and Google sign-in) per test.
     "tests.kit.oauth_fixtures",
     "tests.kit.provider_servers",
+    # A private Postfix instance (Debian's package) for the interoperability tests.
+    "tests.kit.postfix",
     "tests.kit.secret_scan",
     # Worker processes, private databases and producer roles for the process tier.
     "tests.kit.fixtures",
