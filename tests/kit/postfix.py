@@ -7,8 +7,11 @@ Maildir ``mail/inbox/`` and the mail log ``postfix.log``), listens on a free por
 recipient in :data:`DOMAIN` to that one Maildir. Any client on 127.0.0.0/8 may send without
 TLS or AUTH, as through a local relay. Postfix offers PIPELINING and CHUNKING (BDAT) as it
 comes; ``discard_ehlo_keywords=("pipelining", "chunking")`` hides them, so a client must use
-MAIL, RCPT and DATA one at a time (one that pipelines all the same is disconnected:
-``smtpd_forbid_unauth_pipelining``). :data:`REFUSED` is refused at RCPT with ``550 5.1.1``.
+MAIL, RCPT and DATA. Either way a client that sends on before the reply to a command that
+must end a group (EHLO, DATA, QUIT, ...; RFC 2920 3.1) is cut off with ``554 5.5.0`` and an
+``improper command pipelining`` line in the log (``smtpd_forbid_unauth_pipelining``); MAIL and
+RCPT sent together where PIPELINING is hidden go unnoticed: Postfix tolerates them.
+:data:`REFUSED` is refused at RCPT with ``550 5.1.1``.
 
 What a test reads back:
 
@@ -76,8 +79,8 @@ _STARTUP_SECONDS = 20.0
 _STOP_SECONDS = 10.0
 _PORT_TRIES = 3
 
-# The daemons an instance needs (Debian's master.cf without chroot, the local-only and the
-# content-filter examples): unprivileged, not chrooted, so they reach the test's directories.
+# The daemons an instance needs, as in Debian's master.cf but with smtpd on the instance's own
+# address and none chrooted: they open paths in the test's directories.
 _MASTER_CF = """\
 {host}:{port} inet  n       -       n       -       -       smtpd
 pickup    unix  n       -       n       60      1       pickup
@@ -262,7 +265,7 @@ class PostfixServer:
             "smtpd_recipient_restrictions": f"check_recipient_access texthash:{access}",
             "smtpd_discard_ehlo_keywords": ", ".join(self.discard_ehlo_keywords),
             "smtpd_peername_lookup": "no",
-            # A client that pipelines where PIPELINING is not offered is cut off, not tolerated.
+            # A client that sends on after EHLO, DATA and the like before the reply is cut off.
             "smtpd_forbid_unauth_pipelining": "yes",
             # Every recipient in the test domain lands in one Maildir (the trailing slash).
             "virtual_mailbox_domains": DOMAIN,
