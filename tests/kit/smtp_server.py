@@ -64,7 +64,9 @@ are never recorded. aiosmtplib's ``login()`` never tries XOAUTH2.
 Recording (thread-safe snapshots)::
 
     server.messages          # ReceivedMessage(mail_from, rcpt_tos, data, login, tls_version, ...)
-    server.commands          # Command(connection, verb, arg); an AUTH arg is the mechanism only
+    server.commands          # Command(connection, verb, arg, pipelined); an AUTH arg is the
+                             # mechanism only; pipelined: it came with more bytes behind it;
+                             # a line no command knows is recorded with its first word as verb
     server.connection_count, server.open_connection_count, server.auth_attempts
     server.peak_open_connection_count   # the most connections that were open at one time
     server.wait_for_messages(3, timeout=5)   # blocks; from async code use asyncio.to_thread
@@ -242,6 +244,8 @@ ACCEPTED_REPLY = "250 2.0.0 OK: queued"
 BDAT_SYNTAX_REPLY = "501 5.5.4 Syntax: BDAT <size> [LAST]"
 # What aiosmtpd answers a command it does not know, for BDAT when CHUNKING is not offered.
 UNRECOGNISED_BDAT_REPLY = '500 Error: command "BDAT" not recognized'
+# aiosmtpd's reply to a line that names no command it knows (the verb upper-cased)
+_UNRECOGNISED = re.compile(r'500 Error: command "(?P<verb>[^"]*)" not recognized')
 _BDAT_ARGUMENT = re.compile(r"(?P<size>[0-9]{1,18})(?: +(?P<last>LAST))?", re.IGNORECASE)
 MECHANISMS = ("LOGIN", "PLAIN")  # aiosmtpd's built-in ones
 XOAUTH2 = "XOAUTH2"  # ours (_ScriptedSMTP.auth_XOAUTH2), offered with oauth=
@@ -395,6 +399,9 @@ class Command:
     connection: int
     verb: str
     arg: str | None
+    # More bytes had already arrived behind the command line: it came in a pipelined group
+    # (for BDAT, its chunk counts), not alone after the reply to the command before it.
+    pipelined: bool = False
 
 
 class _Journal:
@@ -773,6 +780,17 @@ class _ScriptedSMTP(SMTP):
         # client can read that reply, so a test never sees the reply without the record.
         if status[:3] not in ("334", b"334"):
             self._finish_auth_attempt()
+        unknown = _UNRECOGNISED.match(
+            status if isinstance(status, str) else status.decode("latin-1")
+        )
+        if unknown is not None and status != UNRECOGNISED_BDAT_REPLY:  # (BDAT is recorded)
+            # aiosmtpd answers a line that names no command by itself: record it here
+            command = Command(self._connection_number, unknown["verb"], None)
+            self._journal.add(self._journal.commands, command)
+        if self.transport is None or self.transport.is_closing():
+            # aiosmtpd closes the line after too many unknown commands and still answers the
+            # next line of its buffer; over TLS that write would raise.
+            return
         await super().push(status)
 
     async def smtp_MAIL(self, arg: str | None) -> None:
@@ -877,7 +895,10 @@ class _ScriptedSMTP(SMTP):
         scripted: bool = True,
         **details: Any,
     ) -> None:
-        self._journal.add(self._journal.commands, Command(self._connection_number, verb, arg))
+        # aiosmtpd itself reaches into the StreamReader's buffer; asyncio offers no peek.
+        behind = bool(self._reader._buffer)
+        command = Command(self._connection_number, verb, arg, pipelined=behind)
+        self._journal.add(self._journal.commands, command)
         if verb != "BDAT":  # a BDAT command line comes with its chunk: judged after reading it
             await self._pipelined(verb)
         rule = self._owner.script.decide(self._event(stage, **details)) if scripted else None
