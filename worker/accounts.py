@@ -41,6 +41,7 @@ class Account:
         *,
         idle_check_after: float,
         tokens_of: TokensOf | None = None,
+        pipelining: bool = True,
     ) -> None:
         self.profile = profile
         password, self._unusable = _password(profile, cipher)
@@ -48,7 +49,11 @@ class Account:
         if profile.auth_method == "oauth2" and tokens_of is not None:
             tokens = tokens_of(profile)
         self._pool = ConnectionPool(
-            profile, password, idle_check_after=idle_check_after, tokens=tokens
+            profile,
+            password,
+            idle_check_after=idle_check_after,
+            tokens=tokens,
+            pipelining=pipelining,
         )
         self._resumed = False  # a probe succeeded since the last pause
 
@@ -99,10 +104,16 @@ class Accounts:
     """This worker's accounts, one per profile name."""
 
     def __init__(
-        self, cipher: PasswordCipher, *, idle_check_after: float, tokens_of: TokensOf | None = None
+        self,
+        cipher: PasswordCipher,
+        *,
+        idle_check_after: float,
+        tokens_of: TokensOf | None = None,
+        pipelining: bool = True,
     ) -> None:
         self._cipher = cipher
         self._idle_check_after = idle_check_after
+        self._pipelining = pipelining
         self._tokens_of = tokens_of
         self._accounts: dict[str, Account] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -122,6 +133,7 @@ class Accounts:
             self._cipher,
             idle_check_after=self._idle_check_after,
             tokens_of=self._tokens_of,
+            pipelining=self._pipelining,
         )
         self._accounts[profile.name] = account
         return account

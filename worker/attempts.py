@@ -144,7 +144,7 @@ class Attempts:
                 except MessageBuildError as exc:
                     return await self._after_failure(context, account, classify(exc, Stage.BUILD))
                 in_flight.started = True
-                refused, reply = await session.client.sendmail(
+                refused, reply = await session.send(
                     rendered.sender,
                     rendered.recipients,
                     rendered.data,

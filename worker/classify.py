@@ -23,6 +23,7 @@ from worker.errors import (
     TokenEndpointUnavailable,
 )
 from worker.sentences import N_
+from worker.smtp_pipelining import ChunkingRefused
 
 __all__ = [
     "Failure",
@@ -124,6 +125,7 @@ def classify(exc: BaseException, stage: Stage) -> Failure:
         _oauth_failure,
         _tls_failure,
         _dns_failure,
+        _chunking_refused,
         _reply_failure,
         _setup_failure,
         _refused_by_client,  # aiosmtplib's ValueError: this message, refused on every attempt
@@ -250,6 +252,14 @@ def _dns_failure(exc: BaseException, stage: Stage) -> Failure | None:
         reason=reason % {"reply": _one_line(str(exc))},
         hint=N_("check the server name in the profile"),
     )
+
+
+def _chunking_refused(exc: BaseException, stage: Stage) -> Failure | None:
+    """CHUNKING offered but BDAT unknown: the server's fault, not the message's. The profile
+    sends without CHUNKING from now on, so the retry goes the classic way."""
+    if not isinstance(exc, ChunkingRefused):
+        return None
+    return Failure(kind=FailureKind.TRANSIENT, stage=stage, reason=exc.message, code=exc.code)
 
 
 def _reply_failure(exc: BaseException, stage: Stage) -> Failure | None:

@@ -193,6 +193,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds an SMTP connection may idle before a NOOP checks it before reuse.",
     )
+    smtp_pipelining: bool = Field(
+        default=True,
+        description=(
+            "Send with PIPELINING, and CHUNKING (BDAT), where the server offers them: a message"
+            " then costs one round trip. Off: MAIL, RCPT and DATA, each waiting for its reply."
+        ),
+    )
 
     # --- health and metrics ----------------------------------------------------------------
     http_address: str | None = Field(

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -32,6 +32,7 @@ from worker.classify import OAuthTokenRefused, Stage, StartTlsUnavailable, Unenc
 from worker.profiles import Profile
 from worker.retry import PauseProfile
 from worker.sentences import N_
+from worker.smtp_pipelining import ChunkingRefused, send_transaction, transfer_for
 
 __all__ = [
     "ConnectFailed",
@@ -104,6 +105,26 @@ class SmtpSession:
     client: aiosmtplib.SMTP
     tls_version: str | None
     last_used: float = dataclasses.field(default_factory=time.monotonic)
+    # Whether a message may go with PIPELINING, and with CHUNKING, where the server offers them.
+    pipelining: bool = True
+    chunking: bool = True
+
+    async def send(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        data: bytes,
+        *,
+        mail_options: Iterable[str] = (),
+    ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+        """Send one message as ``sendmail()`` does, in as few round trips as the server allows
+        (:mod:`worker.smtp_pipelining`): the refused recipients and the server's last reply."""
+        if self.client.is_ehlo_or_helo_needed:  # a plain relay without login: no EHLO yet
+            await _greet(self.client)
+        transfer = transfer_for(self.client, pipelining=self.pipelining, chunking=self.chunking)
+        return await send_transaction(
+            self.client, sender, recipients, data, mail_options=mail_options, transfer=transfer
+        )
 
 
 class ConnectionPool:
@@ -112,6 +133,9 @@ class ConnectionPool:
     Connections are opened one at a time, so a wrong password costs one login attempt, not
     one per waiting message: while :attr:`pause` lasts, no connection is opened
     (:class:`ProfilePaused`). An idle connection is checked with NOOP before reuse.
+
+    With ``pipelining``, messages go with PIPELINING and CHUNKING where the server offers them;
+    a server that offers CHUNKING and then does not know BDAT is sent to without it from then on.
     """
 
     def __init__(
@@ -121,6 +145,7 @@ class ConnectionPool:
         *,
         idle_check_after: float = 30.0,
         tokens: TokenSource | None = None,
+        pipelining: bool = True,
     ) -> None:
         self.profile = profile
         # This worker's pause of the profile, set after a failure such as a refused login.
@@ -128,6 +153,8 @@ class ConnectionPool:
         self._password = password
         self._tokens = tokens
         self._idle_check_after = idle_check_after
+        self._pipelining = pipelining
+        self._chunking = pipelining
         self._slots = asyncio.Semaphore(profile.max_connections)
         self._open_lock = asyncio.Lock()
         self._idle: list[SmtpSession] = []
@@ -141,8 +168,14 @@ class ConnectionPool:
         """A ready connection; dropped instead of returned if the block raises."""
         async with self._slots:
             session = await self._take_or_open()
+            session.pipelining, session.chunking = self._pipelining, self._chunking
             try:
                 yield session
+            except ChunkingRefused as exc:
+                self._chunking = False
+                log.warning("chunking_refused", profile=self.profile.name, reason=exc.message)
+                session.client.close()
+                raise
             except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:
                 # A refused message leaves a healthy connection (the client sent RSET): keep it,
                 # or the next message pays another login. 421 means the server is closing.
@@ -339,6 +372,16 @@ async def _login_with_token(
             reply = f"{exc.code} {' '.join(exc.message.split())}"
             app_only = profile.oauth_flow in {"client_credentials", "service_account"}
             raise OAuthTokenRefused(reply, profile=profile.name, app_only=app_only) from exc
+
+
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO, or HELO for a server that refuses it, as ``sendmail()`` would have said."""
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        if not client.is_connected:
+            raise
+        await client.helo()
 
 
 def _require_tls(client: aiosmtplib.SMTP, profile: Profile) -> None:

@@ -83,7 +83,10 @@ class Worker:
         # OAuth profiles' access tokens come through the database, shared with other workers.
         tokens = OAuthTokens(self._database.repository, cipher)
         self._accounts = Accounts(
-            cipher, idle_check_after=settings.idle_check_after, tokens_of=tokens.of
+            cipher,
+            idle_check_after=settings.idle_check_after,
+            tokens_of=tokens.of,
+            pipelining=settings.smtp_pipelining,
         )
         self._attempts = Attempts(
             settings=settings, database=self._database, accounts=self._accounts

@@ -14,6 +14,13 @@ service did, as docs/delivery.md ("What each failure means") says it should:
 and the attempt recorded in ``mail.attempt`` (outcome, SMTP code, and the stage where the
 reason names it).
 
+Every case runs against three servers, as the worker sends differently to each
+(``worker/smtp_pipelining.py``): one offering neither PIPELINING nor CHUNKING (MAIL, RCPT and
+DATA, each after the reply before it), one offering PIPELINING (the envelope and DATA in one
+write), and one offering CHUNKING too (the envelope and ``BDAT ... LAST`` with the message in
+one write). A fault at DATA is a fault at BDAT for the last. The classification must not
+depend on the mode; a few cases exist only where a server offers the extensions.
+
 Rules that the server kit cannot reach are listed at the end of the table, with the reason.
 """
 
@@ -74,6 +81,7 @@ class Fault:
     action: Action | None = None
     rcpt: str | None = None
     seconds: float = 30.0
+    after_bytes: int | None = None  # BDAT: cut the line this many octets into the chunk
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,6 +112,7 @@ class Case:
     received: int = 0  # messages the server recorded
     logins: int | None = None  # AUTH commands the server saw, when that is part of the rule
     marks: tuple[pytest.MarkDecorator, ...] = ()
+    modes: tuple[str, ...] = ("classic", "pipelining", "chunking")  # where the rule can happen
 
 
 def _retried(**fields: Any) -> dict[str, Any]:
@@ -594,6 +603,48 @@ CASES: tuple[Case, ...] = (
         # The server has the message; the worker cannot know it, so it will send it again.
         **_retried(reason=_lost("send"), received=1),
     ),
+    # --- servers that offer PIPELINING or CHUNKING and misbehave ------------------------------
+    Case(
+        rule="drop-on-a-pipelined-group-retries",
+        faults=(Fault(stage="PIPELINED", action="drop"),),
+        modes=("pipelining", "chunking"),
+        **_retried(reason=_lost("send")),
+    ),
+    Case(
+        rule="drop-mid-chunk-retries",
+        faults=(Fault(stage="BDAT", action="drop", after_bytes=40),),
+        modes=("chunking",),
+        **_retried(reason=_lost("send")),
+    ),
+    Case(
+        rule="reply-4xx-to-a-chunk-retries",
+        faults=(Fault(stage="BDAT", reply="452 4.3.1 Insufficient system storage"),),
+        modes=("chunking",),
+        **_retried(
+            reason=RETRY + re.escape("452 4.3.1 Insufficient system storage") + "$", code=452
+        ),
+    ),
+    Case(
+        rule="reply-5xx-to-a-chunk-fails",
+        faults=(Fault(stage="BDAT", reply="554 5.6.0 Message content rejected"),),
+        modes=("chunking",),
+        **_failed(reason=FAILED + re.escape("554 5.6.0 Message content rejected") + "$", code=554),
+    ),
+    Case(
+        # _chunking_refused: the server's fault; the profile's next attempt goes without BDAT
+        rule="chunking-offered-bdat-unknown-retries",
+        faults=(Fault(stage="BDAT", action="unrecognised"),),
+        modes=("chunking",),
+        **_retried(
+            reason=RETRY
+            + re.escape(
+                'the server offers CHUNKING but did not accept BDAT (500 Error: command "BDAT"'
+                " not recognized); the message will be sent again without it"
+            )
+            + "$",
+            code=500,
+        ),
+    ),
 )
 
 # Rules that no case above can reach through the server kit:
@@ -611,23 +662,43 @@ CASES: tuple[Case, ...] = (
 # the case is skipped where it does not.
 
 
+# What each kind of server offers.
+MODES: Mapping[str, Mapping[str, bool]] = {
+    "classic": {},
+    "pipelining": {"pipelining": True},
+    "chunking": {"pipelining": True, "chunking": True},
+}
+
+
 def _params() -> list[Any]:
-    return [pytest.param(case, id=case.rule, marks=case.marks) for case in CASES]
+    return [
+        pytest.param(case, mode, id=f"{case.rule}-{mode}", marks=case.marks)
+        for case in CASES
+        for mode in case.modes
+    ]
 
 
-@pytest.mark.parametrize("case", _params())
+def _in_mode(fault: Fault, mode: str) -> Fault:
+    """The same fault where a server that offers CHUNKING sees BDAT instead of DATA."""
+    if mode == "chunking" and fault.stage == "DATA":
+        return dataclasses.replace(fault, stage="BDAT")
+    return fault
+
+
+@pytest.mark.parametrize(("case", "mode"), _params())
 async def test_classification_through_server(
-    settings: Settings, smtp_server_factory: SmtpServerFactory, case: Case
+    settings: Settings, smtp_server_factory: SmtpServerFactory, case: Case, mode: str
 ) -> None:
     settings = fast_settings(settings, **RETRY_SETTINGS)
-    server = smtp_server_factory(**case.server)
-    for fault in case.faults:
+    server = smtp_server_factory(**case.server, **MODES[mode])
+    for fault in (_in_mode(fault, mode) for fault in case.faults):
         server.script.on(
             fault.stage,
             reply=fault.reply,
             action=fault.action,
             rcpt=fault.rcpt,
             seconds=fault.seconds,
+            after_bytes=fault.after_bytes,
         )
     if case.stop_server:
         server.stop()

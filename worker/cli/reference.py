@@ -102,6 +102,8 @@ def _default(field: FieldInfo) -> str:
     value = field.get_default(call_default_factory=True)
     if value is None:
         return "empty"
+    if isinstance(value, bool):  # as it is written in the environment
+        return f"`{str(value).lower()}`"
     if isinstance(value, float):
         return f"`{value:g}`"
     if isinstance(value, Path):
