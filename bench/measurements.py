@@ -7,7 +7,7 @@ import asyncio
 import os
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from bench.database import (
     outbox_statuses,
     row,
 )
-from bench.processes import wait_count, workers
+from bench.processes import WORKER_ENV, wait_count, workers
 from bench.results import Options, Results
 from bench.sink import SmtpSink
 from worker.mime import MessageContent, OutgoingAttachment, RenderedMessage, render
@@ -73,14 +73,20 @@ class Bench:
         *,
         attached: bytes | None = None,
         after_id: int = 0,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         """``messages`` rows committed at once to ``processes`` idle workers, to the last
-        acceptance; rows up to ``after_id`` (history) stay in the table."""
-        rates, counts = [], []
+        acceptance; rows up to ``after_id`` (history) stay in the table. ``settings`` are
+        the workers' environment beside ``WORKER_ENV``; ``chunked`` counts, per run, the
+        messages that came with BDAT."""
+        rates, counts, chunked = [], [], []
+        environment = {**WORKER_ENV, **(settings or {})}
         for _ in range(self.options.runs):
             await empty_outbox(self.engine, after_id=after_id)
             self.sink.reset()
-            with workers(self.url, self.secret_key, self.directory, processes) as started:
+            with workers(
+                self.url, self.secret_key, self.directory, processes, environment
+            ) as started:
                 await started.wait_listening(self.engine)
                 async with self.engine.begin() as connection:
                     await insert_messages(connection, messages, attached)
@@ -90,12 +96,14 @@ class Bench:
                 )
                 rates.append(messages / (self.sink.last_at - committed))
                 counts.append(await self.settle_and_check(name, messages))
+                chunked.append(self.sink.chunked)
             statuses = await outbox_statuses(self.engine, after_id=after_id)
             self.results.check(
                 statuses == {"sent": messages}, f"{name}: outbox statuses {statuses}"
             )
         await empty_outbox(self.engine, after_id=after_id)
         self.results.rate(name, rates, counts, messages)
+        self.results.figures[name]["chunked"] = chunked
 
     async def history(self) -> None:
         """``worker_1`` again, with ``history_rows`` sent messages already in the outbox."""

@@ -15,14 +15,18 @@ __all__ = ["over_network"]
 
 
 async def over_network(bench: Bench, delayed: SmtpSink, peer: Peer | None) -> None:
-    """``rtt_worker_1``, ``rtt_limit`` and ``rtt_peer`` against ``delayed``, and the bounds of
-    one and of four round trips a message (``rtt_bounds``)."""
+    """``rtt_worker_1`` (and ``rtt_worker_1_classic``, without PIPELINING and CHUNKING),
+    ``rtt_limit`` and ``rtt_peer`` against ``delayed``, and the bounds of one and of four round
+    trips a message (``rtt_bounds``)."""
     options = bench.options
     n, connections = options.rtt_messages, options.connections
     over = dataclasses.replace(bench, sink=delayed)
     await point_profile(bench.engine, delayed)
     try:
         await over.worker_throughput("rtt_worker_1", 1, n)
+        # The same worker with PIPELINING and CHUNKING turned off: what one flight is worth.
+        classic = {"MAILWORKER_SMTP_PIPELINING": "false"}
+        await over.worker_throughput("rtt_worker_1_classic", 1, n, settings=classic)
     finally:
         await point_profile(bench.engine, bench.sink)
     await over.limit("rtt_limit", n)

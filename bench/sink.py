@@ -3,9 +3,9 @@
 With a round trip (``rtt``), clients reach it through a :class:`bench.delay.DelayProxy` in
 the same process; with an acceptance time (``accept``), it answers a message's end that much
 later, as a server that writes the message to disk and hands it on before it says 250.
-Asked to (``pipelining=``, ``chunking=``), it offers PIPELINING and CHUNKING: a message sent
-with ``BDAT ... LAST`` waits the same acceptance time after its last chunk. Both are off by
-default, so the classic figures stay comparable with earlier runs.
+Asked to (``Extensions``), it offers PIPELINING and CHUNKING, as Gmail, Microsoft 365 and
+Postfix do: a message sent with ``BDAT ... LAST`` waits the same acceptance time after its
+last chunk, and is counted in ``chunked`` too.
 
 The parent reads the count and the time of the last acceptance from shared memory
 (``multiprocessing.Value``), so reading them costs the sink nothing. Times are
@@ -43,8 +43,11 @@ class _Counter:
         last_at: Any,
         accept: float,
         extensions: tuple[str, ...],
+        *,
+        chunked: Any,
     ) -> None:
         self._messages = messages
+        self._chunked = chunked
         self._recipients = recipients
         self._last_at = last_at
         self._accept = accept
@@ -66,6 +69,7 @@ class _Counter:
         self._recipients.value += len(envelope.rcpt_tos)
         self._last_at.value = now
         self._messages.value += 1
+        self._chunked.value += envelope.came_in_chunks
         return "250 OK"
 
 
@@ -97,6 +101,7 @@ def _serve(
     last_at: Any,
     ready: multiprocessing.connection.Connection,
     *,
+    chunked: Any,
     delay: Delay,
     extensions: Extensions,
 ) -> None:
@@ -104,7 +109,9 @@ def _serve(
     from bench.sink_smtp import SinkSMTP  # noqa: PLC0415 - imported in the child only
 
     async def main() -> None:
-        handler = _Counter(messages, recipients, last_at, delay.accept, extensions.keywords)
+        handler = _Counter(
+            messages, recipients, last_at, delay.accept, extensions.keywords, chunked=chunked
+        )
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
             lambda: SinkSMTP(
@@ -140,12 +147,13 @@ class SmtpSink:
         self._messages = context.Value("q", 0, lock=False)
         self._recipients = context.Value("q", 0, lock=False)
         self._last_at = context.Value("d", 0.0, lock=False)
+        self._chunked = context.Value("q", 0, lock=False)
         receiving, sending = context.Pipe(duplex=False)
         self._receiving = receiving
         self._process = context.Process(
             target=_serve,
             args=(self._messages, self._recipients, self._last_at, sending),
-            kwargs={"delay": delay, "extensions": extensions},
+            kwargs={"chunked": self._chunked, "delay": delay, "extensions": extensions},
             name="bench-smtp-sink",
             daemon=True,
         )
@@ -189,6 +197,11 @@ class SmtpSink:
         return int(self._recipients.value)
 
     @property
+    def chunked(self) -> int:
+        """Of the messages accepted, those sent with ``BDAT ... LAST`` (CHUNKING)."""
+        return int(self._chunked.value)
+
+    @property
     def last_at(self) -> float:
         """``time.monotonic()`` of the last acceptance; 0.0 before the first."""
         return float(self._last_at.value)
@@ -197,4 +210,5 @@ class SmtpSink:
         """Start counting from zero (between measurements, while nothing is being sent)."""
         self._messages.value = 0
         self._recipients.value = 0
+        self._chunked.value = 0
         self._last_at.value = 0.0

@@ -12,11 +12,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP
+from aiosmtpd.smtp import MISSING, SMTP, Envelope
 
-__all__ = ["SinkSMTP"]
+__all__ = ["ChunkedEnvelope", "SinkSMTP"]
 
 _BDAT_ARGUMENT = re.compile(r"(?P<size>[0-9]{1,18})(?: +(?P<last>LAST))?", re.IGNORECASE)
+
+
+class ChunkedEnvelope(Envelope):
+    """aiosmtpd's envelope, which says whether its message came with BDAT."""
+
+    came_in_chunks = False
 
 
 class SinkSMTP(SMTP):
@@ -45,6 +51,8 @@ class SinkSMTP(SMTP):
             await self.push(f"250 2.0.0 {len(chunk)} octets received")
             return
         envelope.content = envelope.original_content = b"".join(self._chunks)
+        if isinstance(envelope, ChunkedEnvelope):
+            envelope.came_in_chunks = True  # the handler counts these
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
@@ -53,3 +61,6 @@ class SinkSMTP(SMTP):
         # After a message, RSET or EHLO: no chunks left. (aiosmtpd leaves this one untyped.)
         super()._set_post_data_state()  # type: ignore[no-untyped-call]
         self._chunks = []
+
+    def _create_envelope(self) -> Envelope:
+        return ChunkedEnvelope()

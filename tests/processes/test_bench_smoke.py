@@ -28,6 +28,7 @@ RATES = {
     "enqueue_api": 50,
     "enqueue_api_batch": 50,
     "rtt_worker_1": 20,
+    "rtt_worker_1_classic": 20,
     "rtt_limit": 20,
     "rtt_peer": 20,
 }
@@ -107,4 +108,15 @@ def test_smoke_run_counts_every_message(server_url: str, tmp_path: Path) -> None
     )
     for line in ("rtt_worker_1/one_round_trip:", "bound: 1 round trip a message"):
         assert line in completed.stdout
+    # Both sending modes: with PIPELINING and CHUNKING every message came with BDAT, without
+    # them none did.
+    chunked = {name: results["figures"][name]["chunked"] for name in RATES if "worker" in name}
+    assert {
+        "worker_1": [50],
+        "worker_2": [50],
+        "worker_1_attachment": [20],
+        "worker_1_history": [50],
+        "rtt_worker_1": [20],
+        "rtt_worker_1_classic": [0],
+    } == chunked
     assert results["machine"]["postgresql"]
