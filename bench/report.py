@@ -40,7 +40,7 @@ _RATES = {
 # Against the sink behind a round trip (the latency mode), each over the same connections.
 _RTT_RATES = {
     "rtt_worker_1": "worker, 1 process",
-    "rtt_worker_1_classic": "worker, 1 process, no PIPELINING",
+    "rtt_worker_1_classic": "worker, no PIPELINING",
     "rtt_limit": "limit: bare aiosmtplib",
     "rtt_peer": "peer: django-post_office",
 }

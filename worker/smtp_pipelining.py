@@ -44,6 +44,7 @@ __all__ = ["ChunkingRefused", "PipeliningProtocol", "Transfer", "send_transactio
 _ACCEPTED = (250, 251)  # RCPT: 251 "user not local; will forward"
 _START_INPUT = 354
 _CLOSING = 421
+_JOIN_BELOW = 64 * 1024  # bytes: a message this small goes in the same write as its commands
 
 
 class Transfer(enum.StrEnum):
@@ -234,7 +235,7 @@ def _envelope(
     parse_address(sender)  # refuses an address that cannot be sent, before anything is written
     for recipient in recipients:
         parse_address(recipient)
-    message = normalize_message_line_endings(message)
+    message = _canonical(message)
     if client.supports_extension("size"):
         options.insert(0, f"size={len(message)}")
     envelope = [_command(b"MAIL", b"FROM:" + quote_address(sender).encode(encoding), options)]
@@ -254,7 +255,10 @@ async def _transfer(
     """The envelope and the message over the wire: MAIL's reply, the refused recipients, and
     the reply to the message (or to DATA or BDAT, where they refused)."""
     if transfer is Transfer.CHUNKING:
-        flight = [b"".join(envelope) + b"BDAT %d LAST\r\n" % len(message), message]
+        head = b"".join(envelope) + b"BDAT %d LAST\r\n" % len(message)
+        # One write is one send() on loopback and one packet on a network; a large message
+        # is written after the commands instead, so it is not copied for that.
+        flight = [head + message] if len(message) <= _JOIN_BELOW else [head, message]
     else:
         flight = [b"".join(envelope) + b"DATA\r\n"]
     protocol = PipeliningProtocol.of(client)
@@ -308,6 +312,17 @@ def _refusal(
     if data_reply.code != 250:
         return aiosmtplib.SMTPDataError(data_reply.code, data_reply.message)
     return None
+
+
+def _canonical(message: bytes) -> bytes:
+    """The message with CRLF line endings and a final CRLF, as it is sent (and its SIZE).
+
+    Checking first is cheaper than aiosmtplib's regular expression, and worker/mime.py
+    already writes messages so."""
+    crlf = message.count(b"\r\n")
+    if message.endswith(b"\r\n") and message.count(b"\r") == crlf == message.count(b"\n"):
+        return message
+    return normalize_message_line_endings(message)
 
 
 def _command(verb: bytes, argument: bytes, options: Iterable[str] = ()) -> bytes:

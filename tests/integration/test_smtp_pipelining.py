@@ -332,3 +332,19 @@ async def test_421_to_a_recipient_in_a_group_is_a_lost_line_as_one_by_one(
         await _send(_pool(pools, server), [ANNA, PIOTR])
 
     assert () == server.messages
+
+
+async def test_a_large_message_with_bare_line_feeds_arrives_as_sent_the_classic_way(
+    smtp_server_factory: SmtpServerFactory, pools: list[ConnectionPool], mode: str
+) -> None:
+    """200 KB, written after its commands rather than with them, and lines ending in a bare
+    LF: the server receives the CRLF form that DATA would have carried, in every mode."""
+    server = _server(smtp_server_factory, mode)
+    lines = [b".line %d of the report" % number for number in range(8000)]
+    loose = MESSAGE + b"\n".join(lines) + b"\n"
+
+    await _send(_pool(pools, server), [ANNA], loose)
+
+    [received] = server.messages
+    assert 200_000 < len(received.data)
+    assert MESSAGE + b"\r\n".join(lines) + b"\r\n" == received.data
