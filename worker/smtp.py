@@ -27,6 +27,7 @@ from typing import Protocol
 
 import aiosmtplib
 import structlog
+from aiosmtplib.protocol import SMTPProtocol
 
 from worker.classify import OAuthTokenRefused, Stage, StartTlsUnavailable, UnencryptedLogin
 from worker.profiles import Profile
@@ -288,6 +289,12 @@ async def _close_and_wait(client: aiosmtplib.SMTP, limit: float = 1.0) -> None:
     """
     protocol = client.protocol
     client.close()
+    await _closed(protocol, limit)
+
+
+async def _closed(protocol: SMTPProtocol | None, limit: float = 1.0) -> None:
+    """Until the connection of ``protocol`` is really closed (its TLS shutdown done), or
+    ``limit`` seconds."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(limit):
             # aiosmtplib drops the transport in connection_lost() and offers no event for it.
@@ -431,7 +438,11 @@ def _tls_version(client: aiosmtplib.SMTP) -> str | None:
 
 
 async def _quit(session: SmtpSession) -> None:
+    """QUIT, and wait until the socket is closed: a worker that stops, or a command that
+    ends its event loop, must not leave a TLS socket to the garbage collector."""
+    protocol = session.client.protocol
     try:
         await session.client.quit()
     except (aiosmtplib.SMTPException, OSError):
         session.client.close()
+    await _closed(protocol)

@@ -15,11 +15,13 @@ from collections.abc import Callable
 
 from tests.kit.database import sql
 from tests.kit.delivery import add_profile, attempts_of, enqueue, fast_settings, run_until_empty
+from tests.kit.factories import make_profile
 from tests.kit.live_worker import running_worker
 from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
 from tests.kit.smtp_server import SmtpTestServer
 from worker.crypto import load_cipher
 from worker.settings import Settings
+from worker.smtp import ConnectionPool
 
 WAIT_SECONDS = 10.0  # the longest any step may take before the test fails
 IDLE_CHECK_AFTER = 0.1  # seconds; the worker's idle_check_after in the idle tests
@@ -161,3 +163,32 @@ async def test_changed_password_gets_a_fresh_pool(
     assert [1, 2] == [received.connection for received in smtps_server.messages]
     assert [(1, SMTP_LOGIN, True), (2, SMTP_LOGIN, True)] == _logins(smtps_server)
     assert (True, "QUIT") == (closed, _verbs(smtps_server, 1)[-1])
+
+
+async def test_closing_a_pool_waits_until_its_tls_sockets_are_closed(
+    smtps_server: SmtpTestServer,
+) -> None:
+    """A worker that stops, or a command that ends its event loop, closes its pools: each
+    TLS connection is closed (QUIT, the TLS shutdown, the socket) when close() returns, not
+    left to the garbage collector with a ResourceWarning."""
+    profile = make_profile(
+        host=smtps_server.hostname,
+        port=smtps_server.port,
+        encryption="ssl",
+        login=SMTP_LOGIN,
+        ca_bundle=str(smtps_server.cert_bundle),
+        timeout_seconds=5,
+    )
+    # The server answers QUIT and leaves the closing to the client, so the client's TLS
+    # shutdown is what close() has to wait for.
+    smtps_server.script.on("QUIT", reply="221 2.0.0 Bye")
+    pool = ConnectionPool(profile, SMTP_PASSWORD)
+    async with pool.session() as session:
+        protocol = session.client.protocol
+        await session.send("jankowalski@wp.pl", ["anna@example.com"], b"Subject: x\r\n\r\nx\r\n")
+
+    await pool.close()
+
+    assert protocol is not None
+    assert protocol.transport is None  # connection_lost() has run: nothing is left open
+    assert "QUIT" in [c.verb for c in smtps_server.commands]
