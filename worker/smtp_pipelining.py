@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from typing import cast
 
 import aiosmtplib
-from aiosmtplib.email import parse_address, quote_address
+from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import (
     COMMAND_INJECTION_REGEX,
     MAX_RESPONSE_LENGTH,
@@ -232,14 +232,16 @@ def _envelope(
     encoding = "utf-8" if any(o.lower() == "smtputf8" for o in options) else "ascii"
     if encoding == "utf-8" and not client.supports_extension("smtputf8"):
         raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
-    parse_address(sender)  # refuses an address that cannot be sent, before anything is written
-    for recipient in recipients:
-        parse_address(recipient)
+    # Each address is parsed and checked once, and all before anything is written: one that
+    # cannot go on a command line raises ValueError, as sendmail() does.
+    sender_box, *recipient_boxes = (
+        quote_address(address).encode(encoding) for address in (sender, *recipients)
+    )
     message = _canonical(message)
     if client.supports_extension("size"):
         options.insert(0, f"size={len(message)}")
-    envelope = [_command(b"MAIL", b"FROM:" + quote_address(sender).encode(encoding), options)]
-    envelope += [_command(b"RCPT", b"TO:" + quote_address(r).encode(encoding)) for r in recipients]
+    envelope = [_command(b"MAIL", b"FROM:" + sender_box, options)]
+    envelope += [_command(b"RCPT", b"TO:" + box) for box in recipient_boxes]
     return envelope, message
 
 

@@ -348,3 +348,19 @@ async def test_a_large_message_with_bare_line_feeds_arrives_as_sent_the_classic_
     [received] = server.messages
     assert 200_000 < len(received.data)
     assert MESSAGE + b"\r\n".join(lines) + b"\r\n" == received.data
+
+
+async def test_an_address_that_cannot_go_on_a_command_line_is_refused_before_any_write(
+    smtp_server_factory: SmtpServerFactory, pools: list[ConnectionPool], mode: str
+) -> None:
+    """ValueError, as sendmail() raises, and the server sees no MAIL: a recipient cannot
+    smuggle a word into the group (aiosmtplib's check of each parsed address)."""
+    server = _server(smtp_server_factory, mode)
+    pool = _pool(pools, server)
+
+    with pytest.raises(ValueError, match="not permitted in an SMTP mailbox"):
+        await _send(pool, [ANNA, "Piotr <piotr nowak@example.com>"])
+    await _send(pool, [ANNA])
+
+    assert 1 == [c.verb for c in server.commands].count("MAIL")
+    assert [(ANNA,)] == [m.rcpt_tos for m in server.messages]
