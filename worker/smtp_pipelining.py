@@ -86,7 +86,7 @@ class PipeliningProtocol(SMTPProtocol):
     """
 
     _replies: collections.deque[aiosmtplib.SMTPResponse | Exception] | None = None
-    _reply_arrived: asyncio.Event | None = None
+    _reply_waiter: asyncio.Future[None] | None = None  # while a read waits for a reply
 
     @classmethod
     def of(cls, client: aiosmtplib.SMTP) -> PipeliningProtocol:
@@ -139,7 +139,6 @@ class PipeliningProtocol(SMTPProtocol):
             raise aiosmtplib.SMTPServerDisconnected("Server not connected")
         async with self._command_lock:
             self._replies = collections.deque()
-            self._reply_arrived = asyncio.Event()
             try:
                 for part in flight:  # written in turn: a large message is not copied
                     self.write(part)
@@ -152,20 +151,22 @@ class PipeliningProtocol(SMTPProtocol):
             finally:
                 # What a misbehaving server sends beyond its replies is dropped, as aiosmtplib
                 # drops data that no command waits for.
-                self._replies = self._reply_arrived = None
+                self._replies = None
                 del self._buffer[:]
 
     async def _next_reply(self, reply_timeout: float | None) -> aiosmtplib.SMTPResponse:
         assert self._replies is not None
-        assert self._reply_arrived is not None
         while not self._replies:
-            self._reply_arrived.clear()
+            self._reply_waiter = self._loop.create_future()
             try:
-                await asyncio.wait_for(self._reply_arrived.wait(), reply_timeout)
+                async with asyncio.timeout(reply_timeout):
+                    await self._reply_waiter
             except TimeoutError as exc:
                 raise aiosmtplib.SMTPReadTimeoutError(
                     "Timed out waiting for server response"
                 ) from exc
+            finally:
+                self._reply_waiter = None
         reply = self._replies.popleft()
         if isinstance(reply, Exception):
             self._replies.appendleft(reply)  # every later read fails the same way
@@ -179,8 +180,8 @@ class PipeliningProtocol(SMTPProtocol):
             self._wake()
 
     def _wake(self) -> None:
-        if self._reply_arrived is not None:
-            self._reply_arrived.set()
+        if self._reply_waiter is not None and not self._reply_waiter.done():
+            self._reply_waiter.set_result(None)
 
 
 async def send_transaction(
