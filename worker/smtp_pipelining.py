@@ -99,6 +99,10 @@ class PipeliningProtocol(SMTPProtocol):
             # class. This one only adds methods and two class-level defaults, so the connected
             # instance can become one; the transport and aiosmtplib's state stay as they are.
             protocol.__class__ = cls
+            if protocol.transport is not None:
+                # Handed over again, so a transport that keeps the protocol's bound methods
+                # (uvloop's does) calls this class's data_received from now on.
+                protocol.transport.set_protocol(protocol)
         return cast(PipeliningProtocol, protocol)
 
     def data_received(self, data: bytes) -> None:

@@ -364,3 +364,36 @@ async def test_an_address_that_cannot_go_on_a_command_line_is_refused_before_any
 
     assert 1 == [c.verb for c in server.commands].count("MAIL")
     assert [(ANNA,)] == [m.rcpt_tos for m in server.messages]
+
+
+def test_a_group_is_read_under_uvloop_too(
+    smtp_server_factory: SmtpServerFactory,
+) -> None:
+    """uvloop's transports keep the protocol's bound methods from the connect on; the
+    protocol, made pipelining after the connect, is handed to the transport again, so its
+    replies are not read by the method of the class it had at the connect."""
+    uvloop = pytest.importorskip("uvloop")
+    # A plain relay: uvloop's TLS transport looks the method up on every read, its TCP one not.
+    server = smtp_server_factory(tls="none", **MODES["chunking"])
+    profile = make_profile(
+        host=server.hostname,
+        port=server.port,
+        encryption="none",
+        auth_method="none",
+        login=None,
+        timeout_seconds=2,
+    )
+
+    async def send_and_close() -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+        pool = ConnectionPool(profile, None)
+        try:
+            return await _send(pool, [ANNA, PIOTR])
+        finally:
+            await pool.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        refused, reply = runner.run(send_and_close())
+
+    assert ({}, "2.0.0 OK: queued") == (refused, reply)
+    assert "BDAT" in [c.verb for c in server.commands]
+    assert MESSAGE == server.messages[0].data
