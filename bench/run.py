@@ -26,9 +26,8 @@ One run measures, each rate the median of ``--runs`` with min and max:
 The sink runs in a process of its own (:mod:`bench.sink`), and so does the delayed one. Both
 offer PIPELINING and CHUNKING, as the providers do; the worker uses them, the bare loop and
 the peer (aiosmtplib's and smtplib's ``sendmail()``) do not. Each worker figure says how many
-messages came with BDAT (``chunked``). Every
-measurement also checks that every message arrived; a failed check makes the exit code 1.
-``--smoke`` is a tiny run for CI.
+messages came with BDAT (``chunked``). Every measurement also checks that every message
+arrived; a failed check makes the exit code 1. ``--smoke`` is a tiny run for CI.
 """
 
 from __future__ import annotations
