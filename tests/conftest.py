@@ -39,6 +39,8 @@ pytest_plugins = [
     "tests.kit.fixtures",
     # The console as a process, Chromium and the screenshots of the browser tests.
     "tests.kit.console_browser",
+    # The console in this process, through Starlette's TestClient (the client fixture).
+    "tests.kit.console_client",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from tests.kit.database import sql
 from tests.kit.delivery import add_profile, attempts_of, enqueue, fast_settings, run_until_empty
-from tests.kit.factories import make_profile
+from tests.kit.factories import server_profile
 from tests.kit.live_worker import running_worker
 from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
 from tests.kit.smtp_server import SmtpTestServer
@@ -171,14 +171,7 @@ async def test_closing_a_pool_waits_until_its_tls_sockets_are_closed(
     """A worker that stops, or a command that ends its event loop, closes its pools: each
     TLS connection is closed (QUIT, the TLS shutdown, the socket) when close() returns, not
     left to the garbage collector with a ResourceWarning."""
-    profile = make_profile(
-        host=smtps_server.hostname,
-        port=smtps_server.port,
-        encryption="ssl",
-        login=SMTP_LOGIN,
-        ca_bundle=str(smtps_server.cert_bundle),
-        timeout_seconds=5,
-    )
+    profile = server_profile(smtps_server)
     # The server answers QUIT and leaves the closing to the client, so the client's TLS
     # shutdown is what close() has to wait for.
     smtps_server.script.on("QUIT", reply="221 2.0.0 Bye")

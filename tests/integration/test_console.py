@@ -3,10 +3,8 @@ signing in and out, the login throttle, CSRF, roles, languages, headers, and no 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
@@ -15,9 +13,7 @@ from tests.kit.commands import ok
 from tests.kit.console_client import (
     ADMIN_PASSWORD,
     VIEWER_PASSWORD,
-    add_console_users,
     assert_no_secret_shown,
-    console_client,
     csrf_token,
     post_sign_in,
     sign_in,
@@ -29,13 +25,6 @@ from worker.crypto import load_cipher
 from worker.settings import Settings
 
 SMTP_PASSWORD = "smtp-Tajne-Haslo-123"
-
-
-@pytest.fixture
-def client(settings: Settings, database_url: str, cli_env: dict[str, str]) -> Iterator[TestClient]:
-    add_console_users(cli_env)
-    with console_client(settings, database_url) as client:
-        yield client
 
 
 def test_a_user_signs_in_sees_the_accounts_and_signs_out(

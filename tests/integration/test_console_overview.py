@@ -5,35 +5,23 @@ them; in Polish and English, for every role, and on an empty database."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
-import pytest
 from starlette.testclient import TestClient
 
 from tests.kit.console_client import (
     ADMIN_PASSWORD,
     VIEWER_PASSWORD,
-    add_console_users,
-    console_client,
     sign_in,
 )
 from tests.kit.database import run_sql
 from tests.kit.rows import ago, insert_message, insert_profile
 from worker.moments import utc_iso
-from worker.settings import Settings
 
 POLISH = {"Accept-Language": "pl-PL,pl;q=0.9"}
 PAUSE_REASON = "535 5.7.8 Error: authentication failed"
 REFUSED = "failed: 550 5.1.1 <anna.nowak@example.pl>: Recipient address rejected"
-
-
-@pytest.fixture
-def client(settings: Settings, database_url: str, cli_env: dict[str, str]) -> Iterator[TestClient]:
-    add_console_users(cli_env)
-    with console_client(settings, database_url) as client:
-        yield client
 
 
 class _Tables(HTMLParser):

@@ -5,38 +5,20 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 from starlette.testclient import TestClient
 
 from tests.kit.console_client import (
     ADMIN_PASSWORD,
     VIEWER_PASSWORD,
-    add_console_users,
-    console_client,
     csrf_token,
     sign_in,
 )
 from tests.kit.database import run_sql
-from tests.kit.rows import ago, insert_message, insert_profile
-from worker.settings import Settings
+from tests.kit.rows import ago, insert_message, insert_profile, message_status
 
 POLISH = {"Accept-Language": "pl-PL,pl;q=0.9"}
-
-
-@pytest.fixture
-def client(settings: Settings, database_url: str, cli_env: dict[str, str]) -> Iterator[TestClient]:
-    add_console_users(cli_env)
-    with console_client(settings, database_url) as client:
-        yield client
-
-
-def _status(database_url: str, message_id: int) -> str:
-    [(status,)] = run_sql(database_url, "SELECT status FROM mail.outbox WHERE id = :id",
-                          id=message_id)  # fmt: skip
-    return str(status)
 
 
 def test_a_refused_retry_reads_in_polish_on_the_queue_page(
@@ -60,7 +42,10 @@ def test_a_refused_retry_reads_in_polish_on_the_queue_page(
     token = csrf_token(client, f"/queue/{sent}")
     in_english = client.post(f"/queue/{sent}/retry", data={"csrf_token": token}).text
 
-    assert ("sent", "failed") == (_status(database_url, sent), _status(database_url, expired))
+    assert ("sent", "failed") == (
+        message_status(database_url, sent),
+        message_status(database_url, expired),
+    )
     assert f"Wiadomość {sent}: nie ponowiono: wiadomość została wysłana" in pages[sent]
     assert (
         f"Wiadomość {expired}: nie ponowiono: termin ważności wiadomości minął"

@@ -5,11 +5,9 @@ pages, the roles, CSRF and the Polish words."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
@@ -17,14 +15,19 @@ from tests.kit.commands import ok
 from tests.kit.console_client import (
     ADMIN_PASSWORD,
     VIEWER_PASSWORD,
-    add_console_users,
     assert_no_secret_shown,
-    console_client,
     csrf_token,
     sign_in,
 )
 from tests.kit.database import run_execute, run_sql
-from tests.kit.rows import ago, insert_attachment, insert_attempt, insert_message, insert_profile
+from tests.kit.rows import (
+    ago,
+    insert_attachment,
+    insert_attempt,
+    insert_message,
+    insert_profile,
+    message_status,
+)
 from worker.console.queue_filter import PAGE_SIZE
 from worker.models import outbox
 from worker.settings import Settings
@@ -34,24 +37,11 @@ _NEXT = re.compile(r'<a href="(/queue\?[^"]*)" rel="next">')
 POLISH = {"Accept-Language": "pl-PL,pl;q=0.9"}
 
 
-@pytest.fixture
-def client(settings: Settings, database_url: str, cli_env: dict[str, str]) -> Iterator[TestClient]:
-    add_console_users(cli_env)
-    with console_client(settings, database_url) as client:
-        yield client
-
-
 def _listed(client: TestClient, query: str = "") -> list[int]:
     """The message ids the queue page lists for ``query``, in the page's order."""
     page = client.get(f"/queue?{query}")
     assert 200 == page.status_code, page.text
     return [int(found) for found in _ROW.findall(page.text)]
-
-
-def _status(database_url: str, message_id: int) -> str:
-    [(status,)] = run_sql(database_url, "SELECT status FROM mail.outbox WHERE id = :id",
-                          id=message_id)  # fmt: skip
-    return str(status)
 
 
 def _statuses(database_url: str) -> dict[int, str]:
@@ -212,7 +202,7 @@ def test_an_admin_retries_a_failed_message_after_confirming(
     assert f'href="/queue/{message_id}/retry"' in client.get(f"/queue/{message_id}").text
 
     confirm = client.get(f"/queue/{message_id}/retry")
-    assert "failed" == _status(database_url, message_id)
+    assert "failed" == message_status(database_url, message_id)
     token = csrf_token(client, f"/queue/{message_id}/retry")
     with capture_logs() as logs:
         done = client.post(f"/queue/{message_id}/retry", follow_redirects=False,
@@ -269,7 +259,7 @@ def test_retrying_a_sent_message_is_refused_in_words(client: TestClient, databas
         f"/queue/{sent}/retry", data={"csrf_token": csrf_token(client, f"/queue/{sent}")}
     )
 
-    assert "sent" == _status(database_url, sent)
+    assert "sent" == message_status(database_url, sent)
     assert f"Message {sent}: not retried: it was sent" in page.text
 
 

@@ -39,13 +39,6 @@ WP_AUTH_HINT = "Check that access for mail programs is switched on in WP Poczta'
 
 
 @pytest.fixture
-def client(settings: Settings, database_url: str, cli_env: dict[str, str]) -> Iterator[TestClient]:
-    add_console_users(cli_env)
-    with console_client(settings, database_url) as client:
-        yield client
-
-
-@pytest.fixture
 def small_client(
     settings: Settings, database_url: str, cli_env: dict[str, str]
 ) -> Iterator[TestClient]:

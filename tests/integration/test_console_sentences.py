@@ -4,35 +4,23 @@ preset's advice in Polish, the server's reply inside them as the server wrote it
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 from starlette.testclient import TestClient
 
 from tests.kit.console_client import (
     ADMIN_PASSWORD,
     VIEWER_PASSWORD,
-    add_console_users,
-    console_client,
     csrf_token,
     sign_in,
 )
 from tests.kit.rows import insert_profile
-from worker.settings import Settings
 
 POLISH = {"Accept-Language": "pl-PL,pl;q=0.9"}
 REPLY = (
     "550 5.4.5 Daily user sending limit exceeded. For more information on Gmail sending limits"
     " go to https://support.google.com/a/answer/166852 a1-20020a05"
 )
-
-
-@pytest.fixture
-def client(settings: Settings, database_url: str, cli_env: dict[str, str]) -> Iterator[TestClient]:
-    add_console_users(cli_env)
-    with console_client(settings, database_url) as client:
-        yield client
 
 
 def _text(answer_text: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import aiosmtplib
 import pytest
 
-from tests.kit.factories import make_profile
+from tests.kit.factories import server_profile
 from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
 from tests.kit.smtp_server import SmtpTestServer
 from worker.smtp import ConnectionPool
@@ -60,22 +60,13 @@ async def pools() -> AsyncIterator[list[ConnectionPool]]:
     opened: list[ConnectionPool] = []
     yield opened
     for pool in opened:
-        await pool.close()
-    await asyncio.sleep(0.05)  # the TLS sockets' close, before the test's loop ends
+        await pool.close()  # which waits until the TLS sockets are closed
 
 
 def _pool(
     pools: list[ConnectionPool], server: SmtpTestServer, *, pipelining: bool = True
 ) -> ConnectionPool:
-    profile = make_profile(
-        host=server.hostname,
-        port=server.port,
-        encryption="ssl",
-        login=SMTP_LOGIN,
-        ca_bundle=str(server.cert_bundle),
-        timeout_seconds=2,
-        max_connections=1,
-    )
+    profile = server_profile(server, timeout_seconds=2, max_connections=1)
     pool = ConnectionPool(profile, SMTP_PASSWORD, pipelining=pipelining)
     pools.append(pool)
     return pool
@@ -91,7 +82,7 @@ async def _send(
 def _transaction(server: SmtpTestServer) -> list[tuple[str, bool]]:
     """The first transaction's commands: (verb, came in a group), from MAIL on."""
     verbs = [(c.verb, c.pipelined) for c in server.commands]
-    start = verbs.index(("MAIL", True)) if ("MAIL", True) in verbs else verbs.index(("MAIL", False))
+    start = next(i for i, (verb, _) in enumerate(verbs) if verb == "MAIL")
     end = next(i for i, (verb, _) in enumerate(verbs) if i > start and verb in {"DATA", "BDAT"})
     return verbs[start : end + 1]
 
@@ -375,13 +366,8 @@ def test_a_group_is_read_under_uvloop_too(
     uvloop = pytest.importorskip("uvloop")
     # A plain relay: uvloop's TLS transport looks the method up on every read, its TCP one not.
     server = smtp_server_factory(tls="none", **MODES["chunking"])
-    profile = make_profile(
-        host=server.hostname,
-        port=server.port,
-        encryption="none",
-        auth_method="none",
-        login=None,
-        timeout_seconds=2,
+    profile = server_profile(
+        server, encryption="none", auth_method="none", login=None, timeout_seconds=2
     )
 
     async def send_and_close() -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:

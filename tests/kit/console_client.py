@@ -1,5 +1,6 @@
 """The console in this process for integration tests: its users added as an operator adds them,
-a Starlette TestClient on the app, and signing in through the login form with its CSRF token."""
+a Starlette TestClient on the app (the ``client`` fixture), and signing in through the login
+form with its CSRF token."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
+import pytest
 from httpx2 import Response
 from starlette.testclient import TestClient
 
@@ -24,6 +26,7 @@ __all__ = [
     "ConsoleUser",
     "add_console_users",
     "assert_no_secret_shown",
+    "client",
     "console_client",
     "csrf_token",
     "post_sign_in",
@@ -65,6 +68,16 @@ def add_console_users(
 def console_client(settings: Settings, database_url: str) -> Iterator[TestClient]:
     """The console app for ``settings`` on ``database_url``, started around the block."""
     with TestClient(create_app(settings, database_url), base_url=CONSOLE_BASE_URL) as client:
+        yield client
+
+
+@pytest.fixture
+def client(settings: Settings, database_url: str, cli_env: dict[str, str]) -> Iterator[TestClient]:
+    """The console on the test's database, its default admin and viewer added; signed out.
+
+    A test module with other needs (a server to check against, say) defines its own."""
+    add_console_users(cli_env)
+    with console_client(settings, database_url) as client:
         yield client
 
 

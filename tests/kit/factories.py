@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.operations import ProfileStatus
 from worker.profiles import Profile
 
-__all__ = ["make_profile", "profile_status"]
+if TYPE_CHECKING:
+    from tests.kit.smtp_server import SmtpTestServer
+
+__all__ = ["make_profile", "profile_status", "server_profile"]
 
 
 def make_profile(**overrides: Any) -> Profile:
@@ -37,6 +40,24 @@ def make_profile(**overrides: Any) -> Profile:
         "preset": None,
     }
     return Profile(**{**fields, **overrides})
+
+
+def server_profile(server: SmtpTestServer, **overrides: Any) -> Profile:
+    """A profile that logs in to a kit server over implicit TLS as ``SMTP_LOGIN``, trusting
+    the test CA, without a database (for a :class:`worker.smtp.ConnectionPool` of its own)."""
+    from tests.kit.smtp_fixtures import SMTP_LOGIN  # noqa: PLC0415 - pure tests need no server
+
+    return make_profile(
+        **{
+            "host": server.hostname,
+            "port": server.port,
+            "encryption": "ssl",
+            "login": SMTP_LOGIN,
+            "ca_bundle": None if server.cert_bundle is None else str(server.cert_bundle),
+            "timeout_seconds": 5,
+            **overrides,
+        }
+    )
 
 
 def profile_status(name: str = "wp", *, checked_at: datetime, **values: Any) -> ProfileStatus:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, select
 
 from tests.kit.database import run_execute
 from worker.models import attachment, attempt, outbox, profile
@@ -22,6 +22,7 @@ __all__ = [
     "insert_attempt",
     "insert_message",
     "insert_profile",
+    "message_status",
 ]
 
 
@@ -63,6 +64,14 @@ def insert_attempt(database_url: str, outbox_id: int, **columns: Any) -> None:
 def insert_attachment(database_url: str, outbox_id: int, filename: str, content: bytes) -> None:
     values = {"outbox_id": outbox_id, "filename": filename, "content": content}
     run_execute(database_url, attachment.insert().values(**values))
+
+
+def message_status(database_url: str, message_id: int) -> str:
+    """The outbox status of message ``message_id``."""
+    [(status,)] = run_execute(
+        database_url, select(outbox.c.status).where(outbox.c.id == message_id)
+    )
+    return str(status)
 
 
 def ids(rows: Sequence[Any]) -> list[int]:
