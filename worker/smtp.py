@@ -159,6 +159,7 @@ class ConnectionPool:
         self._slots = asyncio.Semaphore(profile.max_connections)
         self._open_lock = asyncio.Lock()
         self._idle: list[SmtpSession] = []
+        self._dropped: set[SMTPProtocol] = set()  # connections dropped, perhaps still closing
         self._closed = False
 
     def __repr__(self) -> str:
@@ -170,24 +171,26 @@ class ConnectionPool:
         async with self._slots:
             session = await self._take_or_open()
             session.pipelining, session.chunking = self._pipelining, self._chunking
+            # Kept here: a failed send may have closed the client, which then forgets it.
+            protocol = session.client.protocol
             try:
                 yield session
             except ChunkingRefused as exc:
                 self._chunking = False
                 log.warning("chunking_refused", profile=self.profile.name, reason=exc.message)
-                session.client.close()
+                self._drop(session, protocol)
                 raise
             except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:
                 # A refused message leaves a healthy connection (the client sent RSET): keep it,
                 # or the next message pays another login. 421 means the server is closing.
                 if getattr(exc, "code", None) == 421 or not session.client.is_connected:
-                    session.client.close()
+                    self._drop(session, protocol)
                     raise
                 session.last_used = 0.0  # check it with NOOP before the next use
                 await self._give_back(session)
                 raise
             except BaseException:
-                session.client.close()
+                self._drop(session, protocol)
                 raise
             session.last_used = time.monotonic()
             await self._give_back(session)
@@ -203,9 +206,23 @@ class ConnectionPool:
         return _connection_settings(self.profile) == _connection_settings(profile)
 
     async def close(self) -> None:
+        """QUIT the idle connections, and wait until those and the dropped ones are closed."""
         self._closed = True
         idle, self._idle = self._idle, []
-        await asyncio.gather(*(_quit(session) for session in idle))
+        dropped, self._dropped = self._dropped, set()
+        await asyncio.gather(
+            *(_quit(session) for session in idle), *(_closed(protocol) for protocol in dropped)
+        )
+
+    def _drop(self, session: SmtpSession, protocol: SMTPProtocol | None) -> None:
+        """Close a connection that is not given back; :meth:`close` waits until it is closed.
+
+        (A TLS connection finishes closing later; the send that failed does not wait for it.)
+        """
+        session.client.close()
+        self._dropped = {dropped for dropped in self._dropped if dropped.transport is not None}
+        if protocol is not None and protocol.transport is not None:
+            self._dropped.add(protocol)
 
     async def _give_back(self, session: SmtpSession) -> None:
         if self._closed:
@@ -231,10 +248,11 @@ class ConnectionPool:
             return False
         if time.monotonic() - session.last_used < self._idle_check_after:
             return True
+        protocol = session.client.protocol
         try:
             await session.client.noop()
         except (aiosmtplib.SMTPException, OSError):
-            session.client.close()
+            self._drop(session, protocol)
             return False
         return True
 
@@ -293,13 +311,17 @@ async def _close_and_wait(client: aiosmtplib.SMTP, limit: float = 1.0) -> None:
 
 
 async def _closed(protocol: SMTPProtocol | None, limit: float = 1.0) -> None:
-    """Until the connection of ``protocol`` is really closed (its TLS shutdown done), or
-    ``limit`` seconds."""
-    with contextlib.suppress(TimeoutError):
+    """Until the connection of ``protocol`` is really closed (its TLS shutdown done); after
+    ``limit`` seconds it is aborted, for a peer that never finishes the shutdown."""
+    try:
         async with asyncio.timeout(limit):
             # aiosmtplib drops the transport in connection_lost() and offers no event for it.
             while protocol is not None and protocol.transport is not None:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
+    except TimeoutError:
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.abort()
+            await asyncio.sleep(0)  # the socket closes in the callback abort() schedules
 
 
 async def _starttls(client: aiosmtplib.SMTP, profile: Profile, plan: TlsPlan) -> None:

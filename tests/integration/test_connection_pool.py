@@ -13,6 +13,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import aiosmtplib
+import pytest
+
 from tests.kit.database import sql
 from tests.kit.delivery import add_profile, attempts_of, enqueue, fast_settings, run_until_empty
 from tests.kit.factories import server_profile
@@ -185,3 +188,28 @@ async def test_closing_a_pool_waits_until_its_tls_sockets_are_closed(
     assert protocol is not None
     assert protocol.transport is None  # connection_lost() has run: nothing is left open
     assert "QUIT" in [c.verb for c in smtps_server.commands]
+
+
+async def test_closing_a_pool_waits_for_a_connection_a_failed_send_dropped(
+    smtps_server: SmtpTestServer,
+) -> None:
+    """A send that times out drops its connection without waiting for the TLS shutdown;
+    the pool's close() still waits until that socket is closed."""
+    smtps_server.script.once("RCPT", action="stall", seconds=5)
+    pool = ConnectionPool(server_profile(smtps_server, timeout_seconds=1), SMTP_PASSWORD)
+    protocols = []
+
+    async def send() -> None:
+        async with pool.session() as session:
+            protocols.append(session.client.protocol)
+            await session.send(
+                "jankowalski@wp.pl", ["anna@example.com"], b"Subject: x\r\n\r\nx\r\n"
+            )
+
+    with pytest.raises(aiosmtplib.SMTPReadTimeoutError):
+        await send()
+    await pool.close()
+
+    [protocol] = protocols
+    assert protocol is not None
+    assert protocol.transport is None  # connection_lost() has run: nothing is left open
