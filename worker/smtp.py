@@ -319,8 +319,9 @@ async def _closed(protocol: SMTPProtocol | None, limit: float = 1.0) -> None:
             while protocol is not None and protocol.transport is not None:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
     except TimeoutError:
-        if protocol is not None and protocol.transport is not None:
-            protocol.transport.abort()
+        transport = None if protocol is None else protocol.transport
+        if isinstance(transport, asyncio.WriteTransport):  # as TCP and TLS transports are
+            transport.abort()
             await asyncio.sleep(0)  # the socket closes in the callback abort() schedules
 
 
