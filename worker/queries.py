@@ -513,7 +513,9 @@ def finish_message() -> Update:
 @functools.cache  # built once: runs with every claim or result batch
 def insert_attempts() -> Insert:
     """Attempt records (executed with many rows)."""
-    return insert(attempt)
+    return insert(attempt).values(
+        {name: bindparam(name, type_=attempt.c[name].type) for name in _ATTEMPT_COLUMNS}
+    )
 
 
 _ATTEMPT_COLUMNS = (

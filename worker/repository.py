@@ -1,7 +1,9 @@
 """The only code that talks to the database: one method per intent, over one connection.
 
 A :class:`Repository` wraps an ``AsyncConnection`` whose transaction the caller controls, so
-an enqueue can join the caller's own transaction.
+an enqueue can join the caller's own transaction. The claim and the result batch, the
+statements a busy worker runs most, go straight to asyncpg (:mod:`worker.driver`): they
+need an autocommit connection, or a transaction that an earlier statement has begun.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker import queries
+from worker import driver, queries
 from worker.addresses import address_forms
 from worker.caps import CapUsage, Room, room_of
 from worker.console_users import ConsoleUser
@@ -150,10 +152,11 @@ class Repository:
             "cap_room": dict(cap_room or {}),
             "max_message_bytes": max_message_bytes,
         }
-        result = await self._connection.execute(queries.claim_due(), parameters)
-        reader = _ClaimedReader(list(result.keys()))
+        statement = driver.driver_statement(self._connection, queries.claim_due)
+        rows = await driver.fetch(self._connection, statement, parameters)
+        reader = _ClaimedReader(statement.columns)
         return sorted(
-            (reader.read(row) for row in result),
+            (reader.read(row) for row in rows),
             key=lambda claimed: (-claimed.priority, claimed.id),
         )
 
@@ -195,27 +198,32 @@ class Repository:
         """Write a batch of attempt results: row states, attempt records, profile pauses.
 
         ``replayed``: the results come from a journal and may have been written before; an
-        attempt record already stored is not stored twice.
+        attempt record already stored is not stored twice. The batch is one transaction of
+        its own (a savepoint inside a transaction), so a refused batch can be written again.
         """
         if not outcomes:
             return
-        await self._connection.execute(
-            queries.finish_message(), [_finish_values(outcome) for outcome in outcomes]
+        finish = driver.driver_statement(self._connection, queries.finish_message)
+        record = driver.driver_statement(
+            self._connection,
+            queries.insert_attempts_once if replayed else queries.insert_attempts,
         )
-        await self._connection.execute(
-            queries.insert_attempts_once() if replayed else queries.insert_attempts(),
-            [_attempt_values(outcome) for outcome in outcomes],
-        )
-        for outcome in outcomes:
-            if outcome.pause is not None:
-                pause = outcome.pause
-                await self._connection.execute(
-                    queries.pause_profile(
+        async with driver.transaction(self._connection):
+            await driver.execute_many(
+                self._connection, finish, [_finish_values(outcome) for outcome in outcomes]
+            )
+            await driver.execute_many(
+                self._connection, record, [_attempt_values(outcome) for outcome in outcomes]
+            )
+            for outcome in outcomes:
+                if outcome.pause is not None:
+                    pause = outcome.pause
+                    change = queries.pause_profile(
                         outcome.profile, until=pause.until, reason=pause.reason, hint=pause.hint
                     )
-                )
-            elif outcome.resume_profile:
-                await self._connection.execute(queries.resume_profile(outcome.profile))
+                    await driver.execute(self._connection, change)
+                elif outcome.resume_profile:
+                    await driver.execute(self._connection, queries.resume_profile(outcome.profile))
 
     async def count_pending(self) -> int:
         """Messages waiting to be sent, due or not."""

@@ -40,6 +40,8 @@ class ResultWriter:
         self, engine: AsyncEngine, *, max_batch: int = 500, retry_cap: float = 5.0
     ) -> None:
         self._engine = engine
+        # Recording results runs its own transaction on the driver (:mod:`worker.driver`).
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._max_batch = max_batch
         self._retry_cap = retry_cap
         self._queue: collections.deque[Outcome] = collections.deque()
@@ -154,7 +156,7 @@ class ResultWriter:
         while groups:
             group = groups[0]
             try:
-                async with self._engine.begin() as connection:
+                async with self._autocommit.connect() as connection:
                     await Repository(connection).record_outcomes(group, replayed=replayed)
             except Exception as exc:  # noqa: BLE001 - told apart below: refusal or outage
                 if _refused(exc) and await self._database_answers():

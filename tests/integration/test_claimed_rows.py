@@ -31,7 +31,7 @@ async def _message(engine: AsyncEngine, name: str) -> int:
 
 
 async def _claim(engine: AsyncEngine) -> list[Claimed]:
-    async with engine.begin() as connection:
+    async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
         return await Repository(connection).claim_due(
             worker="test-claimed-rows",
             lease_seconds=30,

@@ -65,7 +65,7 @@ async def test_a_reply_the_database_cannot_store_is_stored_escaped(
 
 
 async def _claim(engine: AsyncEngine, worker: str) -> list[int]:
-    async with engine.begin() as connection:
+    async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
         claimed = await Repository(connection).claim_due(
             worker=worker,
             lease_seconds=30,
