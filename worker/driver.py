@@ -17,7 +17,7 @@ it out again.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -32,7 +32,7 @@ __all__ = [
     "DriverStatement",
     "driver_statement",
     "execute",
-    "execute_many",
+    "execute_once",
     "fetch",
     "transaction",
 ]
@@ -128,21 +128,21 @@ async def fetch(
     return [statement.row(record) for record in records]
 
 
-async def execute(connection: AsyncConnection, statement: Executable) -> None:
-    """Run ``statement``, its values bound in it: a rare one, compiled for this call."""
-    compiled = DriverStatement(statement, connection.dialect, _schemas(connection))
-    await execute_many(connection, compiled, [{}])
-
-
-async def execute_many(
-    connection: AsyncConnection, statement: DriverStatement, rows: Sequence[Mapping[str, Any]]
+async def execute(
+    connection: AsyncConnection, statement: DriverStatement, values: Mapping[str, Any]
 ) -> None:
-    """Run ``statement`` once for each of ``rows``, all sent in one flight."""
+    """Run ``statement`` for ``values``; nothing comes back."""
     driver = await _driver(connection)
     try:
-        await driver.executemany(statement.sql, [statement.arguments(row) for row in rows])
+        await driver.execute(statement.sql, *statement.arguments(values))
     except _DRIVER_ERRORS as exc:
         raise await _reported(connection, driver, statement.sql, exc) from exc
+
+
+async def execute_once(connection: AsyncConnection, statement: Executable) -> None:
+    """Run ``statement``, its values bound in it: a rare one, compiled for this call."""
+    compiled = DriverStatement(statement, connection.dialect, _schemas(connection))
+    await execute(connection, compiled, {})
 
 
 @contextlib.asynccontextmanager

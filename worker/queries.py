@@ -38,7 +38,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.expression import Executable
 
@@ -59,6 +59,7 @@ from worker.sentences import N_
 __all__ = [
     "CLAIMED_MESSAGE_COLUMNS",
     "CLAIMED_PROFILE_PREFIX",
+    "RESULT_FIELDS",
     "STATUS_ATTEMPT_PREFIX",
     "any_capped_profile",
     "attachment_sizes",
@@ -83,10 +84,7 @@ __all__ = [
     "fail_expired",
     "fail_unroutable",
     "failures_by_reason",
-    "finish_message",
     "insert_attachments",
-    "insert_attempts",
-    "insert_attempts_once",
     "insert_console_user",
     "insert_message",
     "insert_profile",
@@ -108,6 +106,8 @@ __all__ = [
     "queue_depth",
     "reclaim_lost_leases",
     "record_console_login",
+    "record_results",
+    "record_results_once",
     "release_claimed",
     "release_waiting_messages",
     "renew_leases",
@@ -476,71 +476,111 @@ def renew_leases(*, worker: str, lease_seconds: float, held: list[int]) -> Updat
     )
 
 
-@functools.cache  # built once: runs with every claim or result batch
-def finish_message() -> Update:
-    """Record the final or next state of a claimed message (executed with many rows).
+# A result batch's values: one array per field, one element per result, in the same order.
+_RESULT_FIELDS = {
+    "id": outbox.c.id,
+    "attempt_no": attempt.c.attempt_no,
+    "worker": outbox.c.claimed_by,
+    "force": None,  # a final result: recorded on a row nobody claimed since the lease ran out
+    "status": outbox.c.status,
+    "status_reason": outbox.c.status_reason,
+    "uncount": None,  # 1: the attempt does not count (a pause, an interruption)
+    "next_attempt_at": outbox.c.next_attempt_at,
+    "last_error": outbox.c.last_error,
+    "smtp_response": outbox.c.smtp_response,
+    "sent_at": outbox.c.sent_at,
+    "profile": attempt.c.profile,
+    "started_at": attempt.c.started_at,
+    "finished_at": attempt.c.finished_at,
+    "outcome": attempt.c.outcome,
+    "smtp_code": attempt.c.smtp_code,
+    "smtp_text": attempt.c.smtp_text,
+    "tls_version": attempt.c.tls_version,
+    "error": attempt.c.error,
+    "recipients": attempt.c.recipients,
+}
+_RESULT_TYPES = {
+    name: Boolean() if name == "force" else Integer() if source is None else source.type
+    for name, source in _RESULT_FIELDS.items()
+}
+RESULT_FIELDS = tuple(_RESULT_FIELDS)
 
-    Fenced by the claim the result belongs to: the row must still be the same attempt
-    (``attempts = :b_attempt_no``) held by the same worker. A result whose lease was lost
-    never moves a row that another worker claimed since. A final result (``:b_force``: a
-    delivery, a permanent failure) is also recorded on a row whose lease ran out but that
-    nobody claimed again, so a message that was delivered is not sent a second time.
+
+@functools.cache  # built once: runs with every result batch
+def record_results() -> Insert:
+    """Record a batch of attempt results in one statement: each message's new state and its
+    attempt record. Parameters: ``r_<field>`` for each of :data:`RESULT_FIELDS`, an array
+    with one element per result.
+
+    The row's update is fenced by the claim the result belongs to: the row must still be
+    the same attempt (``attempts = attempt_no``) held by the same worker. A result whose
+    lease was lost never moves a row that another worker claimed since. A final result
+    (``force``: a delivery, a permanent failure) is also recorded on a row whose lease ran
+    out but that nobody claimed again, so a message that was delivered is not sent twice.
+    The attempt record is stored in every case.
     """
-    return (
+    return _record_results(once=False)
+
+
+@functools.cache
+def record_results_once() -> Insert:
+    """:func:`record_results` for results replayed from a journal, which may have been
+    written before the worker died: an attempt record already stored (or of a message no
+    longer there) is not stored again."""
+    return _record_results(once=True)
+
+
+def _record_results(*, once: bool) -> Insert:
+    arrays = [bindparam(f"r_{name}", type_=ARRAY(kind)) for name, kind in _RESULT_TYPES.items()]
+    unnested = (
+        func.unnest(*arrays)
+        .table_valued(*[column(name, kind) for name, kind in _RESULT_TYPES.items()])
+        .render_derived(with_types=False)
+    )
+    batch = select(unnested).cte("batch")
+    finished = (
         update(outbox)
         .where(
-            outbox.c.id == bindparam("b_id"),
-            outbox.c.attempts == bindparam("b_attempt_no"),
+            outbox.c.id == batch.c.id,
+            outbox.c.attempts == batch.c.attempt_no,
             or_(
-                and_(outbox.c.status == "sending", outbox.c.claimed_by == bindparam("b_worker")),
-                and_(bindparam("b_force"), outbox.c.status != "sending"),
+                and_(outbox.c.status == "sending", outbox.c.claimed_by == batch.c.worker),
+                and_(batch.c.force, outbox.c.status != "sending"),
             ),
         )
         .values(
-            status=bindparam("b_status"),
-            status_reason=bindparam("b_status_reason"),
-            attempts=outbox.c.attempts - bindparam("b_uncount"),
-            next_attempt_at=func.coalesce(bindparam("b_next_attempt_at"), outbox.c.next_attempt_at),
-            last_error=bindparam("b_last_error"),
-            smtp_response=func.coalesce(bindparam("b_smtp_response"), outbox.c.smtp_response),
-            sent_at=bindparam("b_sent_at"),
+            status=batch.c.status,
+            status_reason=batch.c.status_reason,
+            attempts=outbox.c.attempts - batch.c.uncount,
+            next_attempt_at=func.coalesce(batch.c.next_attempt_at, outbox.c.next_attempt_at),
+            last_error=batch.c.last_error,
+            smtp_response=func.coalesce(batch.c.smtp_response, outbox.c.smtp_response),
+            sent_at=batch.c.sent_at,
             claimed_by=None,
             lease_expires_at=None,
         )
+        .cte("finished")
     )
-
-
-@functools.cache  # built once: runs with every claim or result batch
-def insert_attempts() -> Insert:
-    """Attempt records (executed with many rows)."""
-    return insert(attempt).values(
-        {name: bindparam(name, type_=attempt.c[name].type) for name in _ATTEMPT_COLUMNS}
-    )
+    records = select(
+        batch.c.id, batch.c.attempt_no, batch.c.profile, batch.c.worker, batch.c.started_at,
+        batch.c.finished_at, batch.c.outcome, batch.c.smtp_code, batch.c.smtp_text,
+        batch.c.tls_version, batch.c.error, batch.c.recipients,
+    )  # fmt: skip
+    if once:
+        stored = exists().where(
+            attempt.c.outbox_id == batch.c.id,
+            attempt.c.attempt_no == batch.c.attempt_no,
+            attempt.c.worker_id == batch.c.worker,
+            attempt.c.started_at == batch.c.started_at,
+        )
+        records = records.where(~stored, exists().where(outbox.c.id == batch.c.id))
+    return insert(attempt).from_select(list(_ATTEMPT_COLUMNS), records).add_cte(finished)
 
 
 _ATTEMPT_COLUMNS = (
     "outbox_id", "attempt_no", "profile", "worker_id", "started_at", "finished_at", "outcome",
     "smtp_code", "smtp_text", "tls_version", "error", "recipients",
 )  # fmt: skip
-
-
-@functools.cache
-def insert_attempts_once() -> Executable:
-    """Attempt records not stored yet, of messages that still exist (executed with many rows).
-
-    For results replayed from a journal, which may have been written before the worker died.
-    """
-    value = {name: bindparam(name, type_=attempt.c[name].type) for name in _ATTEMPT_COLUMNS}
-    stored = exists().where(
-        attempt.c.outbox_id == value["outbox_id"],
-        attempt.c.attempt_no == value["attempt_no"],
-        attempt.c.worker_id == value["worker_id"],
-        attempt.c.started_at == value["started_at"],
-    )
-    message = exists().where(outbox.c.id == value["outbox_id"])
-    return insert(attempt).from_select(
-        list(_ATTEMPT_COLUMNS), select(*value.values()).where(~stored, message)
-    )
 
 
 def pause_profile(name: str, *, until: datetime, reason: str, hint: str | None) -> Update:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import Executable
 
 from worker import driver, queries
 from worker.addresses import address_forms
@@ -203,27 +204,17 @@ class Repository:
         """
         if not outcomes:
             return
-        finish = driver.driver_statement(self._connection, queries.finish_message)
-        record = driver.driver_statement(
-            self._connection,
-            queries.insert_attempts_once if replayed else queries.insert_attempts,
-        )
+        build = queries.record_results_once if replayed else queries.record_results
+        record = driver.driver_statement(self._connection, build)
+        values = _result_arrays(outcomes)
+        changes = [change for change in map(_profile_change, outcomes) if change is not None]
+        if not changes:  # one statement: a transaction of its own
+            await driver.execute(self._connection, record, values)
+            return
         async with driver.transaction(self._connection):
-            await driver.execute_many(
-                self._connection, finish, [_finish_values(outcome) for outcome in outcomes]
-            )
-            await driver.execute_many(
-                self._connection, record, [_attempt_values(outcome) for outcome in outcomes]
-            )
-            for outcome in outcomes:
-                if outcome.pause is not None:
-                    pause = outcome.pause
-                    change = queries.pause_profile(
-                        outcome.profile, until=pause.until, reason=pause.reason, hint=pause.hint
-                    )
-                    await driver.execute(self._connection, change)
-                elif outcome.resume_profile:
-                    await driver.execute(self._connection, queries.resume_profile(outcome.profile))
+            await driver.execute(self._connection, record, values)
+            for change in changes:
+                await driver.execute_once(self._connection, change)
 
     async def count_pending(self) -> int:
         """Messages waiting to be sent, due or not."""
@@ -614,36 +605,45 @@ def _message_status(row: Mapping[Any, Any]) -> MessageStatus:
 _STATUS_FIELDS = frozenset(f.name for f in dataclasses.fields(MessageStatus)) - {"latest_attempt"}
 
 
-def _finish_values(outcome: Outcome) -> dict[str, Any]:
-    """Bind parameters of :func:`worker.queries.finish_message` for one result."""
-    return {
-        "b_id": outcome.message_id,
-        "b_attempt_no": outcome.attempt_no,
-        "b_worker": outcome.worker,
-        "b_force": outcome.force,
-        "b_status": outcome.status,
-        "b_status_reason": outcome.status_reason,
-        "b_uncount": 1 if outcome.uncount_attempt else 0,
-        "b_next_attempt_at": outcome.next_attempt_at,
-        "b_last_error": outcome.last_error,
-        "b_smtp_response": outcome.smtp_response,
-        "b_sent_at": outcome.sent_at,
-    }
+def _result_arrays(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
+    """Parameters of :func:`worker.queries.record_results`: one array per field."""
+    rows = [
+        (
+            outcome.message_id,
+            outcome.attempt_no,
+            outcome.worker,
+            outcome.force,
+            outcome.status,
+            outcome.status_reason,
+            1 if outcome.uncount_attempt else 0,
+            outcome.next_attempt_at,
+            outcome.last_error,
+            outcome.smtp_response,
+            outcome.sent_at,
+            outcome.profile,
+            outcome.started_at,
+            outcome.finished_at,
+            outcome.attempt_outcome,
+            outcome.smtp_code,
+            outcome.smtp_text,
+            outcome.tls_version,
+            outcome.error,
+            dict(outcome.recipients),
+        )
+        for outcome in outcomes
+    ]
+    columns = zip(*rows, strict=True)
+    fields = queries.RESULT_FIELDS
+    return {f"r_{name}": list(values) for name, values in zip(fields, columns, strict=True)}
 
 
-def _attempt_values(outcome: Outcome) -> dict[str, Any]:
-    """The attempt record of one result, by column of ``mail.attempt``."""
-    return {
-        "outbox_id": outcome.message_id,
-        "attempt_no": outcome.attempt_no,
-        "profile": outcome.profile,
-        "worker_id": outcome.worker,
-        "started_at": outcome.started_at,
-        "finished_at": outcome.finished_at,
-        "outcome": outcome.attempt_outcome,
-        "smtp_code": outcome.smtp_code,
-        "smtp_text": outcome.smtp_text,
-        "tls_version": outcome.tls_version,
-        "error": outcome.error,
-        "recipients": dict(outcome.recipients),
-    }
+def _profile_change(outcome: Outcome) -> Executable | None:
+    """The statement a result makes of its profile: a pause, the end of one, or none."""
+    if outcome.pause is not None:
+        pause = outcome.pause
+        return queries.pause_profile(
+            outcome.profile, until=pause.until, reason=pause.reason, hint=pause.hint
+        )
+    if outcome.resume_profile:
+        return queries.resume_profile(outcome.profile)
+    return None

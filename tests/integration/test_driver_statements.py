@@ -237,3 +237,19 @@ async def _terminate(url: str, backend: int) -> None:
         assert ended
     finally:
         await outside.dispose()
+
+
+async def test_a_replayed_batch_stores_each_attempt_once(post_engine: AsyncEngine) -> None:
+    """A journal's batch written twice, one of its messages deleted meanwhile: one attempt
+    record for the other, and no error for the deleted one."""
+    ids = await _add_profile_and_messages(post_engine, 2)
+    async with _autocommit(post_engine) as connection:
+        outcomes = [_sent(message) for message in await _claim(connection)]
+        await connection.execute(text("DELETE FROM post.outbox WHERE id = :id"), {"id": ids[1]})
+        for _ in range(2):
+            await Repository(connection).record_outcomes(outcomes, replayed=True)
+
+    assert {ids[0]: "sent"} == await _statuses(post_engine)
+    async with post_engine.connect() as connection:
+        stored = (await connection.execute(text("SELECT outbox_id FROM post.attempt"))).all()
+    assert [(ids[0],)] == stored
