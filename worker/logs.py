@@ -7,6 +7,7 @@ container's output is JSON from top to bottom.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -47,12 +48,17 @@ def _scrub(value: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=1024)  # the same few field names, in every line
+def _secret_field(name: str) -> bool:
+    return _SECRET_FIELD.search(name) is not None
+
+
 def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return _scrub(value)
     if isinstance(value, MutableMapping):
         return {
-            key: REDACTED if _SECRET_FIELD.search(str(key)) else _redact(item)
+            key: REDACTED if _secret_field(str(key)) else _redact(item)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
@@ -63,8 +69,7 @@ def _redact(value: Any) -> Any:
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: secret-named fields and known secret values become ``[redacted]``."""
     return {
-        key: REDACTED if _SECRET_FIELD.search(key) else _redact(value)
-        for key, value in event_dict.items()
+        key: REDACTED if _secret_field(key) else _redact(value) for key, value in event_dict.items()
     }
 
 

@@ -65,6 +65,7 @@ import base64
 import binascii
 import re
 import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -416,10 +417,15 @@ def _utf8_address(mailboxes: Iterable[Mailbox]) -> str | None:
 
 def _date_header(date: datetime | None) -> _FoldedHeader:
     if date is None:
-        date = datetime.now(UTC)
-    elif date.tzinfo is None:
+        return _plain_header("Date", _date_now(int(time.time())))
+    if date.tzinfo is None:
         date = date.replace(tzinfo=UTC)
     return _plain_header("Date", format_datetime(date))
+
+
+@lru_cache(maxsize=1)  # a busy worker builds many messages within one second
+def _date_now(second: int) -> str:
+    return format_datetime(datetime.fromtimestamp(second, UTC))
 
 
 def _message_id_header(message_id: str) -> _FoldedHeader:

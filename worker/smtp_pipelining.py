@@ -24,6 +24,7 @@ import asyncio
 import collections
 import contextlib
 import enum
+import re
 from collections.abc import Iterable, Sequence
 from typing import cast
 
@@ -240,7 +241,7 @@ def _envelope(
     # Each address is parsed and checked once, and all before anything is written: one that
     # cannot go on a command line raises ValueError, as sendmail() does.
     sender_box, *recipient_boxes = (
-        quote_address(address).encode(encoding) for address in (sender, *recipients)
+        _quoted(address).encode(encoding) for address in (sender, *recipients)
     )
     message = _canonical(message)
     if client.supports_extension("size"):
@@ -248,6 +249,21 @@ def _envelope(
     envelope = [_command(b"MAIL", b"FROM:" + sender_box, options)]
     envelope += [_command(b"RCPT", b"TO:" + box) for box in recipient_boxes]
     return envelope, message
+
+
+# An address as the message builder hands it over: a dot-atom local part and domain in ASCII,
+# nothing to parse. Any other form goes through aiosmtplib's parser and checks.
+_BARE_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
+
+
+def _quoted(address: str) -> str:
+    """``address`` in angle brackets for MAIL or RCPT, as aiosmtplib's ``quote_address``."""
+    if _BARE_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return quote_address(address)
 
 
 async def _transfer(
