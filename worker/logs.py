@@ -41,7 +41,8 @@ def forget_secrets() -> None:
 
 
 def _scrub(value: str) -> str:
-    value = _URL_PASSWORD.sub(r"\1***@", value)
+    if "://" in value:  # most values hold no URL: the expression need not run
+        value = _URL_PASSWORD.sub(r"\1***@", value)
     for secret in _known_secrets:
         if secret in value:
             value = value.replace(secret, REDACTED)
@@ -56,6 +57,8 @@ def _secret_field(name: str) -> bool:
 def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return _scrub(value)
+    if value is None or isinstance(value, int | float):  # most other fields; no ABC check
+        return value
     if isinstance(value, MutableMapping):
         return {
             key: REDACTED if _secret_field(str(key)) else _redact(item)
