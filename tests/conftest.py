@@ -49,14 +49,31 @@ TEMPLATE = f"mailworker_template_{os.getpid()}"
 
 # A DATABASE_URL given to the test run names the server only. It leaves the environment, since
 # settings let the environment win over arguments (as production wants): left there, it
-# would replace the database of every test that builds its own settings.
+# would replace the database of every test that builds its own settings. The processes of
+# a parallel run (pytest-xdist) start after this has run in the main one, so the server they
+# use is handed to them under a name of the tests' own.
+_SERVER_VARIABLE = "TESTS_POSTGRES_SERVER_URL"
 _GIVEN_DATABASE_URL = os.environ.pop("DATABASE_URL", None)
 
 
 def _server_url() -> str:
     if _GIVEN_DATABASE_URL:
         return async_url(_GIVEN_DATABASE_URL)
+    if os.environ.get(_SERVER_VARIABLE):
+        return os.environ[_SERVER_VARIABLE]
     return start_embedded_postgres(REPO_ROOT / ".data")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In the main process of a parallel run: the server for every test process.
+
+    Two test processes starting the embedded server at once race to create its data folder,
+    so the main process starts it, before the test processes exist; it stops when this
+    process exits. A given DATABASE_URL is passed on as it is.
+    """
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        return
+    os.environ[_SERVER_VARIABLE] = _server_url()
 
 
 def _with_database(url: str, name: str) -> str:
