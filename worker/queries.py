@@ -476,34 +476,31 @@ def renew_leases(*, worker: str, lease_seconds: float, held: list[int]) -> Updat
     )
 
 
-# A result batch's values: one array per field, one element per result, in the same order.
-_RESULT_FIELDS = {
-    "id": outbox.c.id,
-    "attempt_no": attempt.c.attempt_no,
-    "worker": outbox.c.claimed_by,
-    "force": None,  # a final result: recorded on a row nobody claimed since the lease ran out
-    "status": outbox.c.status,
-    "status_reason": outbox.c.status_reason,
-    "uncount": None,  # 1: the attempt does not count (a pause, an interruption)
-    "next_attempt_at": outbox.c.next_attempt_at,
-    "last_error": outbox.c.last_error,
-    "smtp_response": outbox.c.smtp_response,
-    "sent_at": outbox.c.sent_at,
-    "profile": attempt.c.profile,
-    "started_at": attempt.c.started_at,
-    "finished_at": attempt.c.finished_at,
-    "outcome": attempt.c.outcome,
-    "smtp_code": attempt.c.smtp_code,
-    "smtp_text": attempt.c.smtp_text,
-    "tls_version": attempt.c.tls_version,
-    "error": attempt.c.error,
-    "recipients": attempt.c.recipients,
-}
+# A result batch's values: one array per field, one element per result, in the same order;
+# each of the type of the column it is written to.
 _RESULT_TYPES = {
-    name: Boolean() if name == "force" else Integer() if source is None else source.type
-    for name, source in _RESULT_FIELDS.items()
+    "id": outbox.c.id.type,
+    "attempt_no": attempt.c.attempt_no.type,
+    "worker": outbox.c.claimed_by.type,
+    "force": Boolean(),  # a final result: recorded on a row nobody claimed since its lease ran out
+    "status": outbox.c.status.type,
+    "status_reason": outbox.c.status_reason.type,
+    "uncount": Integer(),  # 1: the attempt does not count (a pause, an interruption)
+    "next_attempt_at": outbox.c.next_attempt_at.type,
+    "last_error": outbox.c.last_error.type,
+    "smtp_response": outbox.c.smtp_response.type,
+    "sent_at": outbox.c.sent_at.type,
+    "profile": attempt.c.profile.type,
+    "started_at": attempt.c.started_at.type,
+    "finished_at": attempt.c.finished_at.type,
+    "outcome": attempt.c.outcome.type,
+    "smtp_code": attempt.c.smtp_code.type,
+    "smtp_text": attempt.c.smtp_text.type,
+    "tls_version": attempt.c.tls_version.type,
+    "error": attempt.c.error.type,
+    "recipients": attempt.c.recipients.type,
 }
-RESULT_FIELDS = tuple(_RESULT_FIELDS)
+RESULT_FIELDS = tuple(_RESULT_TYPES)
 
 
 @functools.cache  # built once: runs with every result batch

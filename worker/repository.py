@@ -607,34 +607,34 @@ _STATUS_FIELDS = frozenset(f.name for f in dataclasses.fields(MessageStatus)) - 
 
 def _result_arrays(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
     """Parameters of :func:`worker.queries.record_results`: one array per field."""
-    rows = [
-        (
-            outcome.message_id,
-            outcome.attempt_no,
-            outcome.worker,
-            outcome.force,
-            outcome.status,
-            outcome.status_reason,
-            1 if outcome.uncount_attempt else 0,
-            outcome.next_attempt_at,
-            outcome.last_error,
-            outcome.smtp_response,
-            outcome.sent_at,
-            outcome.profile,
-            outcome.started_at,
-            outcome.finished_at,
-            outcome.attempt_outcome,
-            outcome.smtp_code,
-            outcome.smtp_text,
-            outcome.tls_version,
-            outcome.error,
-            dict(outcome.recipients),
-        )
-        for outcome in outcomes
-    ]
-    columns = zip(*rows, strict=True)
-    fields = queries.RESULT_FIELDS
-    return {f"r_{name}": list(values) for name, values in zip(fields, columns, strict=True)}
+    rows = [_result_values(outcome) for outcome in outcomes]
+    return {f"r_{name}": [row[name] for row in rows] for name in queries.RESULT_FIELDS}
+
+
+def _result_values(outcome: Outcome) -> dict[str, Any]:
+    """One result's values, by field of :data:`worker.queries.RESULT_FIELDS`."""
+    return {
+        "id": outcome.message_id,
+        "attempt_no": outcome.attempt_no,
+        "worker": outcome.worker,
+        "force": outcome.force,
+        "status": outcome.status,
+        "status_reason": outcome.status_reason,
+        "uncount": 1 if outcome.uncount_attempt else 0,
+        "next_attempt_at": outcome.next_attempt_at,
+        "last_error": outcome.last_error,
+        "smtp_response": outcome.smtp_response,
+        "sent_at": outcome.sent_at,
+        "profile": outcome.profile,
+        "started_at": outcome.started_at,
+        "finished_at": outcome.finished_at,
+        "outcome": outcome.attempt_outcome,
+        "smtp_code": outcome.smtp_code,
+        "smtp_text": outcome.smtp_text,
+        "tls_version": outcome.tls_version,
+        "error": outcome.error,
+        "recipients": dict(outcome.recipients),
+    }
 
 
 def _profile_change(outcome: Outcome) -> Executable | None:
