@@ -324,8 +324,10 @@ def claim_due() -> Update:
         .with_for_update(skip_locked=True)
         .lateral("due")
     )
+    # Each picked row's attachment size, summed here once: RETURNING uses it three times.
+    # MATERIALIZED: pulled up into the UPDATE, the sum would be computed at each use.
     picked = (
-        select(due.c.id)
+        select(due.c.id, _attachment_bytes(due.c.id).label("attachment_bytes"))
         .select_from(candidate)
         .join(due, true())
         .where(
@@ -333,12 +335,14 @@ def claim_due() -> Update:
             or_(candidate.c.paused_until.is_(None), candidate.c.paused_until <= func.now()),
             or_(bindparam("include_capped", type_=Boolean), ~_has_cap(candidate)),
         )
+        .cte("picked")
+        .prefix_with("MATERIALIZED")
     )
     domain = func.split_part(profile.c.from_address, "@", 2)
     new_message_id = func.format("<%s@%s>", func.gen_random_uuid(), domain)
     return (
         update(outbox)
-        .where(outbox.c.id.in_(picked), profile.c.name == outbox.c.profile)
+        .where(outbox.c.id == picked.c.id, profile.c.name == outbox.c.profile)
         .values(
             status="sending",
             status_reason=N_("sending"),
@@ -348,22 +352,27 @@ def claim_due() -> Update:
             lease_expires_at=func.now() + _seconds(bindparam("lease_seconds", type_=Float)),
             message_id=func.coalesce(outbox.c.message_id, new_message_id),
         )
-        .returning(*_claimed_columns())
+        .returning(*_claimed_columns(picked.c.attachment_bytes))
     )
 
 
-def _claimed_columns() -> list[Any]:
+def _attachment_bytes(outbox_id: Any) -> Any:
+    """The size of a message's attachments as stored (0: none)."""
+    return (
+        select(func.coalesce(func.sum(func.octet_length(attachment.c.content)), 0))
+        .where(attachment.c.outbox_id == outbox_id)
+        .scalar_subquery()
+    )
+
+
+def _claimed_columns(attachment_bytes: Any) -> list[Any]:
     """What a claim returns of each row: the message, its size, its profile's settings.
 
     A message larger than ``:max_message_bytes`` (body and attachments, as enqueue measures
     it) comes back without its bodies: the worker fails it for its size, and never loads it.
     ``octet_length`` reads a stored value's length without fetching the value itself.
+    ``attachment_bytes`` is the size of the row's attachments, as the statement has it.
     """
-    attachment_bytes = (
-        select(func.coalesce(func.sum(func.octet_length(attachment.c.content)), 0))
-        .where(attachment.c.outbox_id == outbox.c.id)
-        .scalar_subquery()
-    )
     message_bytes = (
         func.octet_length(outbox.c.body_text)
         + func.coalesce(func.octet_length(outbox.c.body_html), 0)
@@ -394,7 +403,7 @@ def select_claimed() -> Select[Any]:
     """One row this worker claimed, as :func:`claim_due` returns it (``:id``, ``:worker``,
     ``:max_message_bytes``): a row of a claim that failed is read again alone."""
     return (
-        select(*_claimed_columns())
+        select(*_claimed_columns(_attachment_bytes(outbox.c.id)))
         .select_from(outbox.join(profile, profile.c.name == outbox.c.profile))
         .where(
             outbox.c.id == bindparam("id", type_=BigInteger),
