@@ -58,6 +58,7 @@ _STARTUP = frozenset({"application_name", "options"})
 _TIMEOUT = "connect_timeout"  # asyncpg's ``timeout`` argument, which a DSN cannot carry
 _SSL = "ssl"  # how SQLAlchemy's and asyncpg's docs spell sslmode; libpq knows ssl=true
 _CACHE = "prepared_statement_cache_size"  # SQLAlchemy's asyncpg dialect; the engine's only
+_DRIVER_CACHE = "statement_cache_size"  # asyncpg.connect's, given the same size
 
 SUPPORTED_PARAMETERS = tuple(sorted({*_DRIVER_READS, *_STARTUP, _TIMEOUT, _SSL, _CACHE}))
 
@@ -167,10 +168,16 @@ class DatabaseTarget:
         return arguments
 
     def engine_connect_args(self) -> dict[str, Any]:
-        """``connect_args`` of an engine on :data:`ENGINE_URL`."""
+        """``connect_args`` of an engine on :data:`ENGINE_URL`.
+
+        The same size goes to asyncpg's own statement cache: the claim and the result batch
+        run on the driver's connection (:mod:`worker.driver`), past SQLAlchemy's cache, and a
+        pooler that needs ``0`` needs it there too.
+        """
         arguments = self.asyncpg_arguments()
         if self.statement_cache_size is not None:
             arguments[_CACHE] = self.statement_cache_size
+            arguments[_DRIVER_CACHE] = self.statement_cache_size
         return arguments
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -38,15 +39,16 @@ async def post_engine(
 ) -> AsyncIterator[AsyncEngine]:
     """The worker's engine on a database whose tables live in the schema ``post``."""
     await upgrade_async(empty_database_url, "post")
-    settings = Settings(
-        database_url=empty_database_url,
-        secret_key=secret_key,
-        data_dir=tmp_path / "data",
-        db_schema="post",
-    )
-    engine = create_engine(settings)
+    engine = _worker_engine(empty_database_url, secret_key, tmp_path)
     yield engine
     await engine.dispose()
+
+
+def _worker_engine(url: str, secret_key: str, tmp_path: Any) -> AsyncEngine:
+    settings = Settings(
+        database_url=url, secret_key=secret_key, data_dir=tmp_path / "data", db_schema="post"
+    )
+    return create_engine(settings)
 
 
 def _autocommit(engine: AsyncEngine) -> Any:
@@ -253,3 +255,36 @@ async def test_a_replayed_batch_stores_each_attempt_once(post_engine: AsyncEngin
     async with post_engine.connect() as connection:
         stored = (await connection.execute(text("SELECT outbox_id FROM post.attempt"))).all()
     assert [(ids[0],)] == stored
+
+
+@pytest.mark.parametrize(("cache", "kept"), [(None, 1), ("0", 0)], ids=["cache", "no-cache"])
+async def test_prepared_statement_cache_size_0_keeps_no_claim_prepared(
+    post_engine: AsyncEngine,
+    empty_database_url: str,
+    secret_key: str,
+    tmp_path: Any,
+    *,
+    cache: str | None,
+    kept: int,
+) -> None:
+    """``?prepared_statement_cache_size=0`` (behind a pooler) reaches asyncpg's own cache
+    too: the claim, run on the driver, leaves no statement prepared on the server."""
+    await _add_profile_and_messages(post_engine, 1)
+    url = empty_database_url
+    if cache is not None:
+        query = {"prepared_statement_cache_size": cache}
+        url = make_url(url).update_query_dict(query).render_as_string(hide_password=False)
+    engine = _worker_engine(url, secret_key, tmp_path)
+    try:
+        async with _autocommit(engine) as connection:
+            assert 1 == len(await _claim(connection))
+            prepared = await connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_prepared_statements"
+                    " WHERE statement LIKE '%FOR UPDATE SKIP LOCKED%'"
+                    " AND statement NOT LIKE '%pg_prepared_statements%'"  # this query
+                )
+            )
+    finally:
+        await engine.dispose()
+    assert kept == prepared

@@ -109,12 +109,14 @@ def test_connect_timeout_becomes_asyncpgs_timeout(given: str, expected: float | 
 
 def test_the_engine_gets_the_dsn_and_sqlalchemys_own_option() -> None:
     """The engine's connect_args carry the DSN, the timeout when one is given, and
-    prepared_statement_cache_size as the integer SQLAlchemy's dialect takes."""
+    prepared_statement_cache_size as the integer SQLAlchemy's dialect takes, and asyncpg's
+    own statement cache the same size (the claim and the results run on the driver)."""
     target = database_target(f"{PLAIN}?connect_timeout=7&prepared_statement_cache_size=0")
     assert {
         "dsn": PLAIN,
         "timeout": 7.0,
         "prepared_statement_cache_size": 0,
+        "statement_cache_size": 0,
     } == target.engine_connect_args()
     assert {"dsn": PLAIN} == database_target(PLAIN).engine_connect_args()
 
