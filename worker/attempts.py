@@ -183,18 +183,14 @@ class Attempts:
             rendered = render(_sender(message.profile), content)
         else:
             rendered = await asyncio.to_thread(render, _sender(message.profile), content)
-        if rendered.utf8_address is not None:
-            client = session.client
-            if client.is_ehlo_or_helo_needed:  # no TLS and no login: nothing has said EHLO yet
-                await client.ehlo()
-            if not client.supports_extension("smtputf8"):
-                raise MessageBuildError(
-                    N_(
-                        "the server does not offer SMTPUTF8, needed for the address"
-                        " %(address)s (its part before the @ is not ASCII)"
-                    )
-                    % {"address": repr(rendered.utf8_address)}
+        if rendered.utf8_address is not None and not await session.offers("smtputf8"):
+            raise MessageBuildError(
+                N_(
+                    "the server does not offer SMTPUTF8, needed for the address"
+                    " %(address)s (its part before the @ is not ASCII)"
                 )
+                % {"address": repr(rendered.utf8_address)}
+            )
         return rendered
 
     async def _content(self, message: Claimed) -> MessageContent:

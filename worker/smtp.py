@@ -120,12 +120,20 @@ class SmtpSession:
     ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
         """Send one message as ``sendmail()`` does, in as few round trips as the server allows
         (:mod:`worker.smtp_pipelining`): the refused recipients and the server's last reply."""
-        if self.client.is_ehlo_or_helo_needed:  # a plain relay without login: no EHLO yet
-            await _greet(self.client)
+        await self._greeted()
         transfer = transfer_for(self.client, pipelining=self.pipelining, chunking=self.chunking)
         return await send_transaction(
             self.client, sender, recipients, data, mail_options=mail_options, transfer=transfer
         )
+
+    async def offers(self, extension: str) -> bool:
+        """Whether the server offers ``extension`` (such as ``smtputf8``) on this connection."""
+        await self._greeted()
+        return self.client.supports_extension(extension)
+
+    async def _greeted(self) -> None:
+        if self.client.is_ehlo_or_helo_needed:  # a plain relay without login: no EHLO yet
+            await _greet(self.client)
 
 
 class ConnectionPool:
