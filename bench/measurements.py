@@ -15,6 +15,7 @@ import aiosmtplib
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench import cpu
 from bench.database import (
     PROFILE,
     SENDER,
@@ -78,8 +79,8 @@ class Bench:
         """``messages`` rows committed at once to ``processes`` idle workers, to the last
         acceptance; rows up to ``after_id`` (history) stay in the table. ``settings`` are
         the workers' environment beside ``WORKER_ENV``; ``chunked`` counts, per run, the
-        messages that came with BDAT."""
-        rates, counts, chunked = [], [], []
+        messages that came with BDAT; ``cpu_ms_per_message`` says who spent the CPU time."""
+        rates, counts, chunked, spent = [], [], [], []
         environment = {**WORKER_ENV, **(settings or {})}
         for _ in range(self.options.runs):
             await empty_outbox(self.engine, after_id=after_id)
@@ -91,8 +92,13 @@ class Bench:
                 async with self.engine.begin() as connection:
                     await insert_messages(connection, messages, attached)
                 committed = time.monotonic()
+                # After the commit: what the producer's INSERT costs the server is not sending.
+                before = cpu.snapshot(started.pids, self.sink.pid)
                 await wait_count(
                     self.sink, messages, self.deadline(messages), started.assert_running
+                )
+                spent.append(
+                    cpu.per_message(before, cpu.snapshot(started.pids, self.sink.pid), messages)
                 )
                 rates.append(messages / (self.sink.last_at - committed))
                 counts.append(await self.settle_and_check(name, messages))
@@ -104,6 +110,7 @@ class Bench:
         await empty_outbox(self.engine, after_id=after_id)
         self.results.rate(name, rates, counts, messages)
         self.results.figures[name]["chunked"] = chunked
+        self.results.figures[name]["cpu_ms_per_message"] = cpu.medians(spent)
 
     async def history(self) -> None:
         """``worker_1`` again, with ``history_rows`` sent messages already in the outbox."""
@@ -122,15 +129,19 @@ class Bench:
     async def limit(self, name: str, messages: int, attached: bytes | None = None) -> None:
         n, connections = messages, self.options.connections
         rendered = [render(SENDER, content(i, attached)) for i in range(n)]
-        rates, counts = [], []
+        rates, counts, spent = [], [], []
+        senders = [os.getpid()]  # the loop runs in the bench process
         for _ in range(self.options.runs):
             self.sink.reset()
             queue = iter(rendered)
+            before = cpu.snapshot(senders, self.sink.pid)
             started = time.monotonic()
             await asyncio.gather(*(self._send_all(queue) for _ in range(connections)))
+            spent.append(cpu.per_message(before, cpu.snapshot(senders, self.sink.pid), n))
             rates.append(n / (self.sink.last_at - started))
             counts.append(await self.settle_and_check(name, n))
         self.results.rate(name, rates, counts, n)
+        self.results.figures[name]["cpu_ms_per_message"] = cpu.medians(spent)
 
     async def _send_all(self, queue: Iterator[RenderedMessage]) -> None:
         """One reused connection sending from the shared ``queue`` until it is empty."""

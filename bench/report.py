@@ -11,9 +11,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.cpu import cpu_ceiling
 from bench.results import Results
 
-__all__ = ["machine", "ratios", "report", "table", "verdicts"]
+__all__ = ["ceilings", "machine", "ratios", "report", "table", "verdicts"]
 
 PACKAGES = [
     "mail-outbox-worker",
@@ -58,6 +59,9 @@ _RATIOS = {
     "worker_1_attachment/limit_attachment": ("worker_1_attachment", "limit_attachment", 0.8),
     "worker_1_history/worker_1": ("worker_1_history", "worker_1", 0.9),
 }
+# Ratios to the limit whose CPU ceiling is reported: the same ratio were both figures bound
+# only by the CPU time a message costs (:func:`bench.cpu.cpu_ceiling`).
+_CEILINGS = ("worker_1/limit", "worker_1_attachment/limit_attachment")
 _RTT_RATIOS = {
     "rtt_worker_1/one_round_trip": ("rtt_worker_1", "one_round_trip", 0.8),
     "rtt_worker_1/rtt_peer": ("rtt_worker_1", "rtt_peer", 2.0),
@@ -97,6 +101,18 @@ def ratios(figures: dict[str, dict[str, Any]]) -> dict[str, float]:
         numerator, denominator = _rate(figures, top), _rate(figures, bottom)
         if numerator is not None and denominator is not None:
             found[name] = numerator / denominator
+    return found
+
+
+def ceilings(figures: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """For the ratios to the limit: the most they could be on this machine, from CPU time."""
+    found = {}
+    for name in _CEILINGS:
+        top, bottom, _ = _RATIOS[name]
+        if "cpu_ms_per_message" in figures.get(top, {}) and bottom in figures:
+            found[name] = cpu_ceiling(
+                figures[top]["cpu_ms_per_message"], figures[bottom]["cpu_ms_per_message"]
+            )
     return found
 
 
@@ -154,10 +170,33 @@ def table(figures: dict[str, dict[str, Any]]) -> str:
             f" ({memory['messages']} x {memory['attachment_mb']:g} MB, 1 run)"
         )
     found = ratios(figures)
-    lines += ["", *_ratio_lines(found, _RATIOS)]
+    lines += ["", *_ratio_lines(found, _RATIOS), "", *_cpu_lines(figures)]
     if "rtt_bounds" in figures:
         lines += ["", *_rtt_table(figures), "", *_ratio_lines(found, _RTT_RATIOS)]
     return "\n".join(lines)
+
+
+def _cpu_lines(figures: dict[str, dict[str, Any]]) -> list[str]:
+    """CPU time a message on loopback, by who spent it, and the ceilings it sets."""
+    measured = [key for key in _RATES if "cpu_ms_per_message" in figures.get(key, {})]
+    if not measured:
+        return []
+    lines = [
+        "CPU a message on loopback, ms (medians of the runs; the bench's own waiting apart)",
+        f"{'figure':<30} {'sender':>8} {'sink':>8} {'database':>8} {'total':>8} {'bench':>8}",
+    ]
+    for key in measured:
+        spent = figures[key]["cpu_ms_per_message"]
+        waiting = f"{spent['bench']:>8.3f}" if "bench" in spent else f"{'':>8}"
+        lines.append(
+            f"{_RATES[key]:<30} {spent['sender']:>8.3f} {spent['sink']:>8.3f}"
+            f" {spent['postgresql']:>8.3f} {spent['total']:>8.3f} {waiting}"
+        )
+    found = ceilings(figures)
+    if found:
+        lines.append("CPU ceilings: the limit's total a message over the worker's")
+        lines += [f"{name + ':':<40} {ceiling:>6.2f}" for name, ceiling in found.items()]
+    return lines
 
 
 def _rtt_table(figures: dict[str, dict[str, Any]]) -> list[str]:
@@ -182,5 +221,6 @@ def report(results: Results, info: dict[str, Any], settings: dict[str, Any]) -> 
         "figures": figures,
         "ratios": ratios(figures),
         "verdicts": verdicts(ratios(figures)),
+        "cpu_ceilings": ceilings(figures),
         "checks": {"ok": not results.failures, "failures": results.failures},
     }

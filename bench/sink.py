@@ -187,6 +187,14 @@ class SmtpSink:
         self.stop()
 
     @property
+    def pid(self) -> int:
+        """The sink process's id (its CPU time is read from ``/proc``)."""
+        pid = self._process.pid
+        if pid is None:
+            raise RuntimeError("the SMTP sink has not started")
+        return pid
+
+    @property
     def count(self) -> int:
         """Messages accepted so far."""
         return int(self._messages.value)

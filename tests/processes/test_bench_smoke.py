@@ -120,3 +120,17 @@ def test_smoke_run_counts_every_message(server_url: str, tmp_path: Path) -> None
         "rtt_worker_1_classic": [0],
     } == chunked
     assert results["machine"]["postgresql"]
+    # Who spent the CPU time, for the worker and the loop, and the ceiling it sets.
+    # /proc counts in clock ticks (10 ms), which 50 small messages may not fill; 20 messages
+    # with a 100 KB attachment each do.
+    for name in ("worker_1", "limit", "worker_1_attachment", "limit_attachment"):
+        spent = results["figures"][name]["cpu_ms_per_message"]
+        assert {"sender", "sink", "postgresql", "total"} <= spent.keys(), name
+        assert 0 <= spent["sender"] <= spent["total"], name
+        assert ("bench" in spent) == name.startswith("worker"), name
+    for name in ("worker_1_attachment", "limit_attachment"):
+        assert 0 < results["figures"][name]["cpu_ms_per_message"]["sender"], name
+    assert {"worker_1/limit", "worker_1_attachment/limit_attachment"} == set(
+        results["cpu_ceilings"]
+    )
+    assert "CPU ceilings: the limit's total a message over the worker's" in completed.stdout

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.delay import round_trip_bounds
-from bench.report import ratios, table, verdicts
+from bench.report import ceilings, ratios, table, verdicts
 
 
 def _rate(median: float) -> dict[str, Any]:
@@ -75,3 +75,32 @@ def test_the_table_prints_both_modes_with_their_bounds_and_verdicts() -> None:
     loopback = printed.index("worker, 1 process 600.0 600.0 600.0 msgs/s")
     over_network = printed.index("worker, 1 process 40.0 40.0 40.0 msgs/s")
     assert loopback < over_network
+
+
+def _spent(sender: float, sink: float, database: float) -> dict[str, float]:
+    total = sender + sink + database
+    return {"sender": sender, "sink": sink, "postgresql": database, "total": total}
+
+
+def test_the_cpu_ceiling_counts_the_sink_and_the_database_of_each_side() -> None:
+    """The worker pays its own CPU, the sink's and the database's; the bare loop its own and
+    the sink's. The ceiling of worker / limit is the ratio of those sums, printed with each
+    figure's parts."""
+    figures = {
+        **FIGURES,
+        "worker_1": {**_rate(600.0), "cpu_ms_per_message": _spent(0.5, 0.25, 0.25)},
+        "limit": {**_rate(2000.0), "cpu_ms_per_message": _spent(0.3, 0.3, 0.0)},
+    }
+    assert {"worker_1/limit": 0.6} == {
+        name: round(value, 9) for name, value in ceilings(figures).items()
+    }
+    printed = [" ".join(line.split()) for line in table(figures).splitlines()]
+    assert "worker, 1 process 0.500 0.250 0.250 1.000" in printed
+    assert "limit: bare aiosmtplib 0.300 0.300 0.000 0.600" in printed
+    assert "worker_1/limit: 0.60" in printed
+
+
+def test_no_cpu_table_without_cpu_figures() -> None:
+    """An older results file (no CPU figures) prints no CPU lines and no ceiling."""
+    assert {} == ceilings(FIGURES)
+    assert not any(line.startswith("CPU") for line in table(FIGURES).splitlines())
