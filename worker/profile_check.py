@@ -8,8 +8,6 @@ failure is classified like a failed send, with the provider's advice for a refus
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import ssl
 import time
@@ -31,7 +29,14 @@ from worker.presets import Preset, load_presets
 from worker.profiles import Profile
 from worker.sentences import N_
 from worker.settings import Settings
-from worker.smtp import ConnectFailed, SmtpSession, TokenSource, open_connection, tls_plan
+from worker.smtp import (
+    ConnectFailed,
+    SmtpSession,
+    TokenSource,
+    open_connection,
+    quit_and_close,
+    tls_plan,
+)
 
 __all__ = [
     "CheckReport",
@@ -43,8 +48,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("worker.profile_check")
-
-_CLOSE_WAIT_SECONDS = 2.0
 
 
 def encryption_words(profile: Profile) -> str:
@@ -256,7 +259,7 @@ async def _inspect_and_quit(
     except (aiosmtplib.SMTPException, OSError) as exc:
         return None, classify(exc, Stage.CONNECT)
     finally:
-        await _quit(client)
+        await quit_and_close(client)
 
 
 def _offer(session: SmtpSession, profile: Profile) -> ServerOffer:
@@ -304,20 +307,6 @@ def _certificate_names(certificate: x509.Certificate) -> tuple[str, ...]:
     dns = names.get_values_for_type(x509.DNSName)
     addresses = [str(address) for address in names.get_values_for_type(x509.IPAddress)]
     return (*dns, *addresses)
-
-
-async def _quit(client: aiosmtplib.SMTP) -> None:
-    """QUIT, then wait until the socket is really closed (a TLS close takes a few turns)."""
-    protocol = client.protocol
-    try:
-        await client.quit()
-    except (aiosmtplib.SMTPException, OSError):
-        client.close()
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(_CLOSE_WAIT_SECONDS):
-            # aiosmtplib's protocol drops its transport in connection_lost() and offers no event.
-            while protocol is not None and protocol.transport is not None:  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
 
 
 def _log_report(report: CheckReport, checked_by: str | None) -> None:

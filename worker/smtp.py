@@ -43,6 +43,7 @@ __all__ = [
     "TlsPlan",
     "TokenSource",
     "open_connection",
+    "quit_and_close",
     "tls_plan",
 ]
 
@@ -219,7 +220,8 @@ class ConnectionPool:
         idle, self._idle = self._idle, []
         dropped, self._dropped = self._dropped, set()
         await asyncio.gather(
-            *(_quit(session) for session in idle), *(_closed(protocol) for protocol in dropped)
+            *(quit_and_close(session.client) for session in idle),
+            *(_closed(protocol) for protocol in dropped),
         )
 
     def _drop(self, session: SmtpSession, protocol: SMTPProtocol | None) -> None:
@@ -234,7 +236,7 @@ class ConnectionPool:
 
     async def _give_back(self, session: SmtpSession) -> None:
         if self._closed:
-            await _quit(session)
+            await quit_and_close(session.client)
         else:
             self._idle.append(session)
 
@@ -292,8 +294,12 @@ async def open_connection(
         cert_bundle=profile.ca_bundle,
     )
     stage = Stage.CONNECT
+    protocol: SMTPProtocol | None = None
     try:
         await client.connect()
+        # Kept: a command that times out closes the client, which then forgets its protocol,
+        # and the socket must still be seen closed below.
+        protocol = client.protocol
         stage = Stage.TLS
         await _starttls(client, profile, plan)
         stage = Stage.AUTH
@@ -302,20 +308,13 @@ async def open_connection(
         else:
             await _login(client, profile, password)
     except Exception as exc:
-        await _close_and_wait(client)
+        # The socket is closed before the failure is told: a command such as ``profiles
+        # check`` ends its event loop right after, and a transport still closing then is a
+        # ResourceWarning.
+        client.close()
+        await _closed(protocol)
         raise ConnectFailed(stage) from exc
     return SmtpSession(client=client, tls_version=_tls_version(client))
-
-
-async def _close_and_wait(client: aiosmtplib.SMTP, limit: float = 1.0) -> None:
-    """Close a connection and let the socket really close, so no transport outlives its loop.
-
-    (A command such as ``profiles check`` ends its event loop right after a failed connect;
-    a transport still closing then is a ResourceWarning.)
-    """
-    protocol = client.protocol
-    client.close()
-    await _closed(protocol, limit)
 
 
 async def _closed(protocol: SMTPProtocol | None, limit: float = 1.0) -> None:
@@ -468,12 +467,12 @@ def _tls_version(client: aiosmtplib.SMTP) -> str | None:
     return None if ssl_object is None else str(ssl_object.version())
 
 
-async def _quit(session: SmtpSession) -> None:
+async def quit_and_close(client: aiosmtplib.SMTP) -> None:
     """QUIT, and wait until the socket is closed: a worker that stops, or a command that
     ends its event loop, must not leave a TLS socket to the garbage collector."""
-    protocol = session.client.protocol
+    protocol = client.protocol
     try:
-        await session.client.quit()
+        await client.quit()
     except (aiosmtplib.SMTPException, OSError):
-        session.client.close()
+        client.close()
     await _closed(protocol)
