@@ -87,6 +87,15 @@ class ServerOffer:
     size_limit: int | None  # bytes; None when the server states no SIZE limit
     extensions: tuple[str, ...]
 
+    @property
+    def round_trips(self) -> int:
+        """Round trips a message with one recipient costs the worker on this server: one
+        with PIPELINING and CHUNKING (:mod:`worker.smtp_pipelining`), two with PIPELINING
+        alone (the envelope, then the message after DATA's reply), else four."""
+        if "PIPELINING" not in self.extensions:
+            return 4
+        return 1 if "CHUNKING" in self.extensions else 2
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CheckReport:
@@ -340,7 +349,15 @@ def _offer_rows(offer: ServerOffer, now: datetime) -> list[tuple[str, str]]:
     mechanisms = " ".join(offer.auth_mechanisms) or "none"
     rows.append(("AUTH offered", mechanisms))
     rows.append(("SIZE limit", _size_words(offer.size_limit)))
+    rows.append(("sending", _sending_words(offer)))
     return rows
+
+
+def _sending_words(offer: ServerOffer) -> str:
+    offered = [name for name in ("PIPELINING", "CHUNKING") if name in offer.extensions]
+    trips = offer.round_trips
+    ways = " and ".join(offered) if offered else "neither PIPELINING nor CHUNKING"
+    return f"{ways}: {trips} round trip{'s' if trips > 1 else ''} a message"
 
 
 def _expiry_words(certificate: ServerCertificate, now: datetime) -> str:
@@ -395,6 +412,7 @@ def _offer_dict(offer: ServerOffer) -> dict[str, Any]:
         "auth_mechanisms": list(offer.auth_mechanisms),
         "size_limit": offer.size_limit,
         "extensions": list(offer.extensions),
+        "round_trips": offer.round_trips,
     }
 
 

@@ -38,7 +38,7 @@ from tests.kit.provider_servers import (
     WP,
     ProviderServers,
 )
-from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD
+from tests.kit.smtp_fixtures import SMTP_LOGIN, SMTP_PASSWORD, SmtpServerFactory
 from tests.kit.smtp_server import SmtpTestCA, SmtpTestServer
 from worker.presets import load_presets
 from worker.settings import Settings
@@ -138,6 +138,7 @@ def test_a_good_account_works_and_says_what_the_server_offers(
     assert "(verified; expires " in facts["Certificate"]
     assert {"LOGIN", "PLAIN"} == set(facts["AUTH mechanisms"].split())
     assert "32.0 MiB" == facts["Size limit"]
+    assert "4 (no PIPELINING)" == facts["Round trips a message"]
     assert f"{SMTP_LOGIN} (accepted)" == facts["Login"]
     assert [True] == [attempt.success for attempt in starttls_server.auth_attempts]
     assert () == starttls_server.messages
@@ -150,6 +151,23 @@ def test_a_good_account_works_and_says_what_the_server_offers(
         (entry["profile"], entry["works"], entry["by"], entry["tls_version"]) for entry in checked
     ]
     assert SMTP_PASSWORD not in repr(logs)
+
+
+def test_a_server_with_pipelining_and_chunking_costs_one_round_trip_a_message(
+    client: TestClient, smtp_server_factory: SmtpServerFactory
+) -> None:
+    """A server that offers PIPELINING and CHUNKING, as Gmail and Microsoft 365 do: the check
+    says a message costs one round trip, in English and in Polish."""
+    server = smtp_server_factory(
+        tls="starttls", accounts={SMTP_LOGIN: SMTP_PASSWORD}, pipelining=True, chunking=True
+    )
+    sign_in(client, "ewa", ADMIN_PASSWORD)
+
+    english = _check(client, "/accounts/new", **_form(server), password=SMTP_PASSWORD)
+    polish = _check(client, "/accounts/new", "pl-PL,pl", **_form(server), password=SMTP_PASSWORD)
+
+    assert "1 (PIPELINING and CHUNKING)" == _result(english.text)["Round trips a message"]
+    assert "1 (PIPELINING i CHUNKING)" == _result(polish.text)["Wymiany z serwerem na wiadomość"]
 
 
 def test_a_wrong_password_stops_at_the_login_with_the_reply_and_the_providers_hint(

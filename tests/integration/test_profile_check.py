@@ -82,6 +82,7 @@ def test_implicit_tls_profile_works_and_shows_what_the_server_offers(
     assert field(out, "expires").startswith(f"{iso(certificate)} (in ")
     assert {"LOGIN", "PLAIN"} == set(field(out, "AUTH offered").split())
     assert field(out, "SIZE limit").startswith(f"{AIOSMTPD_SIZE} bytes")
+    assert "neither PIPELINING nor CHUNKING: 4 round trips a message" == field(out, "sending")
     assert f"{SMTP_LOGIN} (accepted)" == field(out, "login")
     assert [True] == [attempt.success for attempt in smtps_server.auth_attempts]
     assert "QUIT" in verbs(smtps_server)
@@ -113,6 +114,37 @@ def test_starttls_profile_works_and_says_starttls_was_used(
     assert ["TLSv1.3"] == [attempt.tls_version for attempt in starttls_server.auth_attempts]
     assert verbs(starttls_server).index("STARTTLS") < verbs(starttls_server).index("AUTH")
     assert () == starttls_server.messages
+
+
+# What the server offers (PIPELINING, CHUNKING) -> the round trips and the report's words.
+ROUND_TRIPS = {
+    (True, True): (1, "PIPELINING and CHUNKING: 1 round trip a message"),
+    (True, False): (2, "PIPELINING: 2 round trips a message"),
+    (False, True): (4, "CHUNKING: 4 round trips a message"),
+}
+
+
+@pytest.mark.parametrize("offered", list(ROUND_TRIPS), ids=str)
+def test_the_check_says_how_many_round_trips_a_message_costs(
+    settings: Settings,
+    cli_env: dict[str, str],
+    smtp_server_factory: SmtpServerFactory,
+    offered: tuple[bool, bool],
+) -> None:
+    """What the server offers decides how the worker sends: one round trip a message with
+    PIPELINING and CHUNKING, two with PIPELINING alone, four without PIPELINING (CHUNKING
+    alone is not used: the message would still wait for each command's reply)."""
+    pipelining, chunking = offered
+    trips, sending = ROUND_TRIPS[offered]
+    server = smtp_server_factory(tls="none", pipelining=pipelining, chunking=chunking)
+    asyncio.run(add_profile(settings, server, encryption="none", login=None, password=None))
+
+    text = check(cli_env, "test")
+    as_json = check(cli_env, "test", "--json")
+
+    assert ExitCode.OK == text.exit_code, text.output
+    assert sending == field(text.stdout, "sending")
+    assert trips == json.loads(as_json.stdout)["offer"]["round_trips"]
 
 
 def test_wrong_password_fails_at_auth_with_the_providers_hint(
