@@ -21,11 +21,7 @@ from pathlib import Path
 
 from bench.processes import cpu_seconds
 
-__all__ = ["PARTS", "cpu_ceiling", "medians", "per_message", "snapshot"]
-
-# Who spent the time: the processes sending (worker processes, or the bench itself for the
-# bare loop), the sink, the database server, and the bench process while it only waits.
-PARTS = ("sender", "sink", "postgresql", "bench")
+__all__ = ["cpu_ceiling", "medians", "per_message", "snapshot"]
 
 
 def postgres_cpu_seconds() -> float:
@@ -43,8 +39,9 @@ def postgres_cpu_seconds() -> float:
 
 
 def snapshot(senders: Sequence[int], sink: int) -> dict[str, float]:
-    """CPU seconds so far of the ``senders`` (pids), the ``sink`` (its pid), PostgreSQL and
-    the bench process; the bench counts as a sender when its pid is among ``senders``."""
+    """CPU seconds so far of the ``senders`` (the worker processes, or the bench itself for
+    the bare loop), the ``sink``, PostgreSQL, and the bench process while it only waits
+    (``bench``, left out when the bench is among ``senders``)."""
     own = os.getpid()
     spent = {
         "sender": sum(cpu_seconds(pid) for pid in senders),

@@ -109,10 +109,10 @@ def ceilings(figures: dict[str, dict[str, Any]]) -> dict[str, float]:
     found = {}
     for name in _CEILINGS:
         top, bottom, _ = _RATIOS[name]
-        if "cpu_ms_per_message" in figures.get(top, {}) and bottom in figures:
-            found[name] = cpu_ceiling(
-                figures[top]["cpu_ms_per_message"], figures[bottom]["cpu_ms_per_message"]
-            )
+        worker = figures.get(top, {}).get("cpu_ms_per_message")
+        limit = figures.get(bottom, {}).get("cpu_ms_per_message")
+        if worker is not None and limit is not None:
+            found[name] = cpu_ceiling(worker, limit)
     return found
 
 

@@ -101,6 +101,12 @@ def test_the_cpu_ceiling_counts_the_sink_and_the_database_of_each_side() -> None
 
 
 def test_no_cpu_table_without_cpu_figures() -> None:
-    """An older results file (no CPU figures) prints no CPU lines and no ceiling."""
+    """An older results file (no CPU figures) prints no CPU lines and no ceiling; with the
+    worker's CPU alone there is no ceiling either."""
     assert {} == ceilings(FIGURES)
     assert not any(line.startswith("CPU") for line in table(FIGURES).splitlines())
+    worker_only = {
+        **FIGURES,
+        "worker_1": {**_rate(600.0), "cpu_ms_per_message": _spent(0.5, 0.25, 0.25)},
+    }
+    assert {} == ceilings(worker_only)
