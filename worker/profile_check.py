@@ -86,13 +86,15 @@ class ServerOffer:
     auth_mechanisms: tuple[str, ...]
     size_limit: int | None  # bytes; None when the server states no SIZE limit
     extensions: tuple[str, ...]
+    # The workers use PIPELINING and CHUNKING where offered (MAILWORKER_SMTP_PIPELINING).
+    pipelining: bool = True
 
     @property
     def round_trips(self) -> int:
         """Round trips a message with one recipient costs the worker on this server: one
         with PIPELINING and CHUNKING (:mod:`worker.smtp_pipelining`), two with PIPELINING
         alone (the envelope, then the message after DATA's reply), else four."""
-        if "PIPELINING" not in self.extensions:
+        if not self.pipelining or "PIPELINING" not in self.extensions:
             return 4
         return 1 if "CHUNKING" in self.extensions else 2
 
@@ -172,13 +174,15 @@ async def check_profile(
     *,
     tokens: TokenSource | None = None,
     checked_by: str | None = None,
+    pipelining: bool = True,
 ) -> CheckReport:
     """Connect, encrypt, EHLO, log in and QUIT as ``profile`` says; never sends a message.
 
     ``cipher`` decrypts the stored password (``None`` is fine for a profile without one);
     an OAuth profile logs in with an access token from ``tokens``, as the worker would.
     Each step waits at most the profile's ``timeout_seconds`` for the server.
-    ``checked_by`` (a console user) is logged with the result.
+    ``checked_by`` (a console user) is logged with the result. ``pipelining``: whether the
+    workers use PIPELINING and CHUNKING, for the round trips a message costs.
     """
     started = time.monotonic()
     offer: ServerOffer | None = None
@@ -192,7 +196,7 @@ async def check_profile(
     except ConnectFailed as exc:
         failure = classify(exc.__cause__ or exc, exc.stage)
     else:
-        offer, failure = await _inspect_and_quit(session, profile)
+        offer, failure = await _inspect_and_quit(session, profile, pipelining=pipelining)
     if failure is not None:
         failure = provider_hint(failure, profile, presets)
     report = CheckReport(
@@ -221,11 +225,18 @@ async def check_as_worker(
         oauth_cipher = load_cipher(settings)
         tokens = OAuthTokens(open_repository, oauth_cipher).of(profile)
         return await check_profile(
-            profile, oauth_cipher, presets, tokens=tokens, checked_by=checked_by
+            profile,
+            oauth_cipher,
+            presets,
+            tokens=tokens,
+            checked_by=checked_by,
+            pipelining=settings.smtp_pipelining,
         )
     logs_in = profile.auth_method != "none" and profile.has_password
     cipher = load_cipher(settings) if logs_in else None
-    return await check_profile(profile, cipher, presets, checked_by=checked_by)
+    return await check_profile(
+        profile, cipher, presets, checked_by=checked_by, pipelining=settings.smtp_pipelining
+    )
 
 
 class _NoPassword(Exception):
@@ -257,21 +268,21 @@ def _password(profile: Profile, cipher: PasswordCipher | None) -> str | None:
 
 
 async def _inspect_and_quit(
-    session: SmtpSession, profile: Profile
+    session: SmtpSession, profile: Profile, *, pipelining: bool
 ) -> tuple[ServerOffer | None, Failure | None]:
     """What the logged-in connection offers; then QUIT and wait until the socket is closed."""
     client = session.client
     try:
         if client.is_ehlo_or_helo_needed:  # a profile without login has not said EHLO yet
             await client.ehlo()
-        return _offer(session, profile), None
+        return _offer(session, profile, pipelining=pipelining), None
     except (aiosmtplib.SMTPException, OSError) as exc:
         return None, classify(exc, Stage.CONNECT)
     finally:
         await quit_and_close(client)
 
 
-def _offer(session: SmtpSession, profile: Profile) -> ServerOffer:
+def _offer(session: SmtpSession, profile: Profile, *, pipelining: bool) -> ServerOffer:
     client = session.client
     extensions = client.esmtp_extensions
     size = extensions.get("size", "").strip()
@@ -283,6 +294,7 @@ def _offer(session: SmtpSession, profile: Profile) -> ServerOffer:
         auth_mechanisms=tuple(m.upper() for m in client.server_auth_methods) if offers_auth else (),
         size_limit=int(size) if size.isdigit() and int(size) > 0 else None,
         extensions=tuple(sorted(name.upper() for name in extensions)),
+        pipelining=pipelining,
     )
 
 
@@ -357,7 +369,10 @@ def _sending_words(offer: ServerOffer) -> str:
     offered = [name for name in ("PIPELINING", "CHUNKING") if name in offer.extensions]
     trips = offer.round_trips
     ways = " and ".join(offered) if offered else "neither PIPELINING nor CHUNKING"
-    return f"{ways}: {trips} round trip{'s' if trips > 1 else ''} a message"
+    words = f"{ways}: {trips} round trip{'s' if trips > 1 else ''} a message"
+    if offered and not offer.pipelining:
+        words += " (the workers do not use them: MAILWORKER_SMTP_PIPELINING=false)"
+    return words
 
 
 def _expiry_words(certificate: ServerCertificate, now: datetime) -> str:

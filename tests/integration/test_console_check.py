@@ -170,6 +170,38 @@ def test_a_server_with_pipelining_and_chunking_costs_one_round_trip_a_message(
     assert "1 (PIPELINING i CHUNKING)" == _result(polish.text)["Wymiany z serwerem na wiadomość"]
 
 
+@pytest.fixture
+def classic_client(
+    settings: Settings,
+    database_url: str,
+    cli_env: dict[str, str],
+    smtp_ca: SmtpTestCA,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[TestClient]:
+    """The console of a deployment whose workers send without PIPELINING."""
+    add_console_users(cli_env)
+    monkeypatch.setenv("SSL_CERT_FILE", smtp_ca.cert_bundle)
+    classic = settings.model_copy(update={"smtp_pipelining": False})
+    with console_client(classic, database_url) as client:
+        yield client
+
+
+def test_a_console_whose_workers_send_without_pipelining_says_so(
+    classic_client: TestClient, smtp_server_factory: SmtpServerFactory
+) -> None:
+    """With MAILWORKER_SMTP_PIPELINING=false the workers send the classic way: four round
+    trips, though the server offers PIPELINING and CHUNKING."""
+    server = smtp_server_factory(
+        tls="starttls", accounts={SMTP_LOGIN: SMTP_PASSWORD}, pipelining=True, chunking=True
+    )
+    sign_in(classic_client, "ewa", ADMIN_PASSWORD)
+
+    answer = _check(classic_client, "/accounts/new", **_form(server), password=SMTP_PASSWORD)
+
+    facts = _result(answer.text)
+    assert "4 (the workers do not use PIPELINING)" == facts["Round trips a message"]
+
+
 def test_a_wrong_password_stops_at_the_login_with_the_reply_and_the_providers_hint(
     client: TestClient, database_url: str, provider_servers: ProviderServers
 ) -> None:

@@ -147,6 +147,26 @@ def test_the_check_says_how_many_round_trips_a_message_costs(
     assert trips == json.loads(as_json.stdout)["offer"]["round_trips"]
 
 
+def test_the_round_trips_follow_the_workers_setting_too(
+    settings: Settings, cli_env: dict[str, str], smtp_server_factory: SmtpServerFactory
+) -> None:
+    """With MAILWORKER_SMTP_PIPELINING=false the workers send the classic way whatever the
+    server offers, and the check says so."""
+    server = smtp_server_factory(tls="none", pipelining=True, chunking=True)
+    asyncio.run(add_profile(settings, server, encryption="none", login=None, password=None))
+    classic = {**cli_env, "MAILWORKER_SMTP_PIPELINING": "false"}
+
+    text = check(classic, "test")
+    as_json = check(classic, "test", "--json")
+
+    assert ExitCode.OK == text.exit_code, text.output
+    assert (
+        "PIPELINING and CHUNKING: 4 round trips a message"
+        " (the workers do not use them: MAILWORKER_SMTP_PIPELINING=false)"
+    ) == field(text.stdout, "sending")
+    assert 4 == json.loads(as_json.stdout)["offer"]["round_trips"]
+
+
 def test_wrong_password_fails_at_auth_with_the_providers_hint(
     settings: Settings, cli_env: dict[str, str], smtps_server: SmtpTestServer
 ) -> None:

@@ -34,6 +34,7 @@ class CheckView:
     auth_mechanisms: str = ""
     size_limit_mib: str | None = None  # None: the server states no limit
     round_trips: int | None = None  # a message's round trips on this server (1, 2 or 4)
+    pipelining_off: bool = False  # the workers do not use PIPELINING (a setting)
     stage: str | None = None  # where it failed: connect, tls, auth, ...
     reply: str | None = None  # the core's reason; a refusal's is the server's reply itself
     reply_is_servers: bool = False
@@ -58,6 +59,7 @@ def check_view(report: CheckReport) -> CheckView:
         auth_mechanisms="" if offer is None else " ".join(offer.auth_mechanisms),
         size_limit_mib=None if size_limit is None else f"{size_limit / _MIB:.1f}",
         round_trips=None if offer is None else offer.round_trips,
+        pipelining_off=offer is not None and not offer.pipelining,
         stage=None if failure is None else str(failure.stage),
         reply=None if failure is None else failure.reason,
         reply_is_servers=failure is not None and failure.code is not None,
