@@ -50,8 +50,15 @@ PRESETS = load_presets()
 
 
 @pytest.fixture
+def console_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The console's settings: the test's, changed by an indirect parameter if one is given."""
+    changes: dict[str, Any] = getattr(request, "param", {})
+    return settings.model_copy(update=changes)
+
+
+@pytest.fixture
 def client(
-    settings: Settings,
+    console_settings: Settings,
     database_url: str,
     cli_env: dict[str, str],
     smtp_ca: SmtpTestCA,
@@ -60,7 +67,7 @@ def client(
     """The console with the kit's users; it trusts the kit's CA."""
     add_console_users(cli_env)
     monkeypatch.setenv("SSL_CERT_FILE", smtp_ca.cert_bundle)
-    with console_client(settings, database_url) as client:
+    with console_client(console_settings, database_url) as client:
         yield client
 
 
@@ -170,33 +177,18 @@ def test_a_server_with_pipelining_and_chunking_costs_one_round_trip_a_message(
     assert "1 (PIPELINING i CHUNKING)" == _result(polish.text)["Wymiany z serwerem na wiadomość"]
 
 
-@pytest.fixture
-def classic_client(
-    settings: Settings,
-    database_url: str,
-    cli_env: dict[str, str],
-    smtp_ca: SmtpTestCA,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[TestClient]:
-    """The console of a deployment whose workers send without PIPELINING."""
-    add_console_users(cli_env)
-    monkeypatch.setenv("SSL_CERT_FILE", smtp_ca.cert_bundle)
-    classic = settings.model_copy(update={"smtp_pipelining": False})
-    with console_client(classic, database_url) as client:
-        yield client
-
-
+@pytest.mark.parametrize("console_settings", [{"smtp_pipelining": False}], indirect=True)
 def test_a_console_whose_workers_send_without_pipelining_says_so(
-    classic_client: TestClient, smtp_server_factory: SmtpServerFactory
+    client: TestClient, smtp_server_factory: SmtpServerFactory
 ) -> None:
     """With MAILWORKER_SMTP_PIPELINING=false the workers send the classic way: four round
     trips, though the server offers PIPELINING and CHUNKING."""
     server = smtp_server_factory(
         tls="starttls", accounts={SMTP_LOGIN: SMTP_PASSWORD}, pipelining=True, chunking=True
     )
-    sign_in(classic_client, "ewa", ADMIN_PASSWORD)
+    sign_in(client, "ewa", ADMIN_PASSWORD)
 
-    answer = _check(classic_client, "/accounts/new", **_form(server), password=SMTP_PASSWORD)
+    answer = _check(client, "/accounts/new", **_form(server), password=SMTP_PASSWORD)
 
     facts = _result(answer.text)
     assert "4 (the workers do not use PIPELINING)" == facts["Round trips a message"]
